@@ -1,0 +1,3 @@
+from ctqc.cli import main
+
+main()

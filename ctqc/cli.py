@@ -1,0 +1,187 @@
+"""The ``ctqc`` command line: thin wrappers over importable stage functions.
+
+Heavy modules (torch, pandas, sklearn) are imported inside the commands so that
+``ctqc --help`` stays fast. User mistakes print one ``error:`` line and exit 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from ctqc import __version__
+from ctqc.errors import UserError
+
+app = typer.Typer(
+    name="ctqc",
+    help="Quality control for synthetic medical images (GAN → QC → filter → classifier comparison → report).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Inspect and prepare the real labelled images.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+class _State:
+    debug = False
+    quiet = False
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(quiet=_State.quiet, highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ctqc {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    _State.debug = debug
+    _State.quiet = quiet
+
+
+# Options shared by the commands that load data.
+ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Preset name (default, paper, smoke) or YAML path.")]
+DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Folder with images + labels.csv, or a .npz. Default: built-in phantoms.")]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key, e.g. --set gan.epochs=10 (repeatable).")]
+
+
+def _load_config(config: str | None, data: Path | None, overrides: list[str] | None):
+    from ctqc.config import load_config
+
+    return load_config(config, overrides or [], data)
+
+
+@app.command("demo-data")
+def demo_data(
+    out: Annotated[Path, typer.Argument(help="Folder to create (must not exist or be empty).")],
+    n_per_class: Annotated[int, typer.Option(min=3, help="Images per class.")] = 100,
+    size: Annotated[int, typer.Option(min=16, max=1024, help="Rendered image size in px.")] = 256,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    difficulty: Annotated[float, typer.Option(min=0.0, max=1.0, help="0 = easy, 1 = very hard.")] = 0.5,
+) -> None:
+    """Write the built-in phantom head-CT dataset in the Kaggle layout (head_ct/*.png + labels.csv)."""
+    from ctqc.demo_data import write_kaggle_layout
+    from ctqc.phantoms import PhantomSpec
+
+    spec = PhantomSpec(n_per_class=n_per_class, size=size, seed=seed, difficulty=difficulty)
+    counts = write_kaggle_layout(out, spec)
+    _console().print(
+        f"wrote {sum(counts.values())} phantom slices ({', '.join(f'{n} {c}' for c, n in counts.items())}) "
+        f"at {size}×{size} px to {out}/head_ct/ with {out}/labels.csv"
+    )
+
+
+@data_app.command("inspect")
+def data_inspect(
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Counts per class, image sizes and modes, problems found, split sizes. Writes nothing."""
+    from ctqc.data.inspect import inspect_data
+
+    report = inspect_data(_load_config(config, data, set_))
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    _print_inspection(report)
+
+
+@data_app.command("prepare")
+def data_prepare(data: DataOpt = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
+    """Check and split the data, and create a run directory (config.yaml, splits.csv, manifest.json)."""
+    from ctqc.prepare import prepare_run
+
+    cfg = _load_config(config, data, set_)
+    prepared = prepare_run(cfg)
+    console = _console()
+    sizes = prepared.splits.sizes(0)
+    console.print(f"[bold]run[/] {prepared.run.path.resolve()}")
+    console.print(f"  data: {prepared.data.source.location} — {len(prepared.data)} images, " + ", ".join(f"{n} {c}" for c, n in prepared.data.class_counts().items()))
+    console.print(f"  fingerprint: {prepared.data.source.fingerprint}")
+    console.print(
+        f"  split ({cfg.split.scheme}, {len(prepared.splits.folds)} fold(s)): "
+        + " / ".join(f"{sum(sizes[r].values())} {r}" for r in ("train", "val", "test"))
+    )
+    for warning in prepared.data.source.warnings:
+        console.print(f"  [yellow]warning:[/] {warning}")
+    console.print("  wrote config.yaml, splits.csv, manifest.json")
+
+
+def _print_inspection(report: dict) -> None:
+    from rich.table import Table
+
+    console = _console()
+    src = report["source"]
+    console.print(f"[bold]{src['location']}[/] ({src['kind']}) — {report['n_images']} images, fingerprint {report['fingerprint']}")
+    if src.get("images_dir"):
+        console.print(f"images in {src['images_dir']}")
+    classes = Table("class", "images", title="Classes")
+    for name, n in report["class_counts"].items():
+        classes.add_row(name, str(n))
+    console.print(classes)
+    shape = Table("", "min", "median", "max", title="Original size (px)")
+    for axis in ("width_px", "height_px"):
+        r = report[axis]
+        shape.add_row(axis.split("_")[0], str(r.get("min", "-")), str(r.get("median", "-")), str(r.get("max", "-")))
+    console.print(shape)
+    console.print("longer side: " + ", ".join(f"{k}: {v}" for k, v in report["longer_side_px"].items() if v))
+    console.print("modes: " + ", ".join(f"{k}: {v}" for k, v in report["modes"].items()) + "; formats: " + ", ".join(f"{k}: {v}" for k, v in report["formats"].items()))
+    split = report["split"]["fold_0"]
+    names = list(report["class_counts"])
+    table = Table("role", *names, "total", title=f"Split (fold 0 of {report['split']['folds']})")
+    for role in ("train", "val", "test"):
+        counts = [split[role].get(n, 0) for n in names]
+        table.add_row(role, *map(str, counts), str(sum(counts)))
+    console.print(table)
+    if report["problems"]:
+        console.print("[yellow]problems found:[/]")
+        for p in report["problems"]:
+            console.print(f"  - {p}")
+    else:
+        console.print("no problems found")
+
+
+def main() -> None:
+    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        rv = app(standalone_mode=False)
+    except UserError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors carry their own exit code
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        if debug:
+            raise
+        typer.echo(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} (rerun with --debug for the traceback)", err=True)
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)

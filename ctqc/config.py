@@ -1,0 +1,282 @@
+"""Typed configuration: YAML presets validated into pydantic models.
+
+Defaults live in one place, the model fields below; ``configs/default.yaml``
+only names itself, ``paper.yaml`` and ``smoke.yaml`` override what differs.
+Unknown keys and bad values raise :class:`~ctqc.errors.UserError` naming the
+dotted key. Dotted overrides (``--set gan.epochs=10``) are parsed as YAML
+scalars and applied before validation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ctqc.errors import UserError
+
+CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+#: DICOM display windows as (level, width) in Hounsfield units.
+WINDOW_PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "bone": (600.0, 2800.0),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DicomConfig(_Strict):
+    """How DICOM pixel data become display intensities."""
+
+    window: Literal["brain", "subdural", "bone", "custom"] = "brain"
+    level: float | None = None  # HU, only with window=custom
+    width: float | None = Field(None, gt=0)  # HU, only with window=custom
+
+    @model_validator(mode="after")
+    def _custom_needs_level_and_width(self) -> DicomConfig:
+        custom = self.window == "custom"
+        given = self.level is not None or self.width is not None
+        if custom and (self.level is None or self.width is None):
+            raise ValueError("window=custom needs both data.dicom.level and data.dicom.width")
+        if given and not custom:
+            raise ValueError("data.dicom.level/width are only used with data.dicom.window=custom")
+        return self
+
+    def level_width(self) -> tuple[float, float]:
+        if self.window == "custom":
+            assert self.level is not None and self.width is not None
+            return self.level, self.width
+        return WINDOW_PRESETS[self.window]
+
+
+class PhantomConfig(_Strict):
+    """The built-in procedural head-CT dataset, used when no ``data.path`` is given."""
+
+    n_per_class: int = Field(100, ge=3, le=100_000)
+    size: int = Field(256, ge=16, le=1024)  # rendered size in px, before preprocessing
+    seed: int = 0
+    difficulty: float = Field(0.5, ge=0.0, le=1.0)
+
+
+class DataConfig(_Strict):
+    """Where the labelled real images come from and how they are preprocessed."""
+
+    path: Path | None = None  # folder (images + labels CSV) or .npz; None → built-in phantoms
+    format: Literal["auto", "folder", "npz", "phantom"] = "auto"
+    labels_csv: str = "labels.csv"  # relative to path
+    images_dir: str | None = None  # relative to path; None → auto-detect
+    id_column: str = "id"
+    label_column: str | None = None  # None → the one column that is neither id nor group
+    group_column: str | None = None  # patient id: splits keep a group together
+    classes: dict[int, str] = Field(default_factory=lambda: {0: "normal", 1: "haemorrhage"})
+    image_size: Literal[32, 64, 128, 256] = 32
+    unlabelled_images: Literal["error", "skip"] = "error"
+    # 16-bit and float images: "absolute" scales by the type's full range,
+    # "per_image" stretches each image's min..max to 0..1.
+    intensity: Literal["absolute", "per_image"] = "absolute"
+    max_image_pixels: int = Field(50_000_000, gt=0)  # decompression-bomb guard
+    dicom: DicomConfig = Field(default_factory=DicomConfig)
+    phantom: PhantomConfig = Field(default_factory=PhantomConfig)
+
+    @field_validator("classes")
+    @classmethod
+    def _at_least_two_named_classes(cls, classes: dict[int, str]) -> dict[int, str]:
+        if len(classes) < 2:
+            raise ValueError("needs at least two classes")
+        names = [str(n).strip() for n in classes.values()]
+        if any(not n for n in names):
+            raise ValueError("class names must not be empty")
+        if len(set(names)) != len(names):
+            raise ValueError("class names must be unique")
+        return dict(sorted((int(k), str(v).strip()) for k, v in classes.items()))
+
+
+class SplitConfig(_Strict):
+    """Train / val / test partition. Fractions default to the paper's 144 / 34 / 22 of 200."""
+
+    scheme: Literal["holdout", "kfold"] = "holdout"
+    val_fraction: float = Field(0.17, gt=0.0, lt=1.0)
+    test_fraction: float = Field(0.11, gt=0.0, lt=1.0)  # holdout only; k-fold tests 1/folds
+    folds: int = Field(5, ge=2, le=50)
+    repeats: int = Field(1, ge=1, le=100)
+    seed: int | None = None  # None → the top-level seed
+
+    @model_validator(mode="after")
+    def _leaves_training_images(self) -> SplitConfig:
+        if self.scheme == "holdout" and self.val_fraction + self.test_fraction >= 0.9:
+            raise ValueError("val_fraction + test_fraction must leave at least 10 % for training")
+        return self
+
+
+class GanConfig(_Strict):
+    """GAN training (used by ``ctqc train``). Paper: section 4.2."""
+
+    architecture: Literal["paper", "strided"] = "strided"
+    mode: Literal["per_class", "conditional"] = "per_class"
+    z_dim: int = Field(100, ge=1)
+    epochs: int = Field(300, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0, lt=1)
+    beta2: float = Field(0.999, ge=0, lt=1)
+    n_synthetic: int = Field(200, ge=1)  # size of the synthetic pool (all classes together)
+
+
+class ClassifierConfig(_Strict):
+    """Downstream classifier (used by ``ctqc compare``). Paper: section 4.3."""
+
+    arch: Literal["resnet50", "resnet18"] = "resnet50"
+    stem: Literal["paper", "cifar"] = "paper"
+    dropout: float = Field(0.4, ge=0, lt=1)
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["rmsprop", "adam"] = "rmsprop"
+    lr: float = Field(1e-3, gt=0)
+    patience: int = Field(5, ge=1)
+    max_epochs: int = Field(100, ge=1)
+
+
+class RunConfig(_Strict):
+    root: Path = Path("runs")  # run directories are created under here
+
+
+class Config(_Strict):
+    name: str = "default"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    gan: GanConfig = Field(default_factory=GanConfig)
+    classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @property
+    def split_seed(self) -> int:
+        return self.seed if self.split.seed is None else self.split.seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def hash(self) -> str:
+        """Content hash of the resolved config (stable across key order)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(config: str | Path | None) -> Path | None:
+    """A preset name (``paper``) or a path to a YAML file; ``None`` → the default preset."""
+    if config is None:
+        config = "default"
+    path = Path(config)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        return path
+    preset = CONFIGS_DIR / f"{config}.yaml"
+    if preset.is_file():
+        return preset
+    raise UserError(f"unknown config '{config}': give a YAML path or one of {', '.join(preset_names())}")
+
+
+def load_config(
+    config: str | Path | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    data: str | Path | None = None,
+) -> Config:
+    """Load a preset or YAML file, apply ``--set`` overrides and ``--data``, validate."""
+    path = resolve_config_path(config)
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_yaml(path)
+    for item in overrides:
+        apply_override(raw, item)
+    if data is not None:
+        raw.setdefault("data", {})
+        if not isinstance(raw["data"], dict):
+            raise UserError(f"{path}: key 'data' must be a mapping")
+        raw["data"]["path"] = str(data)
+    return validate_config(raw, source=str(path) if path else "config")
+
+
+def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise UserError(f"{source}: {describe_validation_error(exc)}") from None
+
+
+def apply_override(raw: dict[str, Any], item: str) -> None:
+    """Apply one ``dotted.key=value`` override to a raw config dict in place."""
+    key, sep, value_text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set '{item}': expected KEY=VALUE with a dotted key, e.g. --set gan.epochs=10")
+    try:
+        value = yaml.safe_load(value_text) if value_text.strip() else ""
+    except yaml.YAMLError:
+        raise UserError(f"--set {key}: cannot parse value '{value_text}'") from None
+    node = raw
+    parts = key.split(".")
+    for depth, part in enumerate(parts[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise UserError(f"--set {key}: '{'.'.join(parts[: depth + 1])}' is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per problem, joined with '; ', each naming the dotted key."""
+    messages = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        if err["type"] == "extra_forbidden":
+            valid = _valid_keys(err["loc"][:-1])
+            hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
+            messages.append(f"unknown key '{key}'{hint}")
+        else:
+            given = err.get("input")
+            shown = "" if isinstance(given, dict) else f" (got {given!r})"
+            messages.append(f"key '{key}': {err['msg']}{shown}")
+    return "; ".join(messages)
+
+
+def _valid_keys(loc: tuple[Any, ...]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise UserError(f"{path}:{where} invalid YAML ({getattr(exc, 'problem', exc)})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read config ({exc.__class__.__name__})") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(raw).__name__}")
+    return raw
