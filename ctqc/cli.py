@@ -36,7 +36,7 @@ class _State:
 def _console():
     from rich.console import Console
 
-    return Console(quiet=_State.quiet, highlight=False)
+    return Console(quiet=_State.quiet, highlight=False, soft_wrap=True)
 
 
 def _version(value: bool) -> None:
@@ -160,28 +160,18 @@ def _print_inspection(report: dict) -> None:
 
 
 def main() -> None:
-    """Entry point: run the app, turning user errors into one line and exit code 2."""
+    """Entry point. Usage errors are typer's (exit 2); user errors print one line and exit 2."""
     debug = "--debug" in sys.argv[1:]
     try:
-        rv = app(standalone_mode=False)
+        app()  # standalone: typer reports its own usage errors and exits
     except UserError as exc:
         if debug:
             raise
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except Exception as exc:  # click usage errors carry their own exit code
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
+    except Exception as exc:
         if debug:
             raise
-        typer.echo(f"internal error: {exc.__class__.__name__}: {' '.join(str(exc).split())} (rerun with --debug for the traceback)", err=True)
+        message = " ".join(str(exc).split())
+        typer.echo(f"internal error: {exc.__class__.__name__}: {message} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
-    sys.exit(rv if isinstance(rv, int) else 0)

@@ -209,14 +209,18 @@ def load_config(
         if not isinstance(raw["data"], dict):
             raise UserError(f"{path}: key 'data' must be a mapping")
         raw["data"]["path"] = str(data)
-    return validate_config(raw, source=str(path) if path else "config")
+    override_keys = [item.partition("=")[0].strip() for item in overrides]
+    return validate_config(raw, source=str(path) if path else "config", override_keys=override_keys)
 
 
-def validate_config(raw: dict[str, Any], source: str = "config") -> Config:
+def validate_config(raw: dict[str, Any], source: str = "config", override_keys: list[str] = ()) -> Config:
+    """Validate a raw dict; errors name ``--set`` when the bad key came from an override."""
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise UserError(f"{source}: {describe_validation_error(exc)}") from None
+        keys = {".".join(str(p) for p in err["loc"]) for err in exc.errors()}
+        from_overrides = all(any(k == o or k.startswith(o + ".") for o in override_keys) for k in keys)
+        raise UserError(f"{'--set' if from_overrides else source}: {describe_validation_error(exc)}") from None
 
 
 def apply_override(raw: dict[str, Any], item: str) -> None:
