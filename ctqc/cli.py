@@ -125,6 +125,62 @@ def data_prepare(data: DataOpt = None, config: ConfigOpt = None, set_: SetOpt = 
     console.print("  wrote config.yaml, splits.csv, manifest.json")
 
 
+RunOpt = Annotated[Optional[Path], typer.Option("--run", "-r", help="Run directory. Default: runs/latest.")]
+
+
+@app.command("train")
+def train_cmd(
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an existing run (--run, default runs/latest) from its last checkpoints.")] = False,
+    run: RunOpt = None,
+) -> None:
+    """Create a run, split the data, train the GAN(s) on the training part only, and generate the synthetic pool."""
+    from ctqc.rundir import RunDir
+    from ctqc.train import train
+
+    if resume:
+        if data is not None or config is not None or set_:
+            raise UserError("--resume continues a run with its saved config; drop --data/--config/--set")
+        target = RunDir.open(run)
+        result = train(run=target, progress=not _State.quiet)
+    else:
+        if run is not None:
+            raise UserError("--run is only used with --resume; a new training creates its own run")
+        result = train(_load_config(config, data, set_), progress=not _State.quiet)
+    _print_run_summary(result)
+
+
+@app.command("generate")
+def generate_cmd(
+    run: RunOpt = None,
+    n: Annotated[Optional[int], typer.Option("--n", min=1, help="Images per fold (default: gan.n_synthetic).")] = None,
+    per_class: Annotated[bool, typer.Option("--per-class", help="Make --n images for every class instead of --n in all.")] = False,
+    seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed (default: the run's seed).")] = None,
+) -> None:
+    """(Re)generate the synthetic pool of a trained run with the EMA generators."""
+    from ctqc.generate import generate
+    from ctqc.rundir import RunDir
+
+    target = RunDir.open(run)
+    folder = generate(target, n=n, per_class=per_class, seed=seed)
+    _console().print(f"wrote {len(list(folder.glob('syn_*.png')))} synthetic images and index.csv to {folder}")
+
+
+def _print_run_summary(run) -> None:
+    import pandas as pd
+
+    console = _console()
+    console.print(f"[bold]run[/] {run.path}")
+    stages = run.manifest()["stages"]
+    console.print("  stages: " + ", ".join(f"{k} {v['status']} ({v.get('seconds', 0):.0f} s)" for k, v in stages.items()))
+    index = run.path / "samples" / "index.csv"
+    if index.is_file():
+        counts = pd.read_csv(index)["class"].value_counts().to_dict()
+        console.print(f"  synthetic pool: {index.parent} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+
+
 def _print_inspection(report: dict) -> None:
     from rich.table import Table
 

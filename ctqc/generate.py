@@ -1,0 +1,107 @@
+"""The generate stage: the synthetic pool from each fold's trained (EMA) generators.
+
+Files are ``samples/syn_<class>_<fold>_<idx>.png`` — 8-bit grayscale, marked as
+synthetic in their PNG text chunks (tool, version, run, checkpoint, seed) — and
+``samples/index.csv``. The same run and seed give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from ctqc import __version__, atomic
+from ctqc.errors import UserError
+from ctqc.rundir import RunDir
+from ctqc.splits import Splits
+from ctqc.train import class_slug, unit_seed
+
+INDEX_COLUMNS = ["sample_id", "file", "class", "label", "fold", "seed", "checkpoint", "synthetic"]
+
+
+def allocate(total: int, counts: dict[int, int]) -> dict[int, int]:
+    """Split ``total`` across classes in proportion to ``counts`` (largest remainder)."""
+    keys = sorted(counts)
+    weights = np.array([counts[k] for k in keys], dtype=float)
+    exact = total * weights / weights.sum()
+    shares = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - shares), kind="stable")[: total - shares.sum()]:
+        shares[i] += 1
+    return {k: int(s) for k, s in zip(keys, shares)}
+
+
+def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: int | None = None) -> Path:
+    """(Re)write ``samples/`` for ``run``; ``n`` defaults to ``gan.n_synthetic`` per fold.
+
+    With ``per_class`` every class gets ``n`` images, otherwise ``n`` is shared in
+    proportion to the fold's training class counts. Returns the samples folder.
+    """
+    import pandas as pd
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from gan.sampling import load_generator, sample
+
+    run.require_stage("train", "ctqc train")
+    cfg = run.config()
+    seed = cfg.seed if seed is None else seed
+    n = cfg.gan.n_synthetic if n is None else n
+    if n < 1:
+        raise UserError(f"--n must be at least 1 (got {n})")
+    splits = Splits.load(run.path / "splits.csv")
+    class_names = cfg.data.classes
+    classes = sorted(class_names)
+    rows = []
+    staging = run.path / ".samples.new"
+    shutil.rmtree(staging, ignore_errors=True)  # left over by an interrupted run
+    with run.stage("generate") as outputs:
+        with atomic.atomic_dir(staging) as tmp:
+            for fold in splits.folds:
+                train_labels = splits.table[(splits.table["fold"] == fold) & (splits.table["role"] == "train")]["label"]
+                counts = {k: int((train_labels == k).sum()) for k in classes}
+                wanted = {k: n for k in classes} if per_class else allocate(n, counts)
+                for k in classes:
+                    if wanted[k] == 0:
+                        continue
+                    slug = class_slug(class_names[k], k)
+                    unit = "conditional" if cfg.gan.mode == "conditional" else slug
+                    ckpt = run.path / "gan" / f"fold{fold}" / unit / "checkpoints" / "generator.pt"
+                    if not ckpt.is_file():
+                        raise UserError(f"{ckpt} is missing: training of fold {fold} ({unit}) did not finish; run `ctqc train --resume`")
+                    G, meta = load_generator(ckpt)
+                    s = unit_seed(seed, fold, k) ^ 0x5EED  # not the training seed: fresh z
+                    y = classes.index(k) if meta["n_classes"] else None
+                    images = sample(G, wanted[k], s, y=y)
+                    pixels = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+                    rel_ckpt = str(ckpt.relative_to(run.path))
+                    for i, arr in enumerate(pixels):
+                        name = f"syn_{slug}_{fold}_{i:05d}.png"
+                        info = PngInfo()
+                        for key, value in (
+                            ("Software", f"ctqc {__version__}"),
+                            ("ctqc:synthetic", "true"),
+                            ("ctqc:run", run.path.name),
+                            ("ctqc:checkpoint", rel_ckpt),
+                            ("ctqc:seed", str(s)),
+                            ("ctqc:index", str(i)),
+                        ):
+                            info.add_text(key, value)
+                        Image.fromarray(arr).save(tmp / name, format="PNG", pnginfo=info)
+                        rows.append([name[:-4], name, class_names[k], k, fold, s, rel_ckpt, 1])
+            pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp / "index.csv", index=False)
+        _swap_in(staging, run.path / "samples")
+        outputs += ["samples/index.csv"]
+    return run.path / "samples"
+
+
+def _swap_in(new: Path, final: Path) -> None:
+    """Replace ``final`` with ``new``: the old folder is moved aside first, then removed."""
+    old = final.with_name(".samples.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
