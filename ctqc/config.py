@@ -62,7 +62,7 @@ class PhantomConfig(_Strict):
 
     n_per_class: int = Field(100, ge=3, le=100_000)
     size: int = Field(256, ge=16, le=1024)  # rendered size in px, before preprocessing
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     difficulty: float = Field(0.5, ge=0.0, le=1.0)
 
 
