@@ -27,6 +27,31 @@ def _act(slope: float) -> nn.LeakyReLU:
     return nn.LeakyReLU(slope, inplace=True)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout, the same distribution as ``nn.Dropout``, with a faster mask on the CPU.
+
+    ``nn.Dropout`` draws its mask with ``bernoulli_``, which on the CPU costs ~50 ms
+    for the paper D's 16×131,072 features — a sixth of a training step. A uniform
+    draw compared with p gives the same Bernoulli(1 - p) keep-mask ~20× faster.
+    Uses the global RNG, like ``nn.Dropout``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class _ClassInput(nn.Module):
     """Concatenate a learned class embedding to z (identity for unconditional G)."""
 
@@ -91,7 +116,7 @@ class PaperDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, w, 3, padding=1), nn.BatchNorm2d(w), _act(PAPER_LEAK)]
         self.features = nn.Sequential(*layers, nn.Flatten())
         n_feat = w * image_size * image_size
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(n_feat, 1))
+        self.head = nn.Sequential(Dropout(dropout), nn.Linear(n_feat, 1))
         self.project = nn.Embedding(n_classes, n_feat) if n_classes else None
         if self.project is not None:
             nn.init.zeros_(self.project.weight)
@@ -146,7 +171,7 @@ class StridedDiscriminator(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), _act(0.2)]
         self.features = nn.Sequential(*layers)  # → chans[-1] × 4 × 4
         side = image_size // 2 ** len(chans)
-        self.fc = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(chans[-1] * side * side, 1))
+        self.fc = nn.Sequential(nn.Flatten(), Dropout(dropout), nn.Linear(chans[-1] * side * side, 1))
         self.project = nn.Embedding(n_classes, chans[-1]) if n_classes else None
         if self.project is not None:
             nn.init.zeros_(self.project.weight)

@@ -1,0 +1,79 @@
+"""Classifier two-sample test: known answers and out-of-fold scoring."""
+
+import numpy as np
+import pytest
+
+from ctqc.qc.c2st import C2ST
+
+
+def _gauss(n, d=8, shift=0.0, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d)) + shift
+
+
+def test_identical_distributions_give_auc_near_half_and_scores_near_half():
+    c = C2ST(n_permutations=50, random_state=1).fit(_gauss(150, seed=1), _gauss(400, seed=2))
+    assert abs(c.auc_ - 0.5) < 0.1
+    assert 0 < c.p_value_ <= 1 and c.p_value_ > 0.05
+    # prior correction: 0.5 means indistinguishable even with 400 synthetic vs 150 real
+    assert abs(np.median(c.synthetic_scores_) - 0.5) < 0.1
+    assert len(c.synthetic_scores_) == 400 and len(c.real_scores_) == 150
+
+
+def test_obvious_shift_is_detected_with_the_smallest_p_value():
+    c = C2ST(n_permutations=30, random_state=0).fit(_gauss(100, seed=3), _gauss(100, shift=1.5, seed=4))
+    assert c.auc_ > 0.97 and c.accuracy_ > 0.9
+    assert c.p_value_ == pytest.approx(1 / 31)
+    assert np.median(c.synthetic_scores_) > 0.9
+
+
+def test_only_the_shifted_synthetic_images_score_high():
+    syn = _gauss(200, seed=6)
+    syn[:20] += 3.0  # 10 % of the pool is off-distribution
+    c = C2ST(n_permutations=0, random_state=0).fit(_gauss(200, seed=5), syn)
+    from sklearn.metrics import roc_auc_score
+
+    scores = c.synthetic_scores_
+    is_off = np.r_[np.ones(20), np.zeros(180)]
+    assert roc_auc_score(is_off, scores) > 0.95  # the off-distribution images rank on top
+    assert (scores[:20] > 0.6).mean() > 0.9 and np.median(scores[20:]) < 0.55
+
+
+def test_every_score_is_out_of_fold(monkeypatch):
+    seen = []
+    original = C2ST._folds
+
+    def spy(self, y, groups, seed):
+        folds = list(original(self, y, groups, seed))
+        seen.append(folds)
+        return folds
+
+    monkeypatch.setattr(C2ST, "_folds", spy)
+    # a memorising classifier would score its own training images perfectly: out of fold it cannot
+    c = C2ST(classifier="forest", n_repeats=2, n_permutations=0).fit(_gauss(60, seed=7), _gauss(60, seed=8))
+    assert abs(c.auc_ - 0.5) < 0.15
+    for folds in seen:
+        tested = np.concatenate([test for _, test in folds])
+        assert sorted(tested) == list(range(120))  # each image tested exactly once per repeat
+        for train, test in folds:
+            assert not set(train) & set(test)
+
+
+def test_groups_keep_a_patient_in_one_fold():
+    real = _gauss(60, seed=9)
+    groups = np.repeat(np.arange(20), 3)
+    c = C2ST(n_permutations=0, random_state=0)
+    y = np.r_[np.zeros(60, int), np.ones(40, int)]
+    all_groups = np.r_[groups.astype(str), [f"__syn{i}" for i in range(40)]]
+    for train, test in c._folds(y, all_groups, 0):
+        assert not set(all_groups[train]) & set(all_groups[test])
+    c.fit(real, _gauss(40, seed=10), groups=groups)
+    assert 0.3 < c.auc_ < 0.7
+
+
+def test_bad_inputs_are_rejected():
+    with pytest.raises(ValueError, match="equal widths"):
+        C2ST().fit(_gauss(10, d=3), _gauss(10, d=4))
+    with pytest.raises(ValueError, match="at least n_splits"):
+        C2ST().fit(_gauss(3), _gauss(10))
+    with pytest.raises(ValueError, match="unknown C2ST classifier"):
+        C2ST(classifier="svm").fit(_gauss(10), _gauss(10))
