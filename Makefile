@@ -22,8 +22,9 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
+# Until `ctqc run` exists: the data stage, then GAN training and the synthetic pool.
 demo: $(VENV)/.installed
-	$(BIN)/ctqc data prepare
+	$(BIN)/ctqc train
 
 # pytest's exit code 5 means "no tests collected": a broken setup, never a pass.
 test: $(VENV)/.installed-dev
