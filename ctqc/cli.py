@@ -175,6 +175,11 @@ def _print_run_summary(run) -> None:
     console.print(f"[bold]run[/] {run.path}")
     stages = run.manifest()["stages"]
     console.print("  stages: " + ", ".join(f"{k} {v['status']} ({v.get('seconds', 0):.0f} s)" for k, v in stages.items()))
+    for stats in sorted(run.path.glob("gan/fold*/*/stats.jsonl")):
+        warnings = [json.loads(line)["message"] for line in stats.read_text().splitlines() if '"kind": "warning"' in line]
+        if warnings:
+            unit = stats.parent.relative_to(run.path)
+            console.print(f"  [yellow]warning:[/] {unit}: {warnings[-1]} ({len(warnings)} evaluation(s) flagged; see {stats.name})")
     index = run.path / "samples" / "index.csv"
     if index.is_file():
         counts = pd.read_csv(index)["class"].value_counts().to_dict()

@@ -253,7 +253,7 @@ def validate_config(raw: dict[str, Any], source: str = "config", override_keys: 
         return Config.model_validate(raw)
     except ValidationError as exc:
         keys = {".".join(str(p) for p in err["loc"]) for err in exc.errors()}
-        from_overrides = all(any(k == o or k.startswith(o + ".") for o in override_keys) for k in keys)
+        from_overrides = all(any(k == o or k.startswith(o + ".") or o.startswith(k + ".") for o in override_keys) for k in keys)
         raise UserError(f"{'--set' if from_overrides else source}: {describe_validation_error(exc)}") from None
 
 

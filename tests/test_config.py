@@ -36,7 +36,7 @@ def test_dotted_overrides_are_parsed_as_yaml_scalars():
         ("split.scheme=bootstrap", "key 'split.scheme'"),
         ("data.classes={0: a}", "key 'data.classes'"),
         ("data.dicom.window=custom", "data.dicom.level"),
-        ("gan.epochs.x=1", "key 'gan.epochs'"),
+        ("classifier.dropout.x=1", "--set: key 'classifier.dropout'"),
         ("name.x=1", "'name' is a value"),
         ("noequals", "expected KEY=VALUE"),
     ],

@@ -189,3 +189,25 @@ def test_generate_refuses_a_run_without_training(tmp_path, run_cli, phantom_fold
     assert run_cli("data", "prepare", "--data", phantom_folder, "--config", "smoke").code == 0
     result = run_cli("generate")
     assert result.code == 2 and "stage 'train' has not run; run `ctqc train` first" in result.err
+
+
+def test_kfold_trains_one_gan_set_per_fold_and_resume_continues_a_run(tmp_path, run_cli):
+    args = ["-q", "train", "--config", "smoke", "--set", "split.scheme=kfold", "--set", "split.folds=3", "--set", "gan.epochs=1"]
+    assert run_cli(*args).code == 0
+    run = (tmp_path / "runs" / "latest").resolve()
+    assert sorted(p.name for p in (run / "gan").iterdir()) == ["fold0", "fold1", "fold2"]
+    import pandas as pd
+
+    index = pd.read_csv(run / "samples" / "index.csv")
+    assert sorted(index["fold"].unique()) == [0, 1, 2] and (index.groupby("fold").size() == 16).all()
+    # every fold's GANs were trained on that fold's training images only
+    splits = pd.read_csv(run / "splits.csv", dtype={"id": str})
+    for fold in range(3):
+        ckpt = load_checkpoint(run / "gan" / f"fold{fold}" / "normal" / "checkpoints" / "generator.pt")
+        n_train = ((splits["fold"] == fold) & (splits["role"] == "train") & (splits["class"] == "normal")).sum()
+        assert ckpt["meta"]["description"] == {"fold": fold, "unit": "normal", "class_key": 0, "n_train": int(n_train)}
+    before = {p.name: p.read_bytes() for p in (run / "samples").iterdir()}
+    resumed = run_cli("-q", "train", "--resume")
+    assert resumed.code == 0, resumed.err
+    assert {p.name: p.read_bytes() for p in (run / "samples").iterdir()} == before  # finished GANs are not retrained
+    assert run_cli("train", "--resume", "--set", "gan.epochs=3").code == 2

@@ -1,0 +1,77 @@
+"""QC features, feature cache and memorisation checks on phantom images."""
+
+import numpy as np
+import pytest
+import torch
+
+from ctqc.config import DataConfig, PhantomConfig
+from ctqc.data import load_dataset
+from ctqc.qc import features
+from ctqc.qc.memorisation import check_copies, data_copying_statistic, orbit
+
+
+@pytest.fixture(scope="module")
+def phantoms():
+    data = load_dataset(DataConfig(phantom=PhantomConfig(n_per_class=80, size=96, seed=11)))
+    return data.images  # 160 × 1 × 32 × 32
+
+
+def test_uint8_rgb_boundary():
+    x = torch.tensor([-1.0, 0.0, 1.0]).view(1, 1, 1, 3)
+    out = features.to_uint8_rgb(x)
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 1, 3)
+    assert out[0, :, 0].tolist() == [[0, 128, 255]] * 3
+
+
+def test_handcrafted_features_shapes_and_sensitivity(phantoms):
+    x = phantoms[:20]
+    assert features.extract("pixels", x).shape == (20, 1024)
+    hist = features.extract("histogram", x)
+    assert hist.shape == (20, 32) and np.allclose(hist.sum(1), 1)
+    fft = features.extract("fft", x)
+    assert fft.shape == (20, 16)
+    # a checkerboard adds power at the highest frequency ring only
+    checker = x.clone() + 0.2 * torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(16, 16)
+    fft2 = features.extract("fft", checker)
+    assert (fft2[:, -1] - fft[:, -1]).min() > 1.0 and np.abs(fft2[:, :8] - fft[:, :8]).max() < 0.5
+    with pytest.raises(ValueError, match="unknown feature extractor"):
+        features.extract("sift", x)
+
+
+def test_feature_cache_hits_by_content(tmp_path, phantoms, monkeypatch):
+    calls = []
+    real = features.EXTRACTORS["fft"]
+    monkeypatch.setitem(features.EXTRACTORS, "fft", lambda imgs: calls.append(1) or real(imgs))
+    a = features.extract("fft", phantoms[:10], tmp_path)
+    b = features.extract("fft", phantoms[:10].clone(), tmp_path)
+    assert len(calls) == 1 and np.array_equal(a, b)
+    features.extract("fft", phantoms[1:11], tmp_path)
+    assert len(calls) == 2 and len(list(tmp_path.glob("fft-*.npy"))) == 2
+
+
+def test_orbit_contains_flips_and_shifts(phantoms):
+    members, sources = orbit(phantoms[:3], max_shift=1)
+    assert len(members) == 3 * 2 * 9 and sources.tolist().count(0) == 18
+    assert any(torch.equal(m, phantoms[0].flip(-1)) for m in members)
+
+
+def test_copies_of_training_images_are_flagged_and_genuine_images_are_not(phantoms):
+    train, reference, genuine = phantoms[:80], phantoms[80:120], phantoms[120:]
+    gen = torch.Generator().manual_seed(0)
+    src = train[:40]
+    shifted = torch.nn.functional.pad(src, [1, 0, 0, 1], value=-1.0)[..., 1:, :-1]  # 1 px right, 1 px up
+    copies = torch.cat([src, (src + 0.05 * torch.randn(src.shape, generator=gen)).clamp(-1, 1), shifted, src.flip(-1)])
+    result = check_copies(copies, train, reference, percentile=1.0)
+    assert result.flagged.mean() >= 0.95
+    assert (result.nearest_train[:40] == np.arange(40)).all()  # the exact copies point at their source
+    assert result.ratio.max() < 0.5
+    genuine_check = check_copies(genuine, train, reference, percentile=1.0)
+    assert genuine_check.flagged.mean() <= 0.05
+
+
+def test_data_copying_statistic_separates_copies_from_fresh_samples():
+    rng = np.random.default_rng(0)
+    train, held, fresh = rng.normal(size=(300, 5)), rng.normal(size=(300, 5)), rng.normal(size=(300, 5))
+    copies = train[rng.integers(0, 300, 300)] + rng.normal(scale=0.01, size=(300, 5))
+    assert data_copying_statistic(train, held, copies) < -5
+    assert abs(data_copying_statistic(train, held, fresh)) < 2.5
