@@ -71,6 +71,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
+    """Put the finished directory ``new`` in place of ``final`` (which may exist).
+
+    The old directory is renamed aside first and removed after the swap, so
+    ``final`` is always either the complete old or the complete new version.
+    """
+    new, final = Path(new), Path(final)
+    old = final.with_name(f".{final.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    new.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
 def replace_symlink(link: str | os.PathLike, target: str) -> None:
     """Point ``link`` at ``target`` atomically (create the new link, then rename over)."""
     link = Path(link)

@@ -168,6 +168,26 @@ def generate_cmd(
     _console().print(f"wrote {len(list(folder.glob('syn_*.png')))} synthetic images and index.csv to {folder}")
 
 
+@app.command("filter")
+def filter_cmd(
+    run: RunOpt = None,
+    c2st_threshold: Annotated[Optional[float], typer.Option("--c2st-threshold", help="Drop images with calibrated p(synthetic) above this (default: qc.c2st_threshold, 0.6).")] = None,
+    no_memorisation: Annotated[bool, typer.Option("--no-memorisation", help="Skip the copy check.")] = False,
+) -> None:
+    """Score every synthetic image (C2ST, copy check) and split the pool into kept and rejected."""
+    from ctqc.filtering import run_filter
+    from ctqc.rundir import RunDir
+
+    target = RunDir.open(run)
+    summary = run_filter(target, threshold=c2st_threshold, memorisation=False if no_memorisation else None)
+    console = _console()
+    console.print(f"kept {summary.kept}, rejected {summary.rejected} → {target.path / 'filter'}")
+    for unit, r in summary.per_class.items():
+        before, after = r["c2st_before"], r["c2st_after"]
+        fmt = lambda m: "n/a" if m["auc"] is None else f"AUC {m['auc']:.3f}" + ("" if m["p_value"] is None else f" (p = {m['p_value']:.3g})")
+        console.print(f"  {unit}: kept {r['kept']}/{r['n_synthetic']} (c2st {r['rejected_c2st']}, copies {r['rejected_copy']}); C2ST before {fmt(before)}, after {fmt(after)}")
+
+
 def _print_run_summary(run) -> None:
     import pandas as pd
 

@@ -171,6 +171,21 @@ class ClassifierConfig(_Strict):
     max_epochs: int = Field(100, ge=1)
 
 
+class QCConfig(_Strict):
+    """QC and filtering (``ctqc filter``): classifier two-sample test and copy checks."""
+
+    features: list[Literal["pixels", "fft", "histogram", "inception"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
+    classifier: Literal["logreg", "forest"] = "logreg"
+    pca_components: int = Field(32, ge=0)  # fitted inside each C2ST fold; 0 = no PCA
+    n_splits: int = Field(5, ge=2, le=20)
+    n_repeats: int = Field(3, ge=1, le=20)
+    n_permutations: int = Field(200, ge=0)
+    c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
+    memorisation: bool = True
+    copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
+    copy_max_shift: int = Field(1, ge=0, le=4)  # px of shift searched by the copy check
+
+
 class RunConfig(_Strict):
     root: Path = Path("runs")  # run directories are created under here
 
@@ -183,6 +198,7 @@ class Config(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    qc: QCConfig = Field(default_factory=QCConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
     @model_validator(mode="after")

@@ -92,16 +92,6 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
                         Image.fromarray(arr).save(tmp / name, format="PNG", pnginfo=info)
                         rows.append([name[:-4], name, class_names[k], k, fold, s, rel_ckpt, 1])
             pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp / "index.csv", index=False)
-        _swap_in(staging, run.path / "samples")
+        atomic.replace_dir(staging, run.path / "samples")
         outputs += ["samples/index.csv"]
     return run.path / "samples"
-
-
-def _swap_in(new: Path, final: Path) -> None:
-    """Replace ``final`` with ``new``: the old folder is moved aside first, then removed."""
-    old = final.with_name(".samples.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    new.rename(final)
-    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,154 @@
+"""The filter stage: drop synthetic images a classifier can tell from real ones, and copies.
+
+Per fold and class, the synthetic pool is compared with that fold's real
+*training* images (never validation or test) by a classifier two-sample test
+(:class:`ctqc.qc.c2st.C2ST`); each synthetic image gets an out-of-fold,
+prior-corrected p(synthetic). Images above ``--c2st-threshold`` are rejected as
+unrealistic; with memorisation checks on, images closer to a training image
+than the ``qc.copy_percentile``-th percentile of the fold's held-out
+*validation* images are rejected as copies. The kept set is re-tested with a
+fresh C2ST (new folds), so "after" is not a re-use of the scores that chose it.
+
+Writes ``filter/kept.csv``, ``filter/rejected.csv`` (reasons and scores) and
+``filter/filter.json`` (counts per class, metrics before and after).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ctqc import atomic
+from ctqc.config import QCConfig
+from ctqc.errors import UserError
+from ctqc.rundir import RunDir
+
+SCORE_COLUMNS = ["sample_id", "file", "class", "label", "fold", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "reasons"]
+
+
+@dataclass(frozen=True)
+class FilterSummary:
+    kept: int
+    rejected: int
+    per_class: dict
+
+
+def load_synthetic(folder, files) -> torch.Tensor:
+    """8-bit grayscale PNGs → float32 N×1×S×S in [-1, 1]."""
+    from PIL import Image
+
+    arrays = []
+    for name in files:
+        with Image.open(folder / name) as im:
+            arrays.append(np.asarray(im.convert("L"), dtype=np.float32))
+    return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).unsqueeze(1).float()
+
+
+def features_of(images: torch.Tensor, qc: QCConfig, cache_dir) -> np.ndarray:
+    from ctqc.qc.features import extract
+
+    return np.hstack([extract(name, images, cache_dir) for name in qc.features])
+
+
+def c2st_for(real: np.ndarray, synthetic: np.ndarray, qc: QCConfig, seed: int):
+    from ctqc.qc.c2st import C2ST
+
+    n_splits = min(qc.n_splits, len(real), len(synthetic))
+    if n_splits < 2:
+        return None
+    return C2ST(classifier=qc.classifier, n_splits=n_splits, n_repeats=qc.n_repeats, n_permutations=qc.n_permutations, n_components=qc.pca_components or None, random_state=seed).fit(real, synthetic)
+
+
+def _summary(test) -> dict:
+    if test is None:
+        return {"auc": None, "accuracy": None, "p_value": None, "note": "too few images for a C2ST"}
+    return {"auc": round(test.auc_, 4), "accuracy": round(test.accuracy_, 4), "p_value": test.p_value_}
+
+
+def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool | None = None) -> FilterSummary:
+    """Score and filter the synthetic pool of ``run``; returns counts."""
+    import pandas as pd
+
+    from ctqc.qc.memorisation import check_copies
+    from ctqc.train import open_for_resume
+
+    run.require_stage("generate", "ctqc train")
+    cfg, data, splits = open_for_resume(run)
+    qc = cfg.qc
+    threshold = qc.c2st_threshold if threshold is None else threshold
+    if not 0 < threshold < 1:
+        raise UserError(f"--c2st-threshold must be between 0 and 1 (got {threshold}); 0.6 drops images a classifier calls synthetic with > 60 % confidence")
+    memorisation = qc.memorisation if memorisation is None else memorisation
+    samples = run.path / "samples"
+    index = pd.read_csv(samples / "index.csv")
+    cache = run.path / "qc" / "features"
+    rows, report = [], {}
+    for fold in splits.folds:
+        dev = splits.development(data, fold)
+        for key, name in cfg.data.classes.items():
+            pool = index[(index["fold"] == fold) & (index["label"] == key)]
+            if pool.empty:
+                continue
+            real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
+            heldout = dev.val.images[torch.from_numpy(dev.val.labels == key)]
+            synthetic = load_synthetic(samples, pool["file"])
+            real_f, syn_f = features_of(real.images, qc, cache), features_of(synthetic, qc, cache)
+            before = c2st_for(real_f, syn_f, qc, seed=cfg.seed + fold)
+            scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
+            copies = check_copies(synthetic, real.images, heldout, qc.copy_percentile, qc.copy_max_shift) if memorisation and len(heldout) >= 2 else None
+            reasons = []
+            for i in range(len(pool)):
+                why = []
+                if scores[i] > threshold:
+                    why.append("c2st")
+                if copies is not None and copies.flagged[i]:
+                    why.append("copy")
+                reasons.append("+".join(why))
+            kept_mask = np.array([r == "" for r in reasons])
+            after = c2st_for(real_f, syn_f[kept_mask], qc, seed=cfg.seed + fold + 7919) if kept_mask.sum() else None
+            report[f"fold{fold}/{name}"] = {
+                "n_synthetic": int(len(pool)),
+                "kept": int(kept_mask.sum()),
+                "rejected_c2st": int(sum("c2st" in r for r in reasons)),
+                "rejected_copy": int(sum("copy" in r for r in reasons)),
+                "c2st_before": _summary(before),
+                "c2st_after": _summary(after),
+                "copy_threshold": None if copies is None else copies.threshold,
+            }
+            for i, (_, sample) in enumerate(pool.iterrows()):
+                rows.append(
+                    [
+                        sample["sample_id"], sample["file"], name, key, fold, round(float(scores[i]), 6),
+                        None if copies is None else round(float(copies.distance[i]), 6),
+                        None if copies is None else round(float(copies.ratio[i]), 6),
+                        None if copies is None else real.ids[int(copies.nearest_train[i])],
+                        reasons[i],
+                    ]
+                )  # fmt: skip
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    kept = table[table["reasons"] == ""]
+    rejected = table[table["reasons"] != ""]
+    summary = {
+        "c2st_threshold": threshold,
+        "memorisation": memorisation,
+        "features": qc.features,
+        "classifier": qc.classifier,
+        "kept": int(len(kept)),
+        "rejected": int(len(rejected)),
+        "per_class": report,
+        "fitted_on": "each fold's real training images vs that fold's synthetic pool; copy reference: the fold's validation images",
+    }
+    staging = run.path / ".filter.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    with run.stage("filter") as outputs:
+        with atomic.atomic_dir(staging) as tmp:
+            kept.to_csv(tmp / "kept.csv", index=False)
+            rejected.to_csv(tmp / "rejected.csv", index=False)
+            (tmp / "filter.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
+        atomic.replace_dir(staging, run.path / "filter")
+        outputs += ["filter/kept.csv", "filter/rejected.csv", "filter/filter.json"]
+    return FilterSummary(kept=len(kept), rejected=len(rejected), per_class=report)

@@ -1,0 +1,98 @@
+"""`ctqc filter`: realistic images kept, copies and off-distribution images rejected, outputs complete."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from ctqc.config import DataConfig, PhantomConfig
+from ctqc.data import load_dataset
+
+
+def _to_png(image, path):
+    Image.fromarray(((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)).save(path)
+
+
+@pytest.fixture
+def planted_run(tmp_path, run_cli):
+    """A smoke run whose pool is replaced per class by 20 fresh phantoms, 5 training copies, 5 noise images."""
+    result = run_cli("-q", "train", "--config", "smoke", "--set", "gan.epochs=1", "--set", "data.phantom.n_per_class=40", "--set", "gan.n_synthetic=2")
+    assert result.code == 0, result.err
+    assert run_cli("-q", "generate", "--n", "30", "--per-class").code == 0
+    run = (tmp_path / "runs" / "latest").resolve()
+    index = pd.read_csv(run / "samples" / "index.csv")
+    data = load_dataset(DataConfig(phantom=PhantomConfig(n_per_class=40, size=64)))
+    fresh = load_dataset(DataConfig(phantom=PhantomConfig(n_per_class=20, size=64, seed=99)))
+    splits = pd.read_csv(run / "splits.csv", dtype={"id": str})
+    rng = np.random.default_rng(0)
+    truth = {}
+    for key in (0, 1):
+        files = index[index["label"] == key]["file"].tolist()
+        assert len(files) == 30
+        genuine = fresh.images[fresh.labels == key]
+        train_ids = splits[(splits["role"] == "train") & (splits["label"] == key)]["id"].tolist()[:5]
+        copies = data.images[[data.ids.index(i) for i in train_ids]]
+        for n, name in enumerate(files):
+            if n < 20:
+                _to_png(genuine[n], run / "samples" / name)
+                truth[name] = "genuine"
+            elif n < 25:
+                _to_png(copies[n - 20], run / "samples" / name)
+                truth[name] = "copy"
+            else:
+                noise = np.clip(rng.normal(0, 0.6, (1, 32, 32)), -1, 1)
+                _to_png(torch.from_numpy(noise), run / "samples" / name)
+                truth[name] = "noise"
+    return run, truth
+
+
+def test_filter_separates_planted_images(planted_run, run_cli):
+    run, truth = planted_run
+    result = run_cli("filter", "--c2st-threshold", "0.6")
+    assert result.code == 0, result.err
+    assert "kept" in result.out and "C2ST before AUC" in result.out
+    kept = pd.read_csv(run / "filter" / "kept.csv")
+    rejected = pd.read_csv(run / "filter" / "rejected.csv")
+    assert len(kept) + len(rejected) == 60 and not set(kept["file"]) & set(rejected["file"])
+    why = dict(zip(rejected["file"], rejected["reasons"]))
+    kinds = {name: kind for name, kind in truth.items()}
+    copies = [n for n, k in kinds.items() if k == "copy"]
+    noise = [n for n, k in kinds.items() if k == "noise"]
+    genuine = [n for n, k in kinds.items() if k == "genuine"]
+    assert all("copy" in why.get(n, "") for n in copies)
+    assert sum("copy" in why.get(n, "") for n in genuine) <= 0.05 * len(genuine)  # false copy alarms
+    assert sum("c2st" in why.get(n, "") for n in noise) >= 9
+    assert sum(n in set(kept["file"]) for n in genuine) >= 0.75 * len(genuine)
+    summary = json.loads((run / "filter" / "filter.json").read_text())
+    assert summary["c2st_threshold"] == 0.6 and summary["kept"] == len(kept)
+    for unit in ("fold0/normal", "fold0/haemorrhage"):
+        r = summary["per_class"][unit]
+        assert 5 <= r["rejected_copy"] <= 7 and 0 < r["c2st_before"]["p_value"] <= 1
+        assert r["c2st_after"]["auc"] is not None
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["stages"]["filter"]["status"] == "done"
+    # deterministic: the same run filtered again gives identical files
+    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    assert run_cli("-q", "filter").code == 0
+    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+
+
+def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
+    run, _ = planted_run
+    assert run_cli("-q", "filter", "--no-memorisation").code == 0
+    rejected = pd.read_csv(run / "filter" / "rejected.csv")
+    assert not rejected["reasons"].str.contains("copy").any()
+    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    for bad in ("0", "1", "-0.2", "1.5"):
+        result = run_cli("filter", "--c2st-threshold", bad)
+        assert result.code == 2 and "--c2st-threshold must be between 0 and 1" in result.err
+    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+
+
+def test_filter_needs_a_trained_run(tmp_path, run_cli):
+    assert run_cli("-q", "data", "prepare", "--config", "smoke").code == 0
+    result = run_cli("filter")
+    assert result.code == 2 and "stage 'generate' has not run; run `ctqc train` first" in result.err
