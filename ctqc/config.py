@@ -180,6 +180,7 @@ class QCConfig(_Strict):
     n_splits: int = Field(5, ge=2, le=20)
     n_repeats: int = Field(3, ge=1, le=20)
     n_permutations: int = Field(200, ge=0)
+    n_jobs: int = Field(2, ge=1, le=64)  # processes for the permutation test
     c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
     memorisation: bool = True
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images

@@ -60,7 +60,7 @@ def c2st_for(real: np.ndarray, synthetic: np.ndarray, qc: QCConfig, seed: int):
     n_splits = min(qc.n_splits, len(real), len(synthetic))
     if n_splits < 2:
         return None
-    return C2ST(classifier=qc.classifier, n_splits=n_splits, n_repeats=qc.n_repeats, n_permutations=qc.n_permutations, n_components=qc.pca_components or None, random_state=seed).fit(real, synthetic)
+    return C2ST(classifier=qc.classifier, n_splits=n_splits, n_repeats=qc.n_repeats, n_permutations=qc.n_permutations, n_components=qc.pca_components or None, random_state=seed, n_jobs=qc.n_jobs).fit(real, synthetic)
 
 
 def _summary(test) -> dict:
