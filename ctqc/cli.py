@@ -188,6 +188,32 @@ def filter_cmd(
         console.print(f"  {unit}: kept {r['kept']}/{r['n_synthetic']} (c2st {r['rejected_c2st']}, copies {r['rejected_copy']}); C2ST before {fmt(before)}, after {fmt(after)}")
 
 
+@app.command("selftest")
+def selftest_cmd(
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the JSON results.")] = Path("selftest.json"),
+    permutations: Annotated[int, typer.Option("--permutations", min=10, help="Permutations per null repeat.")] = 100,
+) -> None:
+    """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies."""
+    from ctqc import atomic
+    from ctqc.qc.selftest import selftest
+
+    report = selftest(_load_config(config, data, set_), null_permutations=permutations)
+    atomic.write_json(out, report)
+    console = _console()
+    null, planted, copies = report["null"], report["planted"], report["copies"]
+    mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"
+    console.print(f"(a) null: mean AUC {sum(null['auc']) / len(null['auc']):.3f}, max discarded {max(null['discarded_fraction']):.0%} — {mark(null['pass'])}")
+    console.print("(b) planted artifacts, detection AUROC low / medium / high:")
+    for name, levels in planted["auroc"].items():
+        console.print(f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")))
+    console.print(f"    rising with strength: {mark(planted['rising_with_strength'])}; medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}")
+    console.print("(c) copies flagged: " + ", ".join(f"{k} {v:.0%}" for k, v in copies["flagged"].items()) + f"; genuine flagged {copies['genuine_flagged']:.0%} — {mark(copies['pass'])}")
+    console.print(f"wrote {out}")
+
+
 def _print_run_summary(run) -> None:
     import pandas as pd
 

@@ -176,7 +176,8 @@ class QCConfig(_Strict):
 
     features: list[Literal["pixels", "fft", "histogram", "inception"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
     classifier: Literal["logreg", "forest"] = "logreg"
-    pca_components: int = Field(32, ge=0)  # fitted inside each C2ST fold; 0 = no PCA
+    pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
+    c2st_c: float = Field(0.003, gt=0)  # inverse L2 strength of the logistic regression (chosen by the self-test)
     n_splits: int = Field(5, ge=2, le=20)
     n_repeats: int = Field(3, ge=1, le=20)
     n_permutations: int = Field(200, ge=0)

@@ -48,19 +48,28 @@ def load_synthetic(folder, files) -> torch.Tensor:
     return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).unsqueeze(1).float()
 
 
-def features_of(images: torch.Tensor, qc: QCConfig, cache_dir) -> np.ndarray:
-    from ctqc.qc.features import extract
-
-    return np.hstack([extract(name, images, cache_dir) for name in qc.features])
-
-
-def c2st_for(real: np.ndarray, synthetic: np.ndarray, qc: QCConfig, seed: int):
+def make_c2st(qc: QCConfig, seed: int, pixel_columns: int | None, n_splits: int | None = None, n_permutations: int | None = None):
+    """The configured (unfitted) C2ST."""
     from ctqc.qc.c2st import C2ST
 
+    return C2ST(
+        classifier=qc.classifier,
+        n_splits=n_splits or qc.n_splits,
+        n_repeats=qc.n_repeats,
+        n_permutations=qc.n_permutations if n_permutations is None else n_permutations,
+        n_components=qc.pca_components or None,
+        pca_columns=pixel_columns,
+        c=qc.c2st_c,
+        random_state=seed,
+        n_jobs=qc.n_jobs,
+    )
+
+
+def c2st_for(real: np.ndarray, synthetic: np.ndarray, qc: QCConfig, seed: int, pixel_columns: int | None):
     n_splits = min(qc.n_splits, len(real), len(synthetic))
     if n_splits < 2:
         return None
-    return C2ST(classifier=qc.classifier, n_splits=n_splits, n_repeats=qc.n_repeats, n_permutations=qc.n_permutations, n_components=qc.pca_components or None, random_state=seed, n_jobs=qc.n_jobs).fit(real, synthetic)
+    return make_c2st(qc, seed, pixel_columns, n_splits=n_splits).fit(real, synthetic)
 
 
 def _summary(test) -> dict:
@@ -73,6 +82,7 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
     """Score and filter the synthetic pool of ``run``; returns counts."""
     import pandas as pd
 
+    from ctqc.qc.features import feature_matrix
     from ctqc.qc.memorisation import check_copies
     from ctqc.train import open_for_resume
 
@@ -96,8 +106,9 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
             real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
             heldout = dev.val.images[torch.from_numpy(dev.val.labels == key)]
             synthetic = load_synthetic(samples, pool["file"])
-            real_f, syn_f = features_of(real.images, qc, cache), features_of(synthetic, qc, cache)
-            before = c2st_for(real_f, syn_f, qc, seed=cfg.seed + fold)
+            real_f, pixel_columns = feature_matrix(real.images, qc.features, cache)
+            syn_f, _ = feature_matrix(synthetic, qc.features, cache)
+            before = c2st_for(real_f, syn_f, qc, cfg.seed + fold, pixel_columns)
             scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
             copies = check_copies(synthetic, real.images, heldout, qc.copy_percentile, qc.copy_max_shift) if memorisation and len(heldout) >= 2 else None
             reasons = []
@@ -109,7 +120,7 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
                     why.append("copy")
                 reasons.append("+".join(why))
             kept_mask = np.array([r == "" for r in reasons])
-            after = c2st_for(real_f, syn_f[kept_mask], qc, seed=cfg.seed + fold + 7919) if kept_mask.sum() else None
+            after = c2st_for(real_f, syn_f[kept_mask], qc, cfg.seed + fold + 7919, pixel_columns) if kept_mask.sum() else None
             report[f"fold{fold}/{name}"] = {
                 "n_synthetic": int(len(pool)),
                 "kept": int(kept_mask.sum()),

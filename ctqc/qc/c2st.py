@@ -23,20 +23,30 @@ import numpy as np
 CLASSIFIERS = ("logreg", "forest")
 
 
-def make_classifier(kind: str, random_state: int, n_components: int | None = None):
-    """A fresh sklearn pipeline: standardise → optional PCA → classifier."""
+def make_classifier(kind: str, random_state: int, n_components: int | None = None, pca_columns: int | None = None, c: float = 0.1):
+    """A fresh sklearn pipeline: standardise → optional PCA → classifier.
+
+    With ``pca_columns`` = p, PCA reduces only the first p columns (the pixel
+    block) and the rest (spectra, histograms) pass through standardised: a
+    1,024-pixel block would otherwise swamp a 16-bin spectrum in the PCA.
+    """
     from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.compose import ColumnTransformer
     from sklearn.decomposition import PCA
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    steps = [StandardScaler()]
-    if n_components:
-        steps.append(PCA(n_components=n_components, random_state=random_state))
+    if n_components and pca_columns:
+        reduce = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=random_state), StandardScaler())
+        steps = [ColumnTransformer([("pixels", reduce, slice(0, pca_columns))], remainder=StandardScaler())]
+    else:
+        steps = [StandardScaler()]
+        if n_components:
+            steps.append(PCA(n_components=n_components, random_state=random_state))
     if kind == "logreg":
-        steps.append(LogisticRegression(C=0.1, max_iter=2000))
+        steps.append(LogisticRegression(C=c, max_iter=2000))
     elif kind == "forest":
         forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=3, n_jobs=1, random_state=random_state)
         steps.append(CalibratedClassifierCV(forest, method="sigmoid", cv=3))
@@ -56,6 +66,8 @@ class C2ST:
     n_components : PCA dimensions fitted inside each fold (None = no PCA)
     random_state : seed for splits, permutations and the classifier
     n_jobs : processes for the permutation refits (results do not depend on it)
+    pca_columns : PCA only the first this-many columns (the pixel block); None = all
+    c : inverse L2 regularisation strength of the logistic regression
 
     Attributes after ``fit``
     ------------------------
@@ -66,7 +78,7 @@ class C2ST:
     p_value_ : permutation p-value (1 + #{AUC_perm ≥ AUC}) / (B + 1), or None
     """
 
-    def __init__(self, classifier: str = "logreg", n_splits: int = 5, n_repeats: int = 3, n_permutations: int = 200, n_components: int | None = None, random_state: int = 0, n_jobs: int = 1) -> None:
+    def __init__(self, classifier: str = "logreg", n_splits: int = 5, n_repeats: int = 3, n_permutations: int = 200, n_components: int | None = None, random_state: int = 0, n_jobs: int = 1, pca_columns: int | None = None, c: float = 0.1) -> None:
         self.classifier = classifier
         self.n_splits = n_splits
         self.n_repeats = n_repeats
@@ -74,6 +86,8 @@ class C2ST:
         self.n_components = n_components
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.pca_columns = pca_columns
+        self.c = c
 
     def fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None = None) -> C2ST:
         """``real`` (n_real × d) and ``synthetic`` (n_syn × d) feature matrices; optional real-image ``groups``."""
@@ -110,7 +124,7 @@ class C2ST:
     def _oof_scores(self, x: np.ndarray, y: np.ndarray, groups, seed: int) -> np.ndarray:
         scores = np.full(len(y), np.nan)
         for train, test in self._folds(y, groups, seed):
-            model = make_classifier(self.classifier, seed, self._components(len(train), x.shape[1]))
+            model = make_classifier(self.classifier, seed, self._components(len(train), self.pca_columns or x.shape[1]), self.pca_columns, self.c)
             model.fit(x[train], y[train])
             p = np.clip(model.predict_proba(x[test])[:, 1], 1e-6, 1 - 1e-6)
             train_odds = y[train].mean() / (1 - y[train].mean())

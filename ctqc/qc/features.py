@@ -6,7 +6,7 @@ here only, in :func:`to_uint8_rgb`.
 
 - ``pixels``: the raw pixels (PCA, when wanted, is fitted inside the C2ST folds);
 - ``fft``: log radial power spectrum — GAN up-sampling leaves periodic traces there;
-- ``histogram``: intensity histogram — contrast and tissue-mix mismatches;
+- ``histogram``: intensity histogram of the foreground — contrast and tissue-mix mismatches;
 - ``inception``: the 2048-d pool features of the FID Inception (offline weights).
 """
 
@@ -48,11 +48,16 @@ def fft_features(images: torch.Tensor, n_bins: int = 16) -> np.ndarray:
 
 
 def histogram_features(images: torch.Tensor, n_bins: int = 32) -> np.ndarray:
-    """Fraction of pixels per intensity bin over [-1, 1]."""
+    """Fraction of *foreground* pixels per intensity bin over (-0.9, 1].
+
+    Air (≤ -0.9) is left out: its share varies with head size and would mask
+    shifts in tissue intensity, which is what this feature is for.
+    """
     x = images.reshape(len(images), -1).double().clamp(-1, 1)
-    index = torch.clamp(((x + 1) / 2 * n_bins).long(), max=n_bins - 1)
-    hist = torch.zeros(len(x), n_bins, dtype=torch.float64).scatter_add_(1, index, torch.ones_like(x))
-    return (hist / x.shape[1]).numpy()
+    foreground = (x > -0.9).double()
+    index = torch.clamp(((x + 0.9) / 1.9 * n_bins).long(), 0, n_bins - 1)
+    hist = torch.zeros(len(x), n_bins, dtype=torch.float64).scatter_add_(1, index, foreground)
+    return (hist / foreground.sum(dim=1, keepdim=True).clamp_min(1)).numpy()
 
 
 def inception_features(images: torch.Tensor) -> np.ndarray:
@@ -91,3 +96,10 @@ def content_hash(images: torch.Tensor) -> str:
     h = hashlib.sha256(str(tuple(x.shape)).encode())
     h.update(x.numpy().tobytes())
     return h.hexdigest()[:20]
+
+
+def feature_matrix(images: torch.Tensor, names: list[str], cache_dir: Path | None = None) -> tuple[np.ndarray, int | None]:
+    """Concatenated features of ``images``, pixels first; returns (matrix, width of the pixel block or None)."""
+    ordered = sorted(names, key=lambda n: n != "pixels")
+    blocks = [extract(name, images, cache_dir) for name in ordered]
+    return np.hstack(blocks), (blocks[0].shape[1] if ordered[0] == "pixels" else None)
