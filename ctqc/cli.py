@@ -218,7 +218,7 @@ def _print_run_summary(run) -> None:
     import pandas as pd
 
     console = _console()
-    console.print(f"[bold]run[/] {run.path}")
+    console.print(f"[bold]run[/] {run.path.resolve()}")
     stages = run.manifest()["stages"]
     console.print("  stages: " + ", ".join(f"{k} {v['status']} ({v.get('seconds', 0):.0f} s)" for k, v in stages.items()))
     for stats in sorted(run.path.glob("gan/fold*/*/stats.jsonl")):
@@ -229,7 +229,7 @@ def _print_run_summary(run) -> None:
     index = run.path / "samples" / "index.csv"
     if index.is_file():
         counts = pd.read_csv(index)["class"].value_counts().to_dict()
-        console.print(f"  synthetic pool: {index.parent} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+        console.print(f"  synthetic pool: {index.parent.resolve()} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
 
 
 def _print_inspection(report: dict) -> None:

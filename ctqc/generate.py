@@ -39,11 +39,6 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
     proportion to the fold's training class counts. Returns the samples folder.
     """
     import pandas as pd
-    import torch
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    from gan.sampling import load_generator, sample
 
     run.require_stage("train", "ctqc train")
     cfg = run.config()
@@ -52,8 +47,7 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
     if n < 1:
         raise UserError(f"--n must be at least 1 (got {n})")
     splits = Splits.load(run.path / "splits.csv")
-    class_names = cfg.data.classes
-    classes = sorted(class_names)
+    classes = sorted(cfg.data.classes)
     rows = []
     staging = run.path / ".samples.new"
     shutil.rmtree(staging, ignore_errors=True)  # left over by an interrupted run
@@ -64,34 +58,46 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
                 counts = {k: int((train_labels == k).sum()) for k in classes}
                 wanted = {k: n for k in classes} if per_class else allocate(n, counts)
                 for k in classes:
-                    if wanted[k] == 0:
-                        continue
-                    slug = class_slug(class_names[k], k)
-                    unit = "conditional" if cfg.gan.mode == "conditional" else slug
-                    ckpt = run.path / "gan" / f"fold{fold}" / unit / "checkpoints" / "generator.pt"
-                    if not ckpt.is_file():
-                        raise UserError(f"{ckpt} is missing: training of fold {fold} ({unit}) did not finish; run `ctqc train --resume`")
-                    G, meta = load_generator(ckpt)
-                    s = unit_seed(seed, fold, k) ^ 0x5EED  # not the training seed: fresh z
-                    y = classes.index(k) if meta["n_classes"] else None
-                    images = sample(G, wanted[k], s, y=y)
-                    pixels = ((images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-                    rel_ckpt = str(ckpt.relative_to(run.path))
-                    for i, arr in enumerate(pixels):
-                        name = f"syn_{slug}_{fold}_{i:05d}.png"
-                        info = PngInfo()
-                        for key, value in (
-                            ("Software", f"ctqc {__version__}"),
-                            ("ctqc:synthetic", "true"),
-                            ("ctqc:run", run.path.name),
-                            ("ctqc:checkpoint", rel_ckpt),
-                            ("ctqc:seed", str(s)),
-                            ("ctqc:index", str(i)),
-                        ):
-                            info.add_text(key, value)
-                        Image.fromarray(arr).save(tmp / name, format="PNG", pnginfo=info)
-                        rows.append([name[:-4], name, class_names[k], k, fold, s, rel_ckpt, 1])
+                    if wanted[k]:
+                        rows += _write_class_samples(run, cfg, tmp, fold, k, wanted[k], seed)
             pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp / "index.csv", index=False)
         atomic.replace_dir(staging, run.path / "samples")
         outputs += ["samples/index.csv"]
     return run.path / "samples"
+
+
+def _write_class_samples(run: RunDir, cfg, folder: Path, fold: int, key: int, n: int, seed: int) -> list[list]:
+    """Sample ``n`` images of class ``key`` from fold ``fold``'s generator into ``folder``; return index rows."""
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    from gan.sampling import load_generator, sample
+
+    name = cfg.data.classes[key]
+    slug = class_slug(name, key)
+    unit = "conditional" if cfg.gan.mode == "conditional" else slug
+    ckpt = run.path / "gan" / f"fold{fold}" / unit / "checkpoints" / "generator.pt"
+    if not ckpt.is_file():
+        raise UserError(f"{ckpt} is missing: training of fold {fold} ({unit}) did not finish; run `ctqc train --resume`")
+    G, meta = load_generator(ckpt)
+    s = unit_seed(seed, fold, key) ^ 0x5EED  # not the training seed: fresh z
+    y = sorted(cfg.data.classes).index(key) if meta["n_classes"] else None
+    pixels = ((sample(G, n, s, y=y)[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    rel_ckpt = str(ckpt.relative_to(run.path))
+    rows = []
+    for i, arr in enumerate(pixels):
+        file = f"syn_{slug}_{fold}_{i:05d}.png"
+        info = PngInfo()
+        for tag, value in (
+            ("Software", f"ctqc {__version__}"),
+            ("ctqc:synthetic", "true"),
+            ("ctqc:run", run.path.name),
+            ("ctqc:checkpoint", rel_ckpt),
+            ("ctqc:seed", str(s)),
+            ("ctqc:index", str(i)),
+        ):
+            info.add_text(tag, value)
+        Image.fromarray(arr).save(folder / file, format="PNG", pnginfo=info)
+        rows.append([file[:-4], file, name, key, fold, s, rel_ckpt, 1])
+    return rows

@@ -147,7 +147,8 @@ def train_gan(
     r1 = cfg.r1_gamma > 0 and cfg.loss != "wgan-gp"
     last_epoch = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
     start_time, start_step = time.perf_counter(), step
-    bar = _progress(progress, progress_label or out_dir.name, cfg.epochs, epoch)
+    label = progress_label or out_dir.name
+    bar, task = _progress(progress, label, cfg.epochs, epoch)
     sums = torch.zeros(4, device=dev)  # loss_d, loss_g, D(real), D(fake) since the last log line
     last_losses: dict = {}
 
@@ -155,7 +156,7 @@ def train_gan(
         x = diff_augment(x, policy, rng) if policy else x
         return x + sigma * torch.randn(x.shape, device=dev, generator=rng) if sigma > 0 else x
 
-    with bar or nullcontext():
+    with bar if bar is not None else nullcontext():
         while epoch < last_epoch:
             perm = torch.randperm(n, generator=perm_rng).to(dev)
             sigma = cfg.instance_noise * max(0.0, 1.0 - epoch / cfg.epochs)  # annealed instance noise
@@ -164,31 +165,37 @@ def train_gan(
                 real = data[idx]
                 y = y_all[idx] if conditional else None
 
-                # --- discriminator step
+                g_step = (step + 1) % cfg.n_critic == 0
+                # One fake batch per step, as in the classic DCGAN loop: detached for the D
+                # step, with its graph for the G step (no graph when G is not updated).
                 z = torch.randn(batch, cfg.z_dim, device=dev, generator=rng)
+                with autocast, torch.set_grad_enabled(g_step):
+                    fake = G(z, y)
+
+                # --- discriminator step
                 with autocast:
-                    fake = G(z, y).detach()
                     real_in = augment(real, sigma).detach().requires_grad_(r1)
-                    d_real, d_fake = D(real_in, y), D(augment(fake, sigma), y)
+                    d_real, d_fake = D(real_in, y), D(augment(fake.detach(), sigma), y)
                     loss_d = losses.d_loss(cfg.loss, d_real.float(), d_fake.float(), smoothing=cfg.label_smoothing, flip=cfg.label_flip, generator=rng)
                 if r1:
                     loss_d = loss_d + cfg.r1_gamma / 2 * losses.r1_penalty(d_real, real_in)
                 if cfg.loss == "wgan-gp":
                     with autocast:
-                        gp = losses.wgan_gradient_penalty(D, real_in.detach(), augment(fake, sigma).detach(), y, rng)
+                        gp = losses.wgan_gradient_penalty(D, real_in.detach(), augment(fake.detach(), sigma).detach(), y, rng)
                     loss_d = loss_d + cfg.gp_lambda * gp
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
                 opt_d.step()
 
-                # --- generator step (every n_critic D steps)
-                if (step + 1) % cfg.n_critic == 0:
-                    z = torch.randn(batch, cfg.z_dim, device=dev, generator=rng)
+                # --- generator step: D's weights are frozen (only its input gradients are needed)
+                if g_step:
+                    D.requires_grad_(False)
                     with autocast:
-                        loss_g = losses.g_loss(cfg.loss, D(augment(G(z, y), sigma), y).float())
+                        loss_g = losses.g_loss(cfg.loss, D(augment(fake, sigma), y).float())
                     opt_g.zero_grad(set_to_none=True)
                     loss_g.backward()
                     opt_g.step()
+                    D.requires_grad_(True)
                     if G_ema is not None:
                         _ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
                     sums[1] += loss_g.detach()
@@ -213,7 +220,7 @@ def train_gan(
                 _save_state(last_path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch, step, meta)
             if bar is not None:
                 shown = " ".join(f"{k}={last_losses[k]:.3f}" for k in ("loss_d", "loss_g") if k in last_losses)
-                bar[0].update(bar[1], completed=epoch, description=f"{bar[2]} {shown}")
+                bar.update(task, completed=epoch, description=f"{label} {shown}")
 
     seconds = time.perf_counter() - start_time
     gen_path = ckpt_dir / "generator.pt"
@@ -357,24 +364,10 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 
 def _progress(enabled: bool, name: str, total: int, start: int):
+    """A rich progress bar and its task, or (None, None) when disabled."""
     if not enabled:
-        return None
+        return None, None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False)
-    task = progress.add_task(name, total=total, completed=start)
-    return _ProgressHandle(progress, task, name)
-
-
-class _ProgressHandle(tuple):
-    """(progress, task, label) usable as a context manager."""
-
-    def __new__(cls, progress, task, label):
-        return super().__new__(cls, (progress, task, label))
-
-    def __enter__(self):
-        self[0].__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        return self[0].__exit__(*exc)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return progress, progress.add_task(name, total=total, completed=start)
