@@ -184,6 +184,7 @@ class QCConfig(_Strict):
     n_jobs: int = Field(2, ge=1, le=64)  # processes for the permutation test
     c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
     memorisation: bool = True
+    embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
     copy_max_shift: int = Field(1, ge=0, le=4)  # px of shift searched by the copy check
 

@@ -96,7 +96,7 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
     samples = run.path / "samples"
     index = pd.read_csv(samples / "index.csv")
     cache = run.path / "qc" / "features"
-    rows, report = [], {}
+    rows, report, embedding_parts = [], {}, []
     for fold in splits.folds:
         dev = splits.development(data, fold)
         for key, name in cfg.data.classes.items():
@@ -130,6 +130,8 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
                 "c2st_after": _summary(after),
                 "copy_threshold": None if copies is None else copies.threshold,
             }
+            if qc.embeddings:
+                embedding_parts.append(_embedding_rows(qc, cfg.seed, fold, name, real.ids, real_f, pool, syn_f, kept_mask))
             for i, (_, sample) in enumerate(pool.iterrows()):
                 rows.append(
                     [
@@ -162,4 +164,41 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
             (tmp / "filter.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
         atomic.replace_dir(staging, run.path / "filter")
         outputs += ["filter/kept.csv", "filter/rejected.csv", "filter/filter.json"]
+        if embedding_parts:
+            outputs += _write_embeddings(run, pd.concat(embedding_parts, ignore_index=True), qc.embeddings)
     return FilterSummary(kept=len(kept), rejected=len(rejected), per_class=report)
+
+
+def _embedding_rows(qc: QCConfig, seed: int, fold: int, name: str, real_ids, real_f, pool, syn_f, kept_mask):
+    """t-SNE / UMAP coordinates of one fold and class: real training images and the synthetic pool."""
+    import pandas as pd
+
+    from ctqc.qc.embeddings import embed
+
+    table = pd.DataFrame(
+        {
+            "id": list(real_ids) + pool["sample_id"].tolist(),
+            "source": ["real"] * len(real_ids) + ["synthetic"] * len(pool),
+            "class": name,
+            "fold": fold,
+            "kept": [None] * len(real_ids) + kept_mask.tolist(),
+        }
+    )
+    features = np.vstack([real_f, syn_f])
+    for method in qc.embeddings:
+        coords = embed(features, method, seed=seed + fold)
+        table[f"{method}_x"], table[f"{method}_y"] = coords[:, 0].round(5), coords[:, 1].round(5)
+    return table
+
+
+def _write_embeddings(run: RunDir, table, methods: list[str]) -> list[str]:
+    from ctqc.qc.embeddings import plot_embedding
+
+    qc_dir = run.path / "qc"
+    atomic.write_text(qc_dir / "embeddings.csv", table.to_csv(index=False))
+    written = ["qc/embeddings.csv"]
+    fold0 = table[table["fold"] == table["fold"].min()]
+    for method in methods:
+        plot_embedding(fold0, method, qc_dir / f"embedding_{method}.png")
+        written.append(f"qc/embedding_{method}.png")
+    return written

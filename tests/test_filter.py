@@ -72,6 +72,12 @@ def test_filter_separates_planted_images(planted_run, run_cli):
         r = summary["per_class"][unit]
         assert 5 <= r["rejected_copy"] <= 7 and 0 < r["c2st_before"]["p_value"] <= 1
         assert r["c2st_after"]["auc"] is not None
+    embeddings = pd.read_csv(run / "qc" / "embeddings.csv")
+    assert len(embeddings) == 60 + len(pd.read_csv(run / "splits.csv").query("role == 'train'"))
+    assert {"tsne_x", "tsne_y", "umap_x", "umap_y"} <= set(embeddings.columns)
+    assert embeddings.loc[embeddings["source"] == "synthetic", "kept"].astype(bool).sum() == len(kept)
+    for method in ("tsne", "umap"):
+        assert Image.open(run / "qc" / f"embedding_{method}.png").size[0] > 300
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["filter"]["status"] == "done"
     # deterministic: the same run filtered again gives identical files

@@ -86,3 +86,21 @@ def test_lower_percentile_is_stable_for_small_reference_sets():
     estimates = [lower_percentile(np.exp(rng.normal(-3, 0.3, 17)), 1.0) for _ in range(200)]
     true = np.exp(-3 + 0.3 * -2.326)
     assert abs(np.median(estimates) / true - 1) < 0.1  # an unbiased-ish tail estimate from 17 values
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap"])
+def test_embeddings_are_deterministic_and_separate_shifted_sets(method):
+    from sklearn.metrics import silhouette_score
+
+    from ctqc.qc.embeddings import embed
+
+    rng = np.random.default_rng(0)
+    same = np.vstack([rng.normal(size=(40, 10)), rng.normal(size=(40, 10))])
+    shifted = np.vstack([rng.normal(size=(40, 10)), rng.normal(size=(40, 10)) + 3])
+    labels = np.r_[np.zeros(40), np.ones(40)]
+    a, b = embed(shifted, method, seed=1), embed(shifted, method, seed=1)
+    assert a.shape == (80, 2) and np.allclose(a, b)
+    assert silhouette_score(a, labels) > 0.5
+    assert silhouette_score(embed(same, method, seed=1), labels) < 0.15
+    with pytest.raises(ValueError, match="unknown embedding"):
+        embed(same, "pca")
