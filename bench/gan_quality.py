@@ -68,7 +68,7 @@ def sample_grid(run: Path, out: Path, per_row: int = 10) -> None:
     data = load_dataset(cfg.data)
     train = Splits.load(run / "splits.csv").development(data, 0).train
     rows = []
-    for key, name in cfg.data.classes.items():
+    for key in cfg.data.classes:
         real = train.images[train.labels == key][:per_row, 0].numpy()
         rows.append(((real + 1) * 127.5).round().astype(np.uint8))
         files = index[(index["label"] == key) & (index["fold"] == 0)]["file"][:per_row]

@@ -82,8 +82,6 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
     """Score and filter the synthetic pool of ``run``; returns counts."""
     import pandas as pd
 
-    from ctqc.qc.features import feature_matrix
-    from ctqc.qc.memorisation import check_copies
     from ctqc.train import open_for_resume
 
     run.require_stage("generate", "ctqc train")
@@ -103,45 +101,10 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
             pool = index[(index["fold"] == fold) & (index["label"] == key)]
             if pool.empty:
                 continue
-            real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
-            heldout = dev.val.images[torch.from_numpy(dev.val.labels == key)]
-            synthetic = load_synthetic(samples, pool["file"])
-            real_f, pixel_columns = feature_matrix(real.images, qc.features, cache)
-            syn_f, _ = feature_matrix(synthetic, qc.features, cache)
-            before = c2st_for(real_f, syn_f, qc, cfg.seed + fold, pixel_columns)
-            scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
-            copies = check_copies(synthetic, real.images, heldout, qc.copy_percentile, qc.copy_max_shift) if memorisation and len(heldout) >= 2 else None
-            reasons = []
-            for i in range(len(pool)):
-                why = []
-                if scores[i] > threshold:
-                    why.append("c2st")
-                if copies is not None and copies.flagged[i]:
-                    why.append("copy")
-                reasons.append("+".join(why))
-            kept_mask = np.array([r == "" for r in reasons])
-            after = c2st_for(real_f, syn_f[kept_mask], qc, cfg.seed + fold + 7919, pixel_columns) if kept_mask.sum() else None
-            report[f"fold{fold}/{name}"] = {
-                "n_synthetic": int(len(pool)),
-                "kept": int(kept_mask.sum()),
-                "rejected_c2st": int(sum("c2st" in r for r in reasons)),
-                "rejected_copy": int(sum("copy" in r for r in reasons)),
-                "c2st_before": _summary(before),
-                "c2st_after": _summary(after),
-                "copy_threshold": None if copies is None else copies.threshold,
-            }
-            if qc.embeddings:
-                embedding_parts.append(_embedding_rows(qc, cfg.seed, fold, name, real.ids, real_f, pool, syn_f, kept_mask))
-            for i, (_, sample) in enumerate(pool.iterrows()):
-                rows.append(
-                    [
-                        sample["sample_id"], sample["file"], name, key, fold, round(float(scores[i]), 6),
-                        None if copies is None else round(float(copies.distance[i]), 6),
-                        None if copies is None else round(float(copies.ratio[i]), 6),
-                        None if copies is None else real.ids[int(copies.nearest_train[i])],
-                        reasons[i],
-                    ]
-                )  # fmt: skip
+            unit_rows, report[f"fold{fold}/{name}"], embedding = _filter_unit(dev, key, name, fold, pool, samples, cfg, threshold, memorisation, cache)
+            rows += unit_rows
+            if embedding is not None:
+                embedding_parts.append(embedding)
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     kept = table[table["reasons"] == ""]
     rejected = table[table["reasons"] != ""]
@@ -167,6 +130,48 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
         if embedding_parts:
             outputs += _write_embeddings(run, pd.concat(embedding_parts, ignore_index=True), qc.embeddings)
     return FilterSummary(kept=len(kept), rejected=len(rejected), per_class=report)
+
+
+def _filter_unit(dev, key: int, name: str, fold: int, pool, samples, cfg, threshold: float, memorisation: bool, cache):
+    """Score one fold × class: (score rows, report entry, embedding table or None)."""
+    from ctqc.qc.features import feature_matrix
+    from ctqc.qc.memorisation import check_copies
+
+    qc = cfg.qc
+    real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
+    heldout = dev.val.images[torch.from_numpy(dev.val.labels == key)]
+    synthetic = load_synthetic(samples, pool["file"])
+    real_f, pixel_columns = feature_matrix(real.images, qc.features, cache)
+    syn_f, _ = feature_matrix(synthetic, qc.features, cache)
+    before = c2st_for(real_f, syn_f, qc, cfg.seed + fold, pixel_columns)
+    scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
+    copies = check_copies(synthetic, real.images, heldout, qc.copy_percentile, qc.copy_max_shift) if memorisation and len(heldout) >= 2 else None
+    too_synthetic = scores > threshold
+    copied = copies.flagged if copies is not None else np.zeros(len(pool), bool)
+    reasons = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
+    kept_mask = ~(too_synthetic | copied)
+    after = c2st_for(real_f, syn_f[kept_mask], qc, cfg.seed + fold + 7919, pixel_columns) if kept_mask.any() else None
+    report = {
+        "n_synthetic": int(len(pool)),
+        "kept": int(kept_mask.sum()),
+        "rejected_c2st": int(too_synthetic.sum()),
+        "rejected_copy": int(copied.sum()),
+        "c2st_before": _summary(before),
+        "c2st_after": _summary(after),
+        "copy_threshold": None if copies is None else copies.threshold,
+    }
+    rows = [
+        [
+            sample_id, file, name, key, fold, round(float(scores[i]), 6),
+            None if copies is None else round(float(copies.distance[i]), 6),
+            None if copies is None else round(float(copies.ratio[i]), 6),
+            None if copies is None else real.ids[int(copies.nearest_train[i])],
+            reasons[i],
+        ]
+        for i, (sample_id, file) in enumerate(zip(pool["sample_id"], pool["file"]))
+    ]  # fmt: skip
+    embedding = _embedding_rows(qc, cfg.seed, fold, name, real.ids, real_f, pool, syn_f, kept_mask) if qc.embeddings else None
+    return rows, report, embedding
 
 
 def _embedding_rows(qc: QCConfig, seed: int, fold: int, name: str, real_ids, real_f, pool, syn_f, kept_mask):

@@ -91,7 +91,7 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path):
 
 
 def _dicom(path, hu, photometric="MONOCHROME2", slope=1.0, intercept=-1024.0):
-    pydicom = pytest.importorskip("pydicom")
+    pytest.importorskip("pydicom")
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 

@@ -94,7 +94,7 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
         gray, info = read_image(path, max_pixels=cfg.max_image_pixels, intensity=cfg.intensity, dicom=cfg.dicom)
         arrays.append(gray)
         infos.append(info)
-    warnings += _content_warnings(table["ids"], digests, infos)
+    warnings += _duplicate_warnings(table["ids"], digests)
     return _assemble(
         cfg,
         ids=table["ids"],
@@ -220,7 +220,7 @@ def _index_image_files(directory: Path, root: Path) -> dict[str, list[Path]]:
     return files
 
 
-def _content_warnings(ids, digests: list[str], infos: list[ImageInfo]) -> list[str]:
+def _duplicate_warnings(ids, digests: list[str]) -> list[str]:
     warnings = []
     seen: dict[str, str] = {}
     for i, digest in zip(ids, digests):
