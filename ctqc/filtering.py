@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import torch
 
 from ctqc import atomic
 from ctqc.config import QCConfig
@@ -35,17 +35,6 @@ class FilterSummary:
     kept: int
     rejected: int
     per_class: dict
-
-
-def load_synthetic(folder, files) -> torch.Tensor:
-    """8-bit grayscale PNGs → float32 N×1×S×S in [-1, 1]."""
-    from PIL import Image
-
-    arrays = []
-    for name in files:
-        with Image.open(folder / name) as im:
-            arrays.append(np.asarray(im.convert("L"), dtype=np.float32))
-    return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).unsqueeze(1).float()
 
 
 def make_c2st(qc: QCConfig, seed: int, pixel_columns: int | None, n_splits: int | None = None, n_permutations: int | None = None):
@@ -79,78 +68,114 @@ def _summary(test) -> dict:
 
 
 def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool | None = None) -> FilterSummary:
-    """Score and filter the synthetic pool of ``run``; returns counts."""
-    import pandas as pd
+    """Score and filter the synthetic pool of ``run``; writes ``<run>/filter/`` and the embeddings."""
+    from ctqc.pools import units_from_run
 
-    from ctqc.train import open_for_resume
+    cfg, units = units_from_run(run)
+    threshold, memorisation = _settings(cfg.qc, threshold, memorisation)
+    table, summary, embeddings = _score_units(units, cfg, threshold, memorisation, run.path / "qc" / "features")
+    summary["fitted_on"] = "each fold's real training images vs that fold's synthetic pool; copy reference: the fold's validation images"
+    staging = run.path / ".filter.new"
+    with run.stage("filter") as outputs:
+        _write_filter(staging, table, summary)
+        atomic.replace_dir(staging, run.path / "filter")
+        outputs += ["filter/kept.csv", "filter/rejected.csv", "filter/filter.json"]
+        if embeddings is not None:
+            outputs += _write_embeddings(run.path / "qc", embeddings, cfg.qc.embeddings, prefix="qc/")
+    return _result(table, summary)
 
-    run.require_stage("generate", "ctqc train")
-    cfg, data, splits = open_for_resume(run)
-    qc = cfg.qc
+
+def filter_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg, threshold: float | None = None, memorisation: bool | None = None) -> FilterSummary:
+    """Bring-your-own images: filter ``synthetic_dir`` against ``real_dir``; writes ``out/`` all at once.
+
+    ``out`` gets kept.csv / rejected.csv (``file`` relative to ``synthetic_dir``), filter.json and the
+    embeddings; an existing ``out`` is replaced only if it holds an earlier filter.json.
+    """
+    from ctqc.pools import units_from_folders
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filter.json").is_file())):
+        raise UserError(f"--out {out}: exists and is not an earlier ctqc filter output; choose a new folder")
+    threshold, memorisation = _settings(cfg.qc, threshold, memorisation)
+    units = units_from_folders(real_dir, synthetic_dir, cfg)
+    table, summary, embeddings = _score_units(units, cfg, threshold, memorisation, feature_cache())
+    summary["fitted_on"] = f"a random {100 - 20} % of the real images of each class in {real_dir}; copy reference and floor: the other 20 %"
+    summary["real"], summary["synthetic"] = str(real_dir), str(synthetic_dir)
+    staging = out.parent / f".{out.name}.new"
+    _write_filter(staging, table, summary)
+    if embeddings is not None:
+        _write_embeddings(staging, embeddings, cfg.qc.embeddings)
+    atomic.replace_dir(staging, out)
+    return _result(table, summary)
+
+
+def feature_cache() -> Path:
+    """Per-image feature cache for images outside a run (keyed by pixel content, so sharing is safe)."""
+    from ctqc.qc.inception import cache_dir
+
+    return cache_dir() / "features"
+
+
+def _settings(qc: QCConfig, threshold: float | None, memorisation: bool | None) -> tuple[float, bool]:
     threshold = qc.c2st_threshold if threshold is None else threshold
     if not 0 < threshold < 1:
         raise UserError(f"--c2st-threshold must be between 0 and 1 (got {threshold}); 0.6 drops images a classifier calls synthetic with > 60 % confidence")
-    memorisation = qc.memorisation if memorisation is None else memorisation
-    samples = run.path / "samples"
-    index = pd.read_csv(samples / "index.csv")
-    cache = run.path / "qc" / "features"
+    return threshold, qc.memorisation if memorisation is None else memorisation
+
+
+def _score_units(units, cfg, threshold: float, memorisation: bool, cache):
+    """(score table, filter.json content, embedding table or None) over all units."""
+    import pandas as pd
+
     rows, report, embedding_parts = [], {}, []
-    for fold in splits.folds:
-        dev = splits.development(data, fold)
-        for key, name in cfg.data.classes.items():
-            pool = index[(index["fold"] == fold) & (index["label"] == key)]
-            if pool.empty:
-                continue
-            unit_rows, report[f"fold{fold}/{name}"], embedding = _filter_unit(dev, key, name, fold, pool, samples, cfg, threshold, memorisation, cache)
-            rows += unit_rows
-            if embedding is not None:
-                embedding_parts.append(embedding)
+    for unit in units:
+        unit_rows, report[unit.label], embedding = _filter_unit(unit, cfg, threshold, memorisation, cache)
+        rows += unit_rows
+        if embedding is not None:
+            embedding_parts.append(embedding)
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
-    kept = table[table["reasons"] == ""]
-    rejected = table[table["reasons"] != ""]
+    kept = int((table["reasons"] == "").sum())
     summary = {
         "c2st_threshold": threshold,
         "memorisation": memorisation,
-        "features": qc.features,
-        "classifier": qc.classifier,
-        "kept": int(len(kept)),
-        "rejected": int(len(rejected)),
+        "features": cfg.qc.features,
+        "classifier": cfg.qc.classifier,
+        "kept": kept,
+        "rejected": int(len(table) - kept),
         "per_class": report,
-        "fitted_on": "each fold's real training images vs that fold's synthetic pool; copy reference: the fold's validation images",
     }
-    staging = run.path / ".filter.new"
+    return table, summary, pd.concat(embedding_parts, ignore_index=True) if embedding_parts else None
+
+
+def _write_filter(staging: Path, table, summary: dict) -> None:
     shutil.rmtree(staging, ignore_errors=True)
-    with run.stage("filter") as outputs:
-        with atomic.atomic_dir(staging) as tmp:
-            kept.to_csv(tmp / "kept.csv", index=False)
-            rejected.to_csv(tmp / "rejected.csv", index=False)
-            (tmp / "filter.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
-        atomic.replace_dir(staging, run.path / "filter")
-        outputs += ["filter/kept.csv", "filter/rejected.csv", "filter/filter.json"]
-        if embedding_parts:
-            outputs += _write_embeddings(run, pd.concat(embedding_parts, ignore_index=True), qc.embeddings)
-    return FilterSummary(kept=len(kept), rejected=len(rejected), per_class=report)
+    with atomic.atomic_dir(staging) as tmp:
+        table[table["reasons"] == ""].to_csv(tmp / "kept.csv", index=False)
+        table[table["reasons"] != ""].to_csv(tmp / "rejected.csv", index=False)
+        (tmp / "filter.json").write_text(json.dumps(summary, indent=2, default=float) + "\n")
 
 
-def _filter_unit(dev, key: int, name: str, fold: int, pool, samples, cfg, threshold: float, memorisation: bool, cache):
+def _result(table, summary: dict) -> FilterSummary:
+    return FilterSummary(kept=summary["kept"], rejected=summary["rejected"], per_class=summary["per_class"])
+
+
+def _filter_unit(unit, cfg, threshold: float, memorisation: bool, cache):
     """Score one fold × class: (score rows, report entry, embedding table or None)."""
     from ctqc.qc.features import feature_matrix
     from ctqc.qc.memorisation import check_copies
 
-    qc = cfg.qc
-    real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
-    heldout = dev.val.images[torch.from_numpy(dev.val.labels == key)]
-    synthetic = load_synthetic(samples, pool["file"])
-    real_f, pixel_columns = feature_matrix(real.images, qc.features, cache)
-    syn_f, _ = feature_matrix(synthetic, qc.features, cache)
-    before = c2st_for(real_f, syn_f, qc, cfg.seed + fold, pixel_columns)
+    qc, pool = cfg.qc, unit.pool
+    real_f, pixel_columns = feature_matrix(unit.reference, qc.features, cache)
+    syn_f, _ = feature_matrix(unit.synthetic, qc.features, cache)
+    before = c2st_for(real_f, syn_f, qc, cfg.seed + unit.fold, pixel_columns)
     scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
-    copies = check_copies(synthetic, real.images, heldout, qc.copy_percentile, qc.copy_max_shift) if memorisation and len(heldout) >= 2 else None
+    check = memorisation and len(unit.heldout) >= 2 and len(unit.reference) >= 2
+    copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
     too_synthetic = scores > threshold
     copied = copies.flagged if copies is not None else np.zeros(len(pool), bool)
     reasons = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
     kept_mask = ~(too_synthetic | copied)
-    after = c2st_for(real_f, syn_f[kept_mask], qc, cfg.seed + fold + 7919, pixel_columns) if kept_mask.any() else None
+    after = c2st_for(real_f, syn_f[kept_mask], qc, cfg.seed + unit.fold + 7919, pixel_columns) if kept_mask.any() else None
     report = {
         "n_synthetic": int(len(pool)),
         "kept": int(kept_mask.sum()),
@@ -162,48 +187,48 @@ def _filter_unit(dev, key: int, name: str, fold: int, pool, samples, cfg, thresh
     }
     rows = [
         [
-            sample_id, file, name, key, fold, round(float(scores[i]), 6),
+            sample_id, file, unit.name, unit.key, unit.fold, round(float(scores[i]), 6),
             None if copies is None else round(float(copies.distance[i]), 6),
             None if copies is None else round(float(copies.ratio[i]), 6),
-            None if copies is None else real.ids[int(copies.nearest_train[i])],
+            None if copies is None else unit.reference_ids[int(copies.nearest_train[i])],
             reasons[i],
         ]
         for i, (sample_id, file) in enumerate(zip(pool["sample_id"], pool["file"]))
     ]  # fmt: skip
-    embedding = _embedding_rows(qc, cfg.seed, fold, name, real.ids, real_f, pool, syn_f, kept_mask) if qc.embeddings else None
+    embedding = _embedding_rows(qc, cfg.seed, unit, real_f, syn_f, kept_mask) if qc.embeddings else None
     return rows, report, embedding
 
 
-def _embedding_rows(qc: QCConfig, seed: int, fold: int, name: str, real_ids, real_f, pool, syn_f, kept_mask):
-    """t-SNE / UMAP coordinates of one fold and class: real training images and the synthetic pool."""
+def _embedding_rows(qc: QCConfig, seed: int, unit, real_f, syn_f, kept_mask):
+    """t-SNE / UMAP coordinates of one fold and class: real reference images and the synthetic pool."""
     import pandas as pd
 
     from ctqc.qc.embeddings import embed
 
     table = pd.DataFrame(
         {
-            "id": list(real_ids) + pool["sample_id"].tolist(),
-            "source": ["real"] * len(real_ids) + ["synthetic"] * len(pool),
-            "class": name,
-            "fold": fold,
-            "kept": [None] * len(real_ids) + kept_mask.tolist(),
+            "id": list(unit.reference_ids) + unit.pool["sample_id"].tolist(),
+            "source": ["real"] * len(unit.reference_ids) + ["synthetic"] * len(unit.pool),
+            "class": unit.name,
+            "fold": unit.fold,
+            "kept": [None] * len(unit.reference_ids) + kept_mask.tolist(),
         }
     )
     features = np.vstack([real_f, syn_f])
     for method in qc.embeddings:
-        coords = embed(features, method, seed=seed + fold)
+        coords = embed(features, method, seed=seed + unit.fold)
         table[f"{method}_x"], table[f"{method}_y"] = coords[:, 0].round(5), coords[:, 1].round(5)
     return table
 
 
-def _write_embeddings(run: RunDir, table, methods: list[str]) -> list[str]:
+def _write_embeddings(folder: Path, table, methods: list[str], prefix: str = "") -> list[str]:
+    """embeddings.csv and one plot per method (first fold) into ``folder``; returns the names written."""
     from ctqc.qc.embeddings import plot_embedding
 
-    qc_dir = run.path / "qc"
-    atomic.write_text(qc_dir / "embeddings.csv", table.to_csv(index=False))
-    written = ["qc/embeddings.csv"]
+    atomic.write_text(folder / "embeddings.csv", table.to_csv(index=False))
+    written = [f"{prefix}embeddings.csv"]
     fold0 = table[table["fold"] == table["fold"].min()]
     for method in methods:
-        plot_embedding(fold0, method, qc_dir / f"embedding_{method}.png")
-        written.append(f"qc/embedding_{method}.png")
+        plot_embedding(fold0, method, folder / f"embedding_{method}.png")
+        written.append(f"{prefix}embedding_{method}.png")
     return written

@@ -41,12 +41,15 @@ def test_handcrafted_features_shapes_and_sensitivity(phantoms):
 def test_feature_cache_hits_by_content(tmp_path, phantoms, monkeypatch):
     calls = []
     real = features.EXTRACTORS["fft"]
-    monkeypatch.setitem(features.EXTRACTORS, "fft", lambda imgs: calls.append(1) or real(imgs))
+    monkeypatch.setitem(features.EXTRACTORS, "fft", lambda imgs: calls.append(len(imgs)) or real(imgs))
     a = features.extract("fft", phantoms[:10], tmp_path)
     b = features.extract("fft", phantoms[:10].clone(), tmp_path)
     assert len(calls) == 1 and np.array_equal(a, b)
-    features.extract("fft", phantoms[1:11], tmp_path)
-    assert len(calls) == 2 and len(list(tmp_path.glob("fft-*.npy"))) == 2
+    c = features.extract("fft", phantoms[5:15], tmp_path)  # half seen before: only 5 new images computed
+    assert calls == [10, 5] and np.array_equal(c[:5], a[5:]) and np.allclose(c, real(phantoms[5:15]))
+    assert len(np.load(tmp_path / "fft.npz")["keys"]) == 15
+    (tmp_path / "fft.npz").write_bytes(b"damaged")  # a broken cache is recomputed, not trusted
+    assert np.allclose(features.extract("fft", phantoms[:3], tmp_path), a[:3]) and calls == [10, 5, 3]
 
 
 def test_orbit_contains_flips_and_shifts(phantoms):

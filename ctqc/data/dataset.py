@@ -23,6 +23,7 @@ class DataSource:
     content_hash: str = ""  # hash of ids, labels, groups and the files' bytes
     fingerprint: str = ""  # content_hash + preprocessing settings
     image_info: tuple[ImageInfo, ...] = ()  # per image, in dataset order
+    files: tuple[str, ...] = ()  # per image, path relative to ``location`` (folder sources)
     warnings: tuple[str, ...] = ()  # problems found that did not stop loading
 
 

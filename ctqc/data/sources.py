@@ -23,14 +23,31 @@ _NPZ_SPLITS = ("train", "val", "test")
 _SAFE_ID = re.compile(r"^[^/\\\x00]+$")
 
 
-def load_dataset(cfg: DataConfig) -> LabelledImages:
-    """Load and preprocess the real labelled images described by ``cfg``."""
+def load_dataset(cfg: DataConfig, require_all_classes: bool = True) -> LabelledImages:
+    """Load and preprocess the labelled images described by ``cfg``.
+
+    ``require_all_classes=False`` accepts a set that covers only some of the configured
+    classes (e.g. another generator's output for the positive class only).
+    """
     kind = _detect_kind(cfg)
     if kind == "phantom":
-        return _load_phantoms(cfg)
-    if kind == "npz":
-        return _load_npz(cfg)
-    return _load_folder(cfg)
+        data = _load_phantoms(cfg)
+    elif kind == "npz":
+        data = _load_npz(cfg)
+    else:
+        data = _load_folder(cfg)
+    if require_all_classes:
+        _check_classes(cfg, data.labels, data.source.location)
+    return data
+
+
+def _check_classes(cfg: DataConfig, labels: np.ndarray, location: str) -> None:
+    present = set(labels.tolist())
+    absent = [f"{k} ({n})" for k, n in cfg.classes.items() if k not in present]
+    if len(present) < 2:
+        raise UserError(f"{location}: only one class present ({cfg.classes[labels[0]]}); ctqc needs at least two")
+    if absent:
+        raise UserError(f"{location}: no images of configured class(es) {', '.join(absent)}; remove them from data.classes")
 
 
 def _detect_kind(cfg: DataConfig) -> str:
@@ -59,6 +76,9 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
         raise UserError(f"{root}: expected a folder with images and {cfg.labels_csv}")
     if not any(root.iterdir()):
         raise UserError(f"data folder is empty: {root} (expected images and {cfg.labels_csv})")
+    subfolders = _class_subfolders(root, cfg)
+    if subfolders and not (root / cfg.labels_csv).is_file():
+        return _load_class_subfolders(cfg, root, subfolders)
     table = _read_labels_csv(root / cfg.labels_csv, cfg)
     csv_name = root / cfg.labels_csv
     images_dir = _find_images_dir(root, cfg, table["ids"])
@@ -87,6 +107,10 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
             raise UserError(f"{msg}; add them to the CSV or set data.unlabelled_images=skip")
         warnings.append(f"{msg}; skipped")
 
+    return _read_files(cfg, root, table["ids"], table["labels"], table["groups"], paths, str(images_dir), warnings)
+
+
+def _read_files(cfg: DataConfig, root: Path, ids, labels, groups, paths: list[Path], images_dir: str, warnings: list[str]) -> LabelledImages:
     arrays, infos, digests = [], [], []
     for path in paths:
         raw = path.read_bytes()
@@ -94,20 +118,42 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
         gray, info = read_image(path, max_pixels=cfg.max_image_pixels, intensity=cfg.intensity, dicom=cfg.dicom)
         arrays.append(gray)
         infos.append(info)
-    warnings += _duplicate_warnings(table["ids"], digests)
+    warnings += _duplicate_warnings(ids, digests)
     return _assemble(
         cfg,
-        ids=table["ids"],
-        labels=table["labels"],
-        groups=table["groups"],
+        ids=ids,
+        labels=labels,
+        groups=groups,
         arrays=arrays,
         infos=infos,
         digests=digests,
         kind="folder",
         location=str(root),
-        images_dir=str(images_dir),
+        images_dir=images_dir,
         warnings=warnings,
+        files=tuple(str(p.relative_to(root)) for p in paths),
     )
+
+
+def _class_subfolders(root: Path, cfg: DataConfig) -> dict[int, Path]:
+    """Subfolders named after configured classes (name or key, any case): ``normal/``, ``1/``..."""
+    names = {name.lower(): key for key, name in cfg.classes.items()} | {str(key): key for key in cfg.classes}
+    return {names[p.name.lower()]: p for p in sorted(root.iterdir()) if p.is_dir() and p.name.lower() in names}
+
+
+def _load_class_subfolders(cfg: DataConfig, root: Path, subfolders: dict[int, Path]) -> LabelledImages:
+    """Labels from the folder each image is in; ids are ``<folder>_<file stem>``."""
+    ids, labels, paths = [], [], []
+    for key, folder in sorted(subfolders.items()):
+        for stem, candidates in sorted(_index_image_files(folder, root).items()):
+            if len(candidates) > 1:
+                raise UserError(f"{folder}: {', '.join(p.name for p in candidates)} share the name {stem!r}; keep one")
+            ids.append(f"{folder.name}_{candidates[0].stem}")
+            labels.append(key)
+            paths.append(candidates[0])
+    if not paths:
+        raise UserError(f"{root}: class subfolders ({', '.join(p.name for p in subfolders.values())}) hold no images ({'/'.join(IMAGE_EXTENSIONS)})")
+    return _read_files(cfg, root, tuple(ids), np.asarray(labels, dtype=np.int64), None, paths, str(root), [])
 
 
 def _read_labels_csv(path: Path, cfg: DataConfig) -> dict:
@@ -115,7 +161,8 @@ def _read_labels_csv(path: Path, cfg: DataConfig) -> dict:
     import pandas as pd
 
     if not path.is_file():
-        raise UserError(f"labels CSV not found: {path} (set data.labels_csv=NAME if it is called otherwise)")
+        folders = ", ".join(f"{name}/" for name in cfg.classes.values())
+        raise UserError(f"labels CSV not found: {path} (set data.labels_csv=NAME if it is called otherwise, or put the images in class subfolders {folders})")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
@@ -337,15 +384,11 @@ def _load_phantoms(cfg: DataConfig) -> LabelledImages:
 # --------------------------------------------------------------------- common
 
 
-def _assemble(cfg: DataConfig, *, ids, labels, groups, arrays, infos, digests, kind, location, images_dir, warnings) -> LabelledImages:
+def _assemble(cfg: DataConfig, *, ids, labels, groups, arrays, infos, digests, kind, location, images_dir, warnings, files=()) -> LabelledImages:
     import torch
 
-    present = set(labels.tolist())
-    absent = [f"{k} ({n})" for k, n in cfg.classes.items() if k not in present]
-    if len(present) < 2:
-        raise UserError(f"{location}: only one class present ({cfg.classes[labels[0]]}); ctqc needs at least two")
-    if absent:
-        raise UserError(f"{location}: no images of configured class(es) {', '.join(absent)}; remove them from data.classes")
+    if len(ids) == 0:
+        raise UserError(f"{location}: no images")
     images = torch.stack([preprocess(a, cfg.image_size) for a in arrays]) if arrays else torch.empty(0, 1, cfg.image_size, cfg.image_size)
     content = hashlib.sha256()
     for i, y, d, g in zip(ids, labels.tolist(), digests, groups or [None] * len(ids)):
@@ -369,6 +412,7 @@ def _assemble(cfg: DataConfig, *, ids, labels, groups, arrays, infos, digests, k
         fingerprint=fingerprint[:16],
         image_info=tuple(infos),
         warnings=tuple(warnings),
+        files=files,
     )
     return LabelledImages(
         ids=tuple(ids),

@@ -7,7 +7,15 @@ here only, in :func:`to_uint8_rgb`.
 - ``pixels``: the raw pixels (PCA, when wanted, is fitted inside the C2ST folds);
 - ``fft``: log radial power spectrum — GAN up-sampling leaves periodic traces there;
 - ``histogram``: intensity histogram of the foreground — contrast and tissue-mix mismatches;
-- ``inception``: the 2048-d pool features of the FID Inception (offline weights).
+- ``inception``: the 2048-d pool features of the FID Inception (offline weights), float32
+  exactly as torch-fidelity computes them;
+- ``inception-bf16``: the same network with batch norm folded into the convolutions, run in
+  bfloat16 channels-last (AMX on this CPU): several times faster, features within ~2 %
+  (relative L2) of the exact ones — for C2ST/embeddings, or FID when speed matters more
+  than comparability with published FIDs.
+
+The cache holds one row per *image* (keyed by a hash of its pixels), so a subset, a
+superset or a re-run of the same images costs only the images not seen before.
 """
 
 from __future__ import annotations
@@ -66,36 +74,59 @@ def inception_features(images: torch.Tensor) -> np.ndarray:
     return inception.inception_features(to_uint8_rgb(images)).numpy()
 
 
+def inception_bf16_features(images: torch.Tensor) -> np.ndarray:
+    from ctqc.qc import inception
+
+    return inception.inception_features(to_uint8_rgb(images), precision="bf16").numpy()
+
+
 EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
     "pixels": pixel_features,
     "fft": fft_features,
     "histogram": histogram_features,
     "inception": inception_features,
+    "inception-bf16": inception_bf16_features,
 }
 
 
 def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None) -> np.ndarray:
-    """Features of ``images`` by extractor ``name``; cached under ``cache_dir`` by content hash."""
+    """Features of ``images`` by extractor ``name``; cached per image under ``cache_dir``."""
     if name not in EXTRACTORS:
         raise ValueError(f"unknown feature extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
-    if cache_dir is None:
+    if cache_dir is None or len(images) == 0:
         return EXTRACTORS[name](images)
-    path = Path(cache_dir) / f"{name}-{content_hash(images)}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    features = EXTRACTORS[name](images)
-    with atomic.atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.save(fh, features, allow_pickle=False)
-    return features
+    keys = image_hashes(images)
+    path = Path(cache_dir) / f"{name}.npz"
+    stored_keys, stored = _read_cache(path)
+    row = {key: r for r, key in enumerate(stored_keys)}
+    unique_missing = list({key: i for i, key in enumerate(keys) if key not in row}.values())
+    if unique_missing:
+        fresh = EXTRACTORS[name](images[unique_missing])
+        stored = fresh if stored is None else np.vstack([stored, fresh.astype(stored.dtype)])
+        for i in unique_missing:
+            row[keys[i]] = len(row)
+        stored_keys = stored_keys + [keys[i] for i in unique_missing]
+        with atomic.atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, keys=np.asarray(stored_keys), features=stored)
+    return stored[[row[key] for key in keys]]
 
 
-def content_hash(images: torch.Tensor) -> str:
-    """Hash of the images' shape and float32 bytes (identical images → identical key)."""
-    x = images.detach().float().contiguous().cpu()
-    h = hashlib.sha256(str(tuple(x.shape)).encode())
-    h.update(x.numpy().tobytes())
-    return h.hexdigest()[:20]
+def _read_cache(path: Path) -> tuple[list[str], np.ndarray | None]:
+    if not path.is_file():
+        return [], None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return z["keys"].tolist(), z["features"]
+    except (OSError, ValueError, KeyError):  # a damaged cache is recomputed, never trusted
+        return [], None
+
+
+def image_hashes(images: torch.Tensor) -> list[str]:
+    """Per-image hash of shape and float32 bytes (identical images → identical key)."""
+    x = images.detach().float().contiguous().cpu().numpy()
+    shape = str(tuple(x.shape[1:])).encode()
+    return [hashlib.sha256(shape + img.tobytes()).hexdigest()[:24] for img in x]
 
 
 def feature_matrix(images: torch.Tensor, names: list[str], cache_dir: Path | None = None) -> tuple[np.ndarray, int | None]:

@@ -96,19 +96,25 @@ def convert_fid_helper_torchscript(out_path: Path) -> Path:
     return out_path
 
 
-def inception_features(images_uint8: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
+def inception_features(images_uint8: torch.Tensor, batch_size: int = 32, precision: str = "fp32") -> torch.Tensor:
     """2048-d Inception pool features of N×3×H×W torch.uint8 images (0..255), as N×2048 float64.
 
     Any H×W: the extractor resizes to 299×299 (TF-1.x-exact bilinear) and maps pixels to
-    [-1, 1) as (x - 128) / 128. Runs in float32 on the CPU without autograd, in batches of
-    ``batch_size``. Weights come from :func:`inception_weights_path`; the loaded extractor
-    (about 100 MB) is kept for later calls.
+    [-1, 1) as (x - 128) / 128. ``precision="fp32"`` is torch-fidelity's extractor as is;
+    ``"bf16"`` folds each batch norm into its convolution and runs channels-last under
+    bfloat16 autocast (AMX/AVX-512-BF16 CPUs, or CUDA): several times faster, ~2 % relative
+    L2 deviation in the features. Weights come from :func:`inception_weights_path`; the
+    loaded extractor (about 100 MB) is kept for later calls.
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4 or images_uint8.shape[1] != 3:
         raise ValueError(f"expected N×3×H×W uint8 images, got {tuple(images_uint8.shape)} {images_uint8.dtype}")
-    extractor = _extractor(inception_weights_path())
-    with torch.no_grad():
-        batches = [extractor(batch)[0] for batch in images_uint8.cpu().split(batch_size)]
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+    weights = inception_weights_path()
+    extractor = _extractor(weights) if precision == "fp32" else _folded_extractor(weights)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+    with torch.inference_mode(), autocast:
+        batches = [extractor(batch)[0].float() for batch in images_uint8.cpu().split(batch_size)]
     return torch.cat([torch.empty(0, FEATURE_DIM), *batches]).to(torch.float64)
 
 
@@ -118,6 +124,29 @@ def _extractor(weights: Path) -> torch.nn.Module:
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     return FeatureExtractorInceptionV3(FEATURE_EXTRACTOR, [str(FEATURE_DIM)], feature_extractor_weights_path=str(weights))
+
+
+@functools.lru_cache(maxsize=1)
+def _folded_extractor(weights: Path) -> torch.nn.Module:
+    """A copy of :func:`_extractor` with BN folded into conv weights/biases, in channels-last layout.
+
+    Inference BN is affine per channel: y = (conv(x) - mean) * g / sqrt(var + eps) + beta, so
+    scaling each conv filter by g / sqrt(var + eps) and adding the shifted beta as a bias is exact
+    in real arithmetic (1e-6 in float32); it removes 94 memory-bound passes over the activations.
+    """
+    import copy
+
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+
+    model = copy.deepcopy(_extractor(weights))
+    for block in model.modules():
+        if isinstance(block, BasicConv2d):
+            bn, conv = block.bn, block.conv
+            scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv.weight = torch.nn.Parameter(conv.weight.detach() * scale[:, None, None, None], requires_grad=False)
+            conv.bias = torch.nn.Parameter((bn.bias - bn.running_mean * scale).detach(), requires_grad=False)
+            block.bn = torch.nn.Identity()
+    return model.to(memory_format=torch.channels_last).eval()
 
 
 def _no_weights_error() -> UserError:

@@ -1,0 +1,77 @@
+"""Distribution metrics: known answers, agreement with torch-fidelity, honest intervals and floors."""
+
+import numpy as np
+import pytest
+import torch
+
+from ctqc.qc import metrics
+
+
+@pytest.fixture(scope="module")
+def gaussians():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(120, 48)), rng.normal(size=(100, 48)), rng.normal(size=(30, 48))
+
+
+def test_fid_equals_torch_fidelity_and_vanishes_on_identical_sets(gaussians):
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    a, b, _ = gaussians
+    shifted = b + 0.5
+    stats = lambda x: fid_features_to_statistics(torch.from_numpy(x))  # noqa: E731
+    reference = fid_statistics_to_metric(stats(a), stats(shifted), False)["frechet_inception_distance"]
+    assert metrics.fid(a, shifted) == pytest.approx(reference, rel=1e-9)
+    wide = np.random.default_rng(1).normal(size=(40, 300))  # n < d: the low-rank path's reason to exist
+    narrow = np.random.default_rng(2).normal(size=(25, 300)) * 1.3
+    assert metrics.fid(wide, narrow) == pytest.approx(fid_statistics_to_metric(stats(wide), stats(narrow), False)["frechet_inception_distance"], rel=1e-6)
+    assert abs(metrics.fid(a, a)) < 1e-8
+    assert metrics.fid(a, shifted) > 48 * 0.25 * 0.9  # |Δμ|² = 48 · 0.5²
+
+
+def test_kid_is_zero_for_one_distribution_and_positive_after_a_shift(gaussians):
+    a, b, _ = gaussians
+    same_mean, same_std = metrics.kid(a, b)
+    shift_mean, _ = metrics.kid(a, b + 0.5)
+    assert abs(same_mean) < 3 * same_std + 1e-3
+    assert shift_mean > 10 * max(same_std, 1e-4)
+    assert same_std > 0  # subsets smaller than n, so the spread is real
+
+
+def test_kid_subset_size_is_never_the_whole_set():
+    for n1, n2 in [(8, 11), (17, 72), (200, 2000), (5000, 4000)]:
+        assert 2 <= metrics.kid_subset_size(n1, n2) < min(n1, n2)
+
+
+def test_precision_recall_match_torch_fidelity_definition(gaussians):
+    a, b, _ = gaussians
+    p, r = metrics.precision_recall(a, b)
+    assert 0.5 < p <= 1 and 0.5 < r <= 1
+    p_far, r_far = metrics.precision_recall(a + 10, b)
+    assert p_far == 0 and r_far == 0
+    prec_ind, rec_ind = metrics._pr_indicators(a, b, 3)
+    assert prec_ind.mean() == pytest.approx(p) and rec_ind.mean() == pytest.approx(r)
+
+
+def test_intervals_contain_the_estimates_and_floors_are_reported(gaussians):
+    a, b, held = gaussians
+    result = metrics.distribution_metrics(a + 0.6, b, held, n_bootstrap=100, seed=0)
+    assert (result["n_synthetic"], result["n_real"], result["n_floor"]) == (120, 100, 30)
+    for name in ("fid", "kid", "precision", "recall"):
+        entry = result[name]
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], name
+        assert entry["floor_ci_low"] <= entry["floor"] <= entry["floor_ci_high"], name
+    # The shifted set is farther from the reference than held-out real images at the same n.
+    assert result["fid"]["matched"] > result["fid"]["floor_ci_high"]
+    assert result["kid"]["value"] > result["kid"]["floor_ci_high"]
+    assert result["warnings"] == []  # 100 images ≥ 48 dimensions
+
+
+def test_small_samples_warn_and_identical_distributions_sit_at_the_floor():
+    rng = np.random.default_rng(3)
+    reference, held, synthetic = rng.normal(size=(60, 256)), rng.normal(size=(20, 256)), rng.normal(size=(200, 256))
+    result = metrics.distribution_metrics(synthetic, reference, held, n_bootstrap=100, seed=0)
+    assert any("FID from 60 images < 256" in w for w in result["warnings"])
+    # Same distribution: the size-matched FID falls inside the floor's interval.
+    assert result["fid"]["floor_ci_low"] <= result["fid"]["matched"] <= result["fid"]["floor_ci_high"]
+    no_floor = metrics.distribution_metrics(synthetic, reference, held[:1], n_bootstrap=20, seed=0)
+    assert no_floor["fid"]["floor"] is None and any("no real-vs-real floor" in w for w in no_floor["warnings"])
