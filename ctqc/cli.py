@@ -168,24 +168,153 @@ def generate_cmd(
     _console().print(f"wrote {len(list(folder.glob('syn_*.png')))} synthetic images and index.csv to {folder}")
 
 
+RealOpt = Annotated[Optional[Path], typer.Option("--real", help="Bring your own images: folder of real images (labels.csv or class subfolders).")]
+SyntheticOpt = Annotated[Optional[Path], typer.Option("--synthetic", help="Bring your own images: folder of any generator's images (labels.csv or class subfolders).")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Bring your own images: output folder (new, or an earlier output of this command).")]
+
+
+def _byo_config(real, synthetic, out, run, config, set_):
+    """The config for a bring-your-own-images command, or None for a run; refuses mixed options."""
+    byo = (real, synthetic, out)
+    if not any(byo):
+        if config is not None or set_:
+            raise UserError("--config/--set apply to --real/--synthetic/--out folders; a run uses its saved config")
+        return None
+    if not all(byo):
+        raise UserError("bring-your-own images need all of --real DIR --synthetic DIR --out DIR")
+    if run is not None:
+        raise UserError("--run and --real/--synthetic/--out are alternatives; use one")
+    return _load_config(config, None, set_)
+
+
 @app.command("filter")
 def filter_cmd(
     run: RunOpt = None,
     c2st_threshold: Annotated[Optional[float], typer.Option("--c2st-threshold", help="Drop images with calibrated p(synthetic) above this (default: qc.c2st_threshold, 0.6).")] = None,
     no_memorisation: Annotated[bool, typer.Option("--no-memorisation", help="Skip the copy check.")] = False,
+    real: RealOpt = None,
+    synthetic: SyntheticOpt = None,
+    out: OutOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Score every synthetic image (C2ST, copy check) and split the pool into kept and rejected."""
-    from ctqc.filtering import run_filter
+    from ctqc.filtering import filter_folders, run_filter
     from ctqc.rundir import RunDir
 
-    target = RunDir.open(run)
-    summary = run_filter(target, threshold=c2st_threshold, memorisation=False if no_memorisation else None)
+    cfg = _byo_config(real, synthetic, out, run, config, set_)
+    memorisation = False if no_memorisation else None
+    if cfg is None:
+        target = RunDir.open(run)
+        summary = run_filter(target, threshold=c2st_threshold, memorisation=memorisation)
+        where = target.path / "filter"
+    else:
+        summary = filter_folders(real, synthetic, out, cfg, threshold=c2st_threshold, memorisation=memorisation)
+        where = out
     console = _console()
-    console.print(f"kept {summary.kept}, rejected {summary.rejected} → {target.path / 'filter'}")
+    console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
     for unit, r in summary.per_class.items():
         before, after = r["c2st_before"], r["c2st_after"]
         fmt = lambda m: "n/a" if m["auc"] is None else f"AUC {m['auc']:.3f}" + ("" if m["p_value"] is None else f" (p = {m['p_value']:.3g})")
         console.print(f"  {unit}: kept {r['kept']}/{r['n_synthetic']} (c2st {r['rejected_c2st']}, copies {r['rejected_copy']}); C2ST before {fmt(before)}, after {fmt(after)}")
+
+
+@app.command("qc")
+def qc_cmd(
+    run: RunOpt = None,
+    real: RealOpt = None,
+    synthetic: SyntheticOpt = None,
+    out: OutOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+) -> None:
+    """FID / KID / precision-recall with real-vs-real floors, C2ST and memorisation — no filtering."""
+    from ctqc.quality import qc_folders, run_qc
+    from ctqc.rundir import RunDir
+
+    cfg = _byo_config(real, synthetic, out, run, config, set_)
+    if cfg is None:
+        target = RunDir.open(run)
+        metrics = run_qc(target)
+        where = target.path / "qc" / "metrics.json"
+    else:
+        metrics = qc_folders(real, synthetic, out, cfg)
+        where = out / "metrics.json"
+    _print_qc(metrics)
+    _console().print(f"wrote {where}")
+
+
+def _print_qc(metrics: dict) -> None:
+    from rich.table import Table
+
+    def cell(entry: dict, key: str = "value", digits: int = 3) -> str:
+        value, low, high = entry.get(key), entry.get("ci_low"), entry.get("ci_high")
+        text = "n/a" if value is None else f"{value:.{digits}g}"
+        return text + ("" if low is None or key != "value" else f" [{low:.{digits}g}, {high:.{digits}g}]")
+
+    table = Table(title=f"Synthetic vs real ({metrics['extractor']} features; floor = held-out real vs the same reference, same n)")
+    for column in ("scope", "n syn/real/floor", "FID", "FID at floor n", "FID floor", "KID", "KID floor", "precision", "recall", "C2ST AUC (p)"):
+        table.add_column(column)
+    for name, s in metrics["scopes"].items():
+        c2st = metrics["c2st"].get(name, {})
+        auc = "" if c2st.get("auc") is None else f"{c2st['auc']:.3f} ({c2st['p_value']:.2g})"
+        table.add_row(
+            name, f"{s['n_synthetic']}/{s['n_real']}/{s['n_floor']}", cell(s["fid"]), cell(s["fid"], "matched"), cell(s["fid"], "floor"),
+            cell(s["kid"]), cell(s["kid"], "floor"), cell(s["precision"], digits=2), cell(s["recall"], digits=2), auc,
+        )  # fmt: skip
+    console = _console()
+    console.print(table)
+    for name, m in metrics["memorisation"].items():
+        if m.get("c_t") is not None or m.get("n_flagged") is not None:
+            console.print(f"  {name}: copies flagged {m['n_flagged']}, C_T {m['c_t']} (C_T ≪ 0: samples sit closer to training images than held-out real images do)")
+    for warning in metrics["warnings"]:
+        console.print(f"  [yellow]warning[/yellow]: {warning}")
+
+
+@app.command("report")
+def report_cmd(
+    run: RunOpt = None,
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Render the self-contained HTML report (default); --no-html writes only summary.json.")] = True,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Also write the HTML report to this file (it is always written to RUN/report/report.html).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers (report/summary.json) as JSON.")] = False,
+) -> None:
+    """Render the run's report: one self-contained HTML file (figures embedded) plus report/summary.json."""
+    from ctqc.report import make_report
+    from ctqc.rundir import RunDir
+
+    target = RunDir.open(run)
+    result = make_report(target, out=out, html=html)
+    if as_json:
+        typer.echo(json.dumps(result.summary, indent=2, default=str))
+        return
+    console = _console()
+    if html:
+        console.print(f"wrote {result.html_path} ({result.size_bytes / 1e6:.1f} MB)" + (f" and {result.copy_path}" if result.copy_path else ""))
+    console.print(f"wrote {result.summary_path}")
+    missing = [k for k, v in result.summary.get("sections", {}).items() if v != "ran"]
+    if missing:
+        console.print("  not run: " + ", ".join(missing))
+    for line in result.summary.get("conclusions", []):
+        console.print(f"  {line}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run: RunOpt = None,
+    seeds: Annotated[Optional[int], typer.Option("--seeds", help="Trainings per arm and fold (default: compare.seeds, 3).")] = None,
+    jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Parallel training processes (default: compare.jobs; 0 = one per CPU core).")] = None,
+    arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Only these arms (repeatable or comma-separated; default: compare.arms).")] = None,
+) -> None:
+    """Train the classifier on each arm (original, +classical, synthetic-only, +synthetic, +filtered, +random subset) over folds × seeds, with CIs and paired tests."""
+    from ctqc.compare import compare, print_table
+    from ctqc.rundir import RunDir
+
+    target = RunDir.open(run)
+    arms = [a.strip() for item in arm for a in item.split(",") if a.strip()] if arm else None
+    console = _console()
+    result = compare(target, seeds=seeds, jobs=jobs, arms=arms, progress=not _State.quiet, console=console)
+    print_table(result.summary, result.config, console)
+    console.print(f"trained {result.trained}, reused {result.reused} → {result.folder} (results.csv, summary.json, table.txt, predictions/)")
 
 
 @app.command("selftest")

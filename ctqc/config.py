@@ -167,14 +167,42 @@ class ClassifierConfig(_Strict):
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["rmsprop", "adam"] = "rmsprop"
     lr: float = Field(1e-3, gt=0)
-    patience: int = Field(5, ge=1)
+    patience: int = Field(5, ge=1)  # epochs without validation improvement before stopping
     max_epochs: int = Field(100, ge=1)
+    # What early stopping watches on the real validation images; the best epoch's weights are restored.
+    early_stopping: Literal["val_loss", "val_balanced_accuracy"] = "val_loss"
+    augment: bool = False  # classical augmentation in every arm (the original+classical arm always augments)
+    # Class-balanced batches; auto: when the training classes differ in size by more than 10 %.
+    balanced_sampling: bool | Literal["auto"] = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 where the hardware has it
+    channels_last: bool = True
+    pretrained: bool = False  # ImageNet weights from the local torch hub cache only (never downloaded)
+
+
+ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+filtered", "original+random-subset")
+
+
+class CompareConfig(_Strict):
+    """The downstream experiment (``ctqc compare``): arms × folds × seeds of the classifier."""
+
+    seeds: int = Field(3, ge=1, le=1000)  # trainings per arm and fold
+    jobs: int = Field(0, ge=0, le=256)  # parallel training processes; 0 = one per CPU core (threads split between them)
+    arms: list[Literal[ARMS]] = Field(default_factory=lambda: list(ARMS))  # type: ignore[valid-type]
+    test: Literal["wilcoxon", "paired-bootstrap"] = "wilcoxon"  # paired test of arm differences
+    n_bootstrap: int = Field(10_000, ge=100)  # resamples for test=paired-bootstrap
+
+    @field_validator("arms")
+    @classmethod
+    def _unique_arms(cls, arms: list[str]) -> list[str]:
+        if not arms:
+            raise ValueError("needs at least one arm")
+        return list(dict.fromkeys(arms))
 
 
 class QCConfig(_Strict):
     """QC and filtering (``ctqc filter``): classifier two-sample test and copy checks."""
 
-    features: list[Literal["pixels", "fft", "histogram", "inception"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
+    features: list[Literal["pixels", "fft", "histogram", "inception", "inception-bf16"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
     classifier: Literal["logreg", "forest"] = "logreg"
     pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
     c2st_c: float = Field(0.003, gt=0)  # inverse L2 strength of the logistic regression (chosen by the self-test)
@@ -187,6 +215,10 @@ class QCConfig(_Strict):
     embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
     copy_max_shift: int = Field(1, ge=0, le=4)  # px of shift searched by the copy check
+    # ctqc qc: FID / KID / precision-recall features (inception = torch-fidelity's exact fp32
+    # network; inception-bf16 = the same weights, BN folded, bfloat16: faster, ~2 % feature error)
+    metric_features: Literal["inception", "inception-bf16"] = "inception"
+    n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
 
 
 class RunConfig(_Strict):
@@ -201,6 +233,7 @@ class Config(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     gan: GanConfig = Field(default_factory=GanConfig)
     classifier: ClassifierConfig = Field(default_factory=ClassifierConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
     qc: QCConfig = Field(default_factory=QCConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
