@@ -77,3 +77,10 @@ def test_bad_inputs_are_rejected():
         C2ST().fit(_gauss(3), _gauss(10))
     with pytest.raises(ValueError, match="unknown C2ST classifier"):
         C2ST(classifier="svm").fit(_gauss(10), _gauss(10))
+
+
+def test_permutation_p_values_are_roughly_uniform_under_the_null():
+    """Same distribution on both sides: p-values spread over (0, 1], not piled up near 0."""
+    p_values = [C2ST(n_repeats=1, n_permutations=29, random_state=s, c=0.003).fit(_gauss(30, seed=100 + s), _gauss(40, seed=200 + s)).p_value_ for s in range(10)]
+    assert all(0 < p <= 1 for p in p_values)
+    assert 0.25 < np.mean(p_values) < 0.75 and sum(p < 0.1 for p in p_values) <= 3

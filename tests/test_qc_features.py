@@ -27,7 +27,10 @@ def test_handcrafted_features_shapes_and_sensitivity(phantoms):
     x = phantoms[:20]
     assert features.extract("pixels", x).shape == (20, 1024)
     hist = features.extract("histogram", x)
-    assert hist.shape == (20, 32) and np.allclose(hist.sum(1), 1)
+    assert hist.shape == (20, 32 + 7) and np.allclose(hist[:, :32].sum(1), 1)
+    # a foreground shift smaller than a histogram bin moves mean and quantiles by exactly that much
+    shifted = features.extract("histogram", torch.where(x > -0.9, x + 0.02, x))
+    assert np.allclose(shifted[:, 32] - hist[:, 32], 0.02, atol=2e-3) and np.allclose(shifted[:, 36] - hist[:, 36], 0.02, atol=5e-3)
     fft = features.extract("fft", x)
     assert fft.shape == (20, 16)
     # a checkerboard adds power at the highest frequency ring only
@@ -47,8 +50,8 @@ def test_feature_cache_hits_by_content(tmp_path, phantoms, monkeypatch):
     assert len(calls) == 1 and np.array_equal(a, b)
     c = features.extract("fft", phantoms[5:15], tmp_path)  # half seen before: only 5 new images computed
     assert calls == [10, 5] and np.array_equal(c[:5], a[5:]) and np.allclose(c, real(phantoms[5:15]))
-    assert len(np.load(tmp_path / "fft.npz")["keys"]) == 15
-    (tmp_path / "fft.npz").write_bytes(b"damaged")  # a broken cache is recomputed, not trusted
+    assert len(np.load(tmp_path / f"fft.v{features.CACHE_VERSION}.npz")["keys"]) == 15
+    (tmp_path / f"fft.v{features.CACHE_VERSION}.npz").write_bytes(b"damaged")  # a broken cache is recomputed, not trusted
     assert np.allclose(features.extract("fft", phantoms[:3], tmp_path), a[:3]) and calls == [10, 5, 3]
 
 

@@ -56,16 +56,25 @@ def fft_features(images: torch.Tensor, n_bins: int = 16) -> np.ndarray:
 
 
 def histogram_features(images: torch.Tensor, n_bins: int = 32) -> np.ndarray:
-    """Fraction of *foreground* pixels per intensity bin over (-0.9, 1].
+    """Intensity distribution of the *foreground*: a histogram over (-0.9, 1] plus its moments.
 
-    Air (≤ -0.9) is left out: its share varies with head size and would mask
-    shifts in tissue intensity, which is what this feature is for.
+    Air (≤ -0.9) is left out: its share varies with head size and would mask shifts in
+    tissue intensity, which is what this feature is for. The histogram's bins are 0.06
+    wide, so a global shift smaller than a bin barely moves it; the foreground's mean,
+    standard deviation and 5/25/50/75/95 % quantiles follow such a shift linearly.
     """
     x = images.reshape(len(images), -1).double().clamp(-1, 1)
-    foreground = (x > -0.9).double()
+    foreground = x > -0.9
+    weight = foreground.double()
     index = torch.clamp(((x + 0.9) / 1.9 * n_bins).long(), 0, n_bins - 1)
-    hist = torch.zeros(len(x), n_bins, dtype=torch.float64).scatter_add_(1, index, foreground)
-    return (hist / foreground.sum(dim=1, keepdim=True).clamp_min(1)).numpy()
+    hist = torch.zeros(len(x), n_bins, dtype=torch.float64).scatter_add_(1, index, weight)
+    count = weight.sum(dim=1, keepdim=True).clamp_min(1)
+    mean = (x * weight).sum(dim=1, keepdim=True) / count
+    std = (((x - mean) ** 2 * weight).sum(dim=1, keepdim=True) / count).sqrt()
+    masked = torch.where(foreground, x, torch.tensor(float("nan"), dtype=x.dtype))
+    quantiles = torch.nanquantile(masked, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=x.dtype), dim=1).T
+    quantiles = torch.nan_to_num(quantiles, nan=-1.0)  # an image with no foreground at all
+    return torch.cat([hist / count, mean, std, quantiles], dim=1).numpy()
 
 
 def inception_features(images: torch.Tensor) -> np.ndarray:
@@ -79,6 +88,8 @@ def inception_bf16_features(images: torch.Tensor) -> np.ndarray:
 
     return inception.inception_features(to_uint8_rgb(images), precision="bf16").numpy()
 
+
+CACHE_VERSION = 2  # bump when an extractor's output changes: older cache files are then ignored
 
 EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
     "pixels": pixel_features,
@@ -96,7 +107,7 @@ def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None) -> n
     if cache_dir is None or len(images) == 0:
         return EXTRACTORS[name](images)
     keys = image_hashes(images)
-    path = Path(cache_dir) / f"{name}.npz"
+    path = Path(cache_dir) / f"{name}.v{CACHE_VERSION}.npz"
     stored_keys, stored = _read_cache(path)
     row = {key: r for r, key in enumerate(stored_keys)}
     unique_missing = list({key: i for i, key in enumerate(keys) if key not in row}.values())
