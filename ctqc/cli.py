@@ -283,13 +283,16 @@ def report_cmd(
     from ctqc.rundir import RunDir
 
     target = RunDir.open(run)
-    result = make_report(target, out=out, html=html)
-    if as_json:
+    if as_json:  # stdout carries only the JSON
+        result = make_report(target, out=out, html=html)
         typer.echo(json.dumps(result.summary, indent=2, default=str))
         return
     console = _console()
+    with console.status("rendering the report (figures, thumbnails) …"):
+        result = make_report(target, out=out, html=html)
     if html:
-        console.print(f"wrote {result.html_path} ({result.size_bytes / 1e6:.1f} MB)" + (f" and {result.copy_path}" if result.copy_path else ""))
+        size = f"{result.size_bytes / 1e6:.1f} MB" if result.size_bytes >= 100_000 else f"{result.size_bytes / 1e3:.0f} kB"
+        console.print(f"wrote {result.html_path} ({size})" + (f" and {result.copy_path}" if result.copy_path else ""))
     console.print(f"wrote {result.summary_path}")
     missing = [k for k, v in result.summary.get("sections", {}).items() if v != "ran"]
     if missing:
@@ -315,6 +318,32 @@ def compare_cmd(
     result = compare(target, seeds=seeds, jobs=jobs, arms=arms, progress=not _State.quiet, console=console)
     print_table(result.summary, result.config, console)
     console.print(f"trained {result.trained}, reused {result.reused} → {result.folder} (results.csv, summary.json, table.txt, predictions/)")
+
+
+@app.command("run")
+def run_cmd(
+    data: DataOpt = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    run: RunOpt = None,
+    new: Annotated[bool, typer.Option("--new", help="Start a fresh run even if the latest one (same config) is unfinished.")] = False,
+    no_selftest: Annotated[bool, typer.Option("--no-selftest", help="Skip the QC self-test stage.")] = False,
+) -> None:
+    """The whole job: train → generate → filter → qc → selftest → compare → report; re-running resumes an unfinished run."""
+    from ctqc.pipeline import run_pipeline
+    from ctqc.rundir import RunDir
+
+    console = _console()
+    if run is not None:
+        if data is not None or config is not None or set_ or new:
+            raise UserError("--run finishes an existing run with its saved config; drop --data/--config/--set/--new")
+        result = run_pipeline(run=RunDir.open(run), selftest=not no_selftest, progress=not _State.quiet, say=console.print)
+    else:
+        result = run_pipeline(_load_config(config, data, set_), new=new, selftest=not no_selftest, progress=not _State.quiet, say=console.print)
+    if result.skipped:
+        console.print(f"already done: {', '.join(result.skipped)}")
+    report = result.run.path / "report" / "report.html"
+    console.print(f"report: {report}")
 
 
 @app.command("selftest")

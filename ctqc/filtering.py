@@ -71,12 +71,13 @@ def run_filter(run: RunDir, threshold: float | None = None, memorisation: bool |
     """Score and filter the synthetic pool of ``run``; writes ``<run>/filter/`` and the embeddings."""
     from ctqc.pools import units_from_run
 
-    cfg, units = units_from_run(run)
-    threshold, memorisation = _settings(cfg.qc, threshold, memorisation)
-    table, summary, embeddings = _score_units(units, cfg, threshold, memorisation, run.path / "qc" / "features")
-    summary["fitted_on"] = "each fold's real training images vs that fold's synthetic pool; copy reference: the fold's validation images"
-    staging = run.path / ".filter.new"
-    with run.stage("filter") as outputs:
+    run.require_stage("generate", "ctqc train")
+    threshold, memorisation = _settings(run.config().qc, threshold, memorisation)  # bad options: nothing recorded
+    with run.stage("filter") as outputs:  # the stage's time covers the scoring, not just the writing
+        cfg, units = units_from_run(run)
+        table, summary, embeddings = _score_units(units, cfg, threshold, memorisation, run.path / "qc" / "features")
+        summary["fitted_on"] = "each fold's real training images vs that fold's synthetic pool; copy reference: the fold's validation images"
+        staging = run.path / ".filter.new"
         _write_filter(staging, table, summary)
         atomic.replace_dir(staging, run.path / "filter")
         outputs += ["filter/kept.csv", "filter/rejected.csv", "filter/filter.json"]

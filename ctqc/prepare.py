@@ -17,15 +17,20 @@ class PreparedRun:
     splits: Splits
 
 
-def prepare_run(config: Config) -> PreparedRun:
+def prepare_run(config: Config, pipeline: bool = False) -> PreparedRun:
     """Validate everything first, then create the run with ``config.yaml``, ``splits.csv``, ``manifest.json``.
 
-    Bad input raises :class:`~ctqc.errors.UserError` before anything is written.
+    Bad input raises :class:`~ctqc.errors.UserError` before anything is written. ``pipeline``
+    marks a run made by ``ctqc run`` (which a later ``ctqc run`` may resume).
     """
     data = load_dataset(config.data)
     splits = Splits.make(data, config.split, config.split_seed)
     summary = data_summary(data)
     with RunDir.create(config, summary) as run:
+        if pipeline:
+            manifest = run.manifest()
+            manifest["pipeline"] = True
+            run._write_manifest(manifest)
         with run.stage("data") as outputs:
             splits.save(run.path / "splits.csv")
             outputs += ["config.yaml", "splits.csv"]

@@ -34,12 +34,12 @@ def run_qc(run: RunDir) -> dict:
     """QC metrics of ``run``'s synthetic pool (and its kept set, when filtered); returns metrics.json's content."""
     from ctqc.pools import units_from_run
 
-    cfg, units = units_from_run(run)
-    cache = run.path / "qc" / "features"
-    filtered = run.stage_status("filter") == "done"
-    kept = units_from_run(run, kept_only=True)[1] if filtered else None
-    metrics, scores, copies = _qc(units, kept, cfg, cache)
-    with run.stage("qc") as outputs:
+    run.require_stage("generate", "ctqc train")
+    with run.stage("qc") as outputs:  # the stage's time covers the computation, not just the writing
+        cfg, units = units_from_run(run)
+        cache = run.path / "qc" / "features"
+        kept = units_from_run(run, kept_only=True)[1] if run.stage_status("filter") == "done" else None
+        metrics, scores, copies = _qc(units, kept, cfg, cache)
         qc_dir = run.path / "qc"
         atomic.write_text(qc_dir / "c2st_scores.csv", scores.to_csv(index=False))
         atomic.write_text(qc_dir / "memorisation.csv", copies.to_csv(index=False))
@@ -135,8 +135,12 @@ def _c2st(unit, cfg, cache):
     real_f, pixel_columns = feature_matrix(unit.reference, cfg.qc.features, cache)
     syn_f, _ = feature_matrix(unit.synthetic, cfg.qc.features, cache)
     test = c2st_for(real_f, syn_f, cfg.qc, cfg.seed + unit.fold, pixel_columns)
-    scores = unit.pool[["sample_id", "file", "class", "fold"]].copy()
-    scores["c2st_score"] = np.round(test.synthetic_scores_, 6) if test is not None else np.nan
+    synthetic = unit.pool[["sample_id", "file", "class", "fold"]].copy()
+    synthetic.insert(1, "source", "synthetic")
+    synthetic["c2st_score"] = np.round(test.synthetic_scores_, 6) if test is not None else np.nan
+    real = pd.DataFrame({"sample_id": list(unit.reference_ids), "source": "real", "file": None, "class": unit.name, "fold": unit.fold})
+    real["c2st_score"] = np.round(test.real_scores_, 6) if test is not None else np.nan
+    scores = pd.concat([synthetic, real], ignore_index=True)  # real rows: for the calibration plot
     if test is None:
         return {"auc": None, "accuracy": None, "p_value": None, "n_real": len(real_f), "n_synthetic": len(syn_f), "note": "too few images"}, scores
     summary = {"auc": round(test.auc_, 4), "accuracy": round(test.accuracy_, 4), "p_value": test.p_value_, "n_real": len(real_f), "n_synthetic": len(syn_f)}

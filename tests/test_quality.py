@@ -94,7 +94,9 @@ def test_filter_and_qc_on_two_plain_folders(byo_folders, run_cli, tmp_path):
     assert metrics["c2st"]["haemorrhage"]["auc"] > metrics["c2st"]["normal"]["auc"]  # the noise images give it away
     assert len(metrics["memorisation"]["normal"]["pairs"]) > 0
     scores = pd.read_csv(tmp_path / "qc" / "c2st_scores.csv")
-    assert len(scores) == 24 and scores.set_index("sample_id").loc["noise0", "c2st_score"] > 0.6
+    synthetic_scores = scores[scores["source"] == "synthetic"].set_index("sample_id")
+    assert len(synthetic_scores) == 24 and synthetic_scores.loc["noise0", "c2st_score"] > 0.6
+    assert (scores["source"] == "real").sum() == metrics["scopes"]["all"]["n_real"]  # for the calibration plot
 
 
 def test_bring_your_own_mistakes_are_one_line_errors(byo_folders, run_cli, tmp_path):

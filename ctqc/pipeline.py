@@ -1,0 +1,121 @@
+"""`ctqc run`: the whole job in one run directory, resumable stage by stage.
+
+train → generate → filter → qc → selftest → compare → report. Each stage records
+itself in the manifest (``ctqc.rundir.RunDir.stage``) and writes atomically, so a
+stage either finished (and is skipped on re-run) or is redone; the long stages
+resume inside themselves too (GAN checkpoints, one file per compare training).
+
+Re-running ``ctqc run`` with the same config and data picks up the newest
+unfinished run made by ``ctqc run`` (``runs/latest``) at its first unfinished
+stage; ``--run DIR`` names one, ``--new`` forces a fresh run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ctqc.config import Config
+from ctqc.errors import UserError
+from ctqc.rundir import RunDir
+
+STAGES = ("train", "generate", "filter", "qc", "selftest", "compare", "report")
+
+
+@dataclass
+class PipelineResult:
+    run: RunDir
+    ran: list[str]
+    skipped: list[str]
+
+
+def resumable(config: Config) -> RunDir | None:
+    """The latest run, if ``ctqc run`` made it with this very config and did not finish it."""
+    try:
+        run = RunDir.open(None, root=config.run.root)
+        manifest = run.manifest()
+    except (UserError, OSError, ValueError):
+        return None
+    if not manifest.get("pipeline") or manifest.get("config_hash") != config.hash():
+        return None
+    return None if run.stage_status("report") == "done" else run
+
+
+def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new: bool = False, selftest: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> PipelineResult:
+    """Run (or finish) every stage; returns the run and which stages ran now."""
+    from ctqc.train import train
+
+    if run is None and config is not None and not new:
+        run = resumable(config)
+        if run is not None:
+            say(f"resuming {run.path} (same config, unfinished)")
+    ran: list[str] = []
+    if run is None:
+        from ctqc.prepare import prepare_run
+
+        assert config is not None
+        run = prepare_run(config, pipeline=True).run
+        say(f"new run {run.path}")
+    stages: dict[str, Callable[[RunDir], object]] = {
+        "train": lambda r: train(run=r, progress=progress),
+        "generate": _generate,
+        "filter": _filter,
+        "qc": _qc,
+        "selftest": _selftest,
+        "compare": lambda r: _compare(r, progress),
+        "report": _report,
+    }
+    skipped = []
+    for stage in STAGES:
+        if stage in ran:  # generate, right after train
+            continue
+        if run.stage_status(stage) == "done" or (stage == "selftest" and not selftest):
+            skipped.append(stage)
+            continue
+        say(f"stage {stage}")
+        stages[stage](run)
+        ran.append(stage)
+        if stage == "train":
+            ran.append("generate")  # train generates the pool as its last step
+    return PipelineResult(run=run, ran=ran, skipped=skipped)
+
+
+def _generate(run: RunDir) -> None:
+    from ctqc.generate import generate
+
+    generate(run)
+
+
+def _filter(run: RunDir) -> None:
+    from ctqc.filtering import run_filter
+
+    run_filter(run)
+
+
+def _qc(run: RunDir) -> None:
+    from ctqc.quality import run_qc
+
+    run_qc(run)
+
+
+def _selftest(run: RunDir) -> None:
+    from ctqc import atomic
+    from ctqc.qc.selftest import selftest
+
+    cfg = run.config()
+    with run.stage("selftest") as outputs:
+        report = selftest(cfg, null_permutations=cfg.qc.n_permutations // 2 or 20)
+        atomic.write_json(run.path / "qc" / "selftest.json", report)
+        outputs.append("qc/selftest.json")
+
+
+def _compare(run: RunDir, progress: bool) -> None:
+    from ctqc.compare import compare
+
+    compare(run, progress=progress)
+
+
+def _report(run: RunDir) -> None:
+    from ctqc.report import make_report
+
+    make_report(run)

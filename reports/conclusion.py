@@ -1,0 +1,129 @@
+"""The report's conclusion: plain sentences written from the saved numbers.
+
+Rules: every difference is stated with its 95 % CI and p-value; a CI that
+includes 0 is reported as "no evidence of a difference", never as a small
+effect; nothing is said about a stage that did not run.
+"""
+
+from __future__ import annotations
+
+import math
+
+# the arm whose comparison with "original" is the headline, then the others
+ARM_ORDER = ["original+filtered", "original+synthetic", "synthetic-only", "original+classical", "original+random-subset"]
+REFERENCE_NAMES = {"original": "no augmentation (original)"}
+METRIC_NAMES = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
+HEADLINE_METRIC = "balanced_accuracy"
+
+
+def num(v) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def fmt_p(p) -> str:
+    p = num(p)
+    if p is None:
+        return "p not available"
+    if p < 0.001:
+        return "p < 0.001"
+    if p < 0.01:
+        return f"p = {p:.2g}"
+    return "p = " + (f"{p:.3f}".rstrip("0").rstrip(".") if p < 1 else "1")
+
+
+def points(v: float) -> str:
+    """A difference of fractions in percentage points, signed (U+2212 minus)."""
+    s = f"{abs(v) * 100:.1f}"
+    return ("+" if v >= 0 else "\u2212") + s
+
+
+def ci_includes_zero(lo, hi) -> bool:
+    lo, hi = num(lo), num(hi)
+    return lo is None or hi is None or lo <= 0 <= hi
+
+
+def comparison_sentence(c: dict) -> str | None:
+    """One paired comparison (compare/summary.json "comparisons" entry) as a sentence."""
+    diff, lo, hi = num(c.get("mean_diff")), num(c.get("ci_low")), num(c.get("ci_high"))
+    if diff is None:
+        return None
+    metric = str(c.get("metric", "?"))
+    name = METRIC_NAMES.get(metric, metric.replace("_", " "))
+    ref = str(c.get("reference", "?"))
+    ref_name = REFERENCE_NAMES.get(ref, f"‘{ref}’")
+    ci = "95 % CI not available" if lo is None or hi is None else f"95 % CI {points(lo)} to {points(hi)}"
+    n = c.get("n_pairs")
+    pairs = f", {int(n)} paired fold×seed results" if num(n) is not None else ""
+    sentence = f"‘{c.get('arm', '?')}’ changed {name} by {points(diff)} points ({ci}, {fmt_p(c.get('p_value'))}{pairs}) compared with {ref_name}"
+    note = f" ({c['note']})" if c.get("note") else ""
+    if lo is None or hi is None:
+        return sentence + f"; without a CI this is not evidence of a difference{note}."
+    if ci_includes_zero(lo, hi):
+        return sentence + f": the CI includes 0, so there is no evidence of a difference{note}."
+    direction = "an improvement" if lo > 0 else "a decrease"
+    return sentence + f": the CI excludes 0, evidence of {direction} on this data{note}."
+
+
+def classification_sentences(summary: dict | None) -> list[str]:
+    if not isinstance(summary, dict):
+        return []
+    comps = [c for c in summary.get("comparisons") or [] if isinstance(c, dict)]
+    metrics_present = {c.get("metric") for c in comps}
+    metric = HEADLINE_METRIC if HEADLINE_METRIC in metrics_present else (sorted(m for m in metrics_present if m) or [None])[0]
+    chosen = [c for c in comps if c.get("metric") == metric]
+    order = {a: i for i, a in enumerate(ARM_ORDER)}
+    chosen.sort(key=lambda c: (c.get("reference") != "original", order.get(c.get("arm"), len(order)), str(c.get("arm"))))
+    out = [s for s in (comparison_sentence(c) for c in chosen) if s]
+    for arm, reason in (summary.get("skipped") or {}).items():
+        out.append(f"‘{arm}’ was not evaluated: {reason}.")
+    return out
+
+
+def c2st_sentence(name: str, entry: dict) -> str | None:
+    auc, p = num(entry.get("auc")), num(entry.get("p_value"))
+    if auc is None:
+        return None
+    if p is not None and p <= 0.05 and auc > 0.5:  # a permutation p = (1 + k) / (B + 1) ≤ α is a level-α test
+        return f"{name}: a classifier tells the synthetic images from real ones (C2ST AUC {auc:.3f}, {fmt_p(p)}; 0.5 would mean indistinguishable)."
+    return f"{name}: no evidence that a classifier can tell the synthetic images from real ones (C2ST AUC {auc:.3f}, {fmt_p(p)})."
+
+
+def sig(v: float, digits: int = 3) -> str:
+    """``digits`` significant figures, with a real minus sign."""
+    text = f"{v:.{digits}g}"
+    return text.replace("-", "\u2212")
+
+
+def _with_ci(v: float, lo: float | None, hi: float | None, extra: str = "") -> str:
+    parts = ([] if lo is None or hi is None else [f"95 % CI {sig(lo)} to {sig(hi)}"]) + ([extra] if extra else [])
+    return f"{sig(v)} ({'; '.join(parts)})" if parts else sig(v)
+
+
+def distribution_sentence(scope: str, metric: str, entry: dict) -> str | None:
+    """Compare a metric's CI with its real-vs-real floor's CI (lower is better for FID/KID)."""
+    v, lo, hi = num(entry.get("value")), num(entry.get("ci_low")), num(entry.get("ci_high"))
+    f, flo, fhi = num(entry.get("floor")), num(entry.get("floor_ci_low")), num(entry.get("floor_ci_high"))
+    if v is None or f is None:
+        return None
+    matched = num(entry.get("matched"))
+    at_n = f"{sig(matched)} at the floor's sample size" if matched is not None and matched != v else ""
+    head = f"{scope}: {metric.upper()} {_with_ci(v, lo, hi, at_n)}"
+    if None in (lo, hi, flo, fhi):
+        return f"{head}, against a real-vs-real floor of {sig(f)} (without CIs no conclusion is drawn)."
+    if lo > fhi:
+        return f"{head} lies above the real-vs-real floor {_with_ci(f, flo, fhi)}: the synthetic images are further from the real ones than real images are from each other."
+    return f"{head} overlaps the real-vs-real floor {_with_ci(f, flo, fhi)}: no evidence of a distribution gap on these features."
+
+
+def ct_sentence(name: str, c_t) -> str | None:
+    c_t = num(c_t)
+    if c_t is None:
+        return None
+    shown = f"{c_t:.2f}".replace("-", "\u2212")
+    if c_t < -2:
+        return f"{name}: C_T = {shown}, below −2: the synthetic images sit closer to training images than fresh real images do — evidence of copying."
+    return f"{name}: C_T = {shown} (copying would push it well below 0): no evidence of data copying."
