@@ -22,9 +22,10 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
-# Until `ctqc run` exists: the data stage, then GAN training and the synthetic pool.
+# The main job on the built-in phantom data: train → generate → filter → qc → selftest →
+# compare → report; prints the report's path. Re-running resumes an unfinished run.
 demo: $(VENV)/.installed
-	$(BIN)/ctqc train
+	$(BIN)/ctqc run --config configs/default.yaml
 
 # pytest's exit code 5 means "no tests collected": a broken setup, never a pass.
 test: $(VENV)/.installed-dev

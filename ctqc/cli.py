@@ -342,8 +342,7 @@ def run_cmd(
         result = run_pipeline(_load_config(config, data, set_), new=new, selftest=not no_selftest, progress=not _State.quiet, say=console.print)
     if result.skipped:
         console.print(f"already done: {', '.join(result.skipped)}")
-    report = result.run.path / "report" / "report.html"
-    console.print(f"report: {report}")
+    typer.echo(f"report: {result.run.path / 'report' / 'report.html'}")  # even with -q: the one result
 
 
 @app.command("selftest")

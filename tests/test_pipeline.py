@@ -1,0 +1,56 @@
+"""`ctqc run`: all stages in one run directory; killed mid-way, a re-run finishes without redoing work."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LIGHT = [
+    "--config", "smoke", "--no-selftest",
+    "--set", "qc.metric_features=inception-bf16", "--set", "qc.n_bootstrap=20", "--set", "qc.embeddings=[]",
+    "--set", "compare.seeds=1", "--set", "compare.arms=[original,original+synthetic]",
+]  # fmt: skip
+
+
+def _stages(run: Path) -> dict:
+    return json.loads((run / "manifest.json").read_text())["stages"]
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_at_the_first_unfinished_stage(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-m", "ctqc", "run", *LIGHT]
+    first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    latest = tmp_path / "runs" / "latest"
+    deadline = time.time() + 240
+    while time.time() < deadline:  # kill as soon as the filter stage has started
+        if latest.exists() and _stages(latest.resolve()).get("filter", {}).get("status") == "running":
+            break
+        assert first.poll() is None, first.stderr.read().decode()
+        time.sleep(0.2)
+    else:
+        pytest.fail("the filter stage never started")
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    run = latest.resolve()
+    before = _stages(run)
+    assert before["train"]["status"] == "done" and before["filter"]["status"] == "running"
+
+    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
+    assert second.returncode == 0, second.stderr
+    out = " ".join(second.stdout.split())  # rich wraps long paths
+    assert "resuming" in out and "already done: train, generate" in out
+    assert f"report: {run / 'report' / 'report.html'}" in "".join(second.stdout.split("\n"))
+    after = _stages(run)
+    assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [run.name]  # no second run
+    for stage in ("data", "train", "generate"):
+        assert after[stage]["started"] == before[stage]["started"], stage  # not redone
+    for stage in ("filter", "qc", "compare", "report"):
+        assert after[stage]["status"] == "done", stage
+    assert (run / "report" / "report.html").stat().st_size > 10_000
+    assert (run / "compare" / "results.csv").is_file() and (run / "qc" / "metrics.json").is_file()
