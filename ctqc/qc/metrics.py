@@ -19,8 +19,9 @@ training images as unseen real images are". Because FID is biased by sample size
 the floor and a size-matched synthetic value (``matched``: synthetic subsets of
 the held-out set's size, averaged) are computed with the same n.
 
-CIs are 95 % bootstrap intervals over images (both sets resampled). KID's
-replicates leave out pairs of an image with its own repeat; FID's interval is
+CIs are 95 % bootstrap intervals over images (both sets resampled, computed
+from resampling counts: :class:`_Resampled`). KID's replicates leave out pairs
+of an image with its own repeat; FID's interval is
 centred on the estimate (see :func:`_interval`); for precision/recall the k-NN
 manifolds are held fixed and the per-image indicators are resampled.
 """
@@ -99,19 +100,50 @@ def _pr_indicators(generated: np.ndarray, real: np.ndarray, neighborhood: int) -
     return precision.astype(float), recall.astype(float)
 
 
-def _mmd2_resampled(k11: np.ndarray, k12: np.ndarray, k22: np.ndarray, i: np.ndarray, j: np.ndarray) -> float:
-    """Unbiased MMD² of the bootstrap sample (i, j), leaving out pairs of one image with itself.
+class _Resampled:
+    """Bootstrap replicates of FID, KID and precision/recall from resampling *counts*, not copied rows.
 
-    A resample repeats images; counting a repeat's k(x, x) as a between-image pair would
-    inflate the within-set terms, so all pairs of the same source image are excluded.
+    A resample is a count per image (how often it was drawn). Everything is computed from
+    matrices built once: the cross Gram matrix G = F₁F₂ᵀ and the KID kernels. For FID, the
+    resampled centred cross matrix has the same singular values as D₁^½ C D₂^½, with C the
+    centred cross matrix of the distinct images and D the counts — so a replicate costs one
+    small SVD instead of re-centring n×2048 copies. For KID, pairs of an image with its own
+    repeat are left out of the within-set terms (they would count k(x, x) as a pair).
     """
-    within_1 = i[:, None] != i[None, :]
-    within_2 = j[:, None] != j[None, :]
-    if not within_1.any() or not within_2.any():
-        return float("nan")  # a resample of one repeated image: no pairs (dropped from the interval)
-    term_1 = k11[np.ix_(i, i)][within_1].mean()
-    term_2 = k22[np.ix_(j, j)][within_2].mean()
-    return float(term_1 + term_2 - 2 * k12[np.ix_(i, j)].mean())
+
+    def __init__(self, generated: np.ndarray, real: np.ndarray, prec_ind: np.ndarray, rec_ind: np.ndarray) -> None:
+        self.f1, self.f2 = generated, real
+        self.n1, self.n2 = len(generated), len(real)
+        self.gram = generated @ real.T
+        self.sq1, self.sq2 = np.einsum("ij,ij->i", generated, generated), np.einsum("ij,ij->i", real, real)
+        self.k11, self.k12, self.k22 = _poly_kernel(generated, generated), _poly_kernel(generated, real), _poly_kernel(real, real)
+        self.prec_ind, self.rec_ind = prec_ind, rec_ind
+
+    def fid(self, c1: np.ndarray, c2: np.ndarray) -> float:
+        n1, n2 = self.n1, self.n2
+        m1, m2 = c1 @ self.f1 / n1, c2 @ self.f2 / n2
+        cross = self.gram - (self.f1 @ m2)[:, None] - (self.f2 @ m1)[None, :] + m1 @ m2
+        weighted = np.sqrt(c1)[:, None] * cross * np.sqrt(c2)[None, :] / np.sqrt((n1 - 1) * (n2 - 1))
+        trace_1 = (c1 @ self.sq1 - n1 * (m1 @ m1)) / (n1 - 1)
+        trace_2 = (c2 @ self.sq2 - n2 * (m2 @ m2)) / (n2 - 1)
+        diff = m1 - m2
+        return float(diff @ diff + trace_1 + trace_2 - 2 * np.linalg.svd(weighted, compute_uv=False).sum())
+
+    def kid(self, c1: np.ndarray, c2: np.ndarray) -> float:
+        pairs_1, pairs_2 = self.n1**2 - c1 @ c1, self.n2**2 - c2 @ c2
+        if pairs_1 == 0 or pairs_2 == 0:
+            return float("nan")  # a resample of one repeated image: no pairs (dropped from the interval)
+        within_1 = (c1 @ self.k11 @ c1 - (c1**2) @ np.diag(self.k11)) / pairs_1
+        within_2 = (c2 @ self.k22 @ c2 - (c2**2) @ np.diag(self.k22)) / pairs_2
+        return float(within_1 + within_2 - 2 * (c1 @ self.k12 @ c2) / (self.n1 * self.n2))
+
+    def replicate(self, c1: np.ndarray, c2: np.ndarray) -> dict[str, float]:
+        return {
+            "fid": self.fid(c1, c2),
+            "kid": self.kid(c1, c2),
+            "precision": float(self.prec_ind @ c1 / self.n1),
+            "recall": float(self.rec_ind @ c2 / self.n2),
+        }
 
 
 def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -138,15 +170,13 @@ def compare_sets(generated: np.ndarray, real: np.ndarray, n_bootstrap: int, seed
     n1, n2 = len(generated), len(real)
     k_mean, k_std = kid(generated, real, seed=seed)
     precision, recall = precision_recall(generated, real, neighborhood)
-    prec_ind, rec_ind = _pr_indicators(generated, real, neighborhood)
-    k11, k12, k22 = _poly_kernel(generated, generated), _poly_kernel(generated, real), _poly_kernel(real, real)
+    resampled = _Resampled(generated, real, *_pr_indicators(generated, real, neighborhood))
     boot: dict[str, list[float]] = {"fid": [], "kid": [], "precision": [], "recall": []}
     for _ in range(n_bootstrap):
-        i, j = rng.integers(0, n1, n1), rng.integers(0, n2, n2)
-        boot["fid"].append(fid(generated[i], real[j]))
-        boot["kid"].append(_mmd2_resampled(k11, k12, k22, i, j))
-        boot["precision"].append(float(prec_ind[i].mean()))
-        boot["recall"].append(float(rec_ind[j].mean()))
+        c1 = np.bincount(rng.integers(0, n1, n1), minlength=n1).astype(float)
+        c2 = np.bincount(rng.integers(0, n2, n2), minlength=n2).astype(float)
+        for name, value in resampled.replicate(c1, c2).items():
+            boot[name].append(value)
     values = {"fid": fid(generated, real), "kid": k_mean, "precision": precision, "recall": recall}
     out = {}
     for name, value in values.items():
