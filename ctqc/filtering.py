@@ -128,9 +128,12 @@ def _score_units(units, cfg, threshold: float, memorisation: bool, cache):
     """(score table, filter.json content, embedding table or None) over all units."""
     import pandas as pd
 
+    from ctqc.qc.domain import encoders_if_used
+
+    domain = encoders_if_used(units, cfg.qc.features, cache, cfg.seed)  # {fold: encoder}; {} unless "domain" is used
     rows, report, embedding_parts = [], {}, []
     for unit in units:
-        unit_rows, report[unit.label], embedding = _filter_unit(unit, cfg, threshold, memorisation, cache)
+        unit_rows, report[unit.label], embedding = _filter_unit(unit, cfg, threshold, memorisation, cache, domain.get(unit.fold))
         rows += unit_rows
         if embedding is not None:
             embedding_parts.append(embedding)
@@ -160,14 +163,14 @@ def _result(table, summary: dict) -> FilterSummary:
     return FilterSummary(kept=summary["kept"], rejected=summary["rejected"], per_class=summary["per_class"])
 
 
-def _filter_unit(unit, cfg, threshold: float, memorisation: bool, cache):
+def _filter_unit(unit, cfg, threshold: float, memorisation: bool, cache, domain_weights=None):
     """Score one fold × class: (score rows, report entry, embedding table or None)."""
     from ctqc.qc.features import feature_matrix
     from ctqc.qc.memorisation import check_copies
 
     qc, pool = cfg.qc, unit.pool
-    real_f, pixel_columns = feature_matrix(unit.reference, qc.features, cache)
-    syn_f, _ = feature_matrix(unit.synthetic, qc.features, cache)
+    real_f, pixel_columns = feature_matrix(unit.reference, qc.features, cache, domain_weights)
+    syn_f, _ = feature_matrix(unit.synthetic, qc.features, cache, domain_weights)
     before = c2st_for(real_f, syn_f, qc, cfg.seed + unit.fold, pixel_columns)
     scores = before.synthetic_scores_ if before is not None else np.full(len(pool), np.nan)
     check = memorisation and len(unit.heldout) >= 2 and len(unit.reference) >= 2

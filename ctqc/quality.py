@@ -73,9 +73,13 @@ def _qc(units, kept_units, cfg, cache):
     """(metrics.json content, per-image C2ST scores, per-image copy check) over all units."""
     import pandas as pd
 
+    from ctqc.qc.domain import describe_encoder, encoders_if_used
+
     qc = cfg.qc
     single_fold = len({u.fold for u in units}) == 1
     scope = (lambda u: u.name) if single_fold else (lambda u: u.label)
+    # {fold: weights of the domain encoder fitted on that fold's real training images}; {} unless "domain" is used
+    domain = encoders_if_used(units, [*qc.features, qc.metric_features], cache, cfg.seed)
     metrics: dict = {
         "extractor": qc.metric_features,
         "n_bootstrap": qc.n_bootstrap,
@@ -83,19 +87,21 @@ def _qc(units, kept_units, cfg, cache):
         "c2st_classifier": qc.classifier,
         "reference": "real training images of each class (the GAN's own); floor: held-out (validation) real images vs the same reference",
         "warnings": [],
-        "scopes": _scopes(units, scope, qc, cfg.seed, cache),
+        "scopes": _scopes(units, scope, qc, cfg.seed, cache, domain),
         "c2st": {},
         "memorisation": {},
     }
+    if domain:  # provenance of the fitted encoders (what they saw, their weights' hash)
+        metrics["domain_encoders"] = {f"fold{k}": describe_encoder(path) for k, path in domain.items()}
     if kept_units is not None:  # the filter has run (scopes with fewer than two kept images are left out)
         kept_counts = {scope(u): len(u.pool) for u in kept_units}
-        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache)}
+        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain)}
     score_parts, copy_parts = [], []
     for unit in units:
-        c2st, unit_scores = _c2st(unit, cfg, cache)
+        c2st, unit_scores = _c2st(unit, cfg, cache, domain.get(unit.fold))
         metrics["c2st"][scope(unit)] = c2st
         score_parts.append(unit_scores)
-        summary, unit_copies = _memorisation(unit, qc, cache)
+        summary, unit_copies = _memorisation(unit, qc, cache, domain.get(unit.fold))
         metrics["memorisation"][scope(unit)] = summary
         copy_parts.append(unit_copies)
     for name, entry in metrics["scopes"].items():
@@ -105,35 +111,36 @@ def _qc(units, kept_units, cfg, cache):
     return metrics, pd.concat(score_parts, ignore_index=True), pd.concat(copy_parts, ignore_index=True)
 
 
-def _scopes(units, scope, qc, seed: int, cache) -> dict:
-    """Distribution metrics per unit, and over all classes of the first fold."""
+def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None) -> dict:
+    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder})."""
     from ctqc.qc.features import extract
     from ctqc.qc.metrics import distribution_metrics
 
-    def features(images):
-        return extract(qc.metric_features, images, cache)
+    def features(images, fold):
+        return extract(qc.metric_features, images, cache, (domain or {}).get(fold))
 
     out = {}
     for unit in units:
         if len(unit.synthetic) < 2:
             continue
-        out[scope(unit)] = distribution_metrics(features(unit.synthetic), features(unit.reference), features(unit.heldout), qc.n_bootstrap, seed + unit.fold)
+        synthetic, reference, heldout = (features(x, unit.fold) for x in (unit.synthetic, unit.reference, unit.heldout))
+        out[scope(unit)] = distribution_metrics(synthetic, reference, heldout, qc.n_bootstrap, seed + unit.fold)
     first = [u for u in units if u.fold == units[0].fold] if units else []
     if len(first) > 1:
-        cat = lambda attr: features(torch.cat([getattr(u, attr) for u in first]))  # noqa: E731
+        cat = lambda attr: features(torch.cat([getattr(u, attr) for u in first]), first[0].fold)  # noqa: E731
         out["all"] = distribution_metrics(cat("synthetic"), cat("reference"), cat("heldout"), qc.n_bootstrap, seed)
     return out
 
 
-def _c2st(unit, cfg, cache):
+def _c2st(unit, cfg, cache, domain_weights=None):
     """Global C2ST of one unit and its per-image scores."""
     import pandas as pd
 
     from ctqc.filtering import c2st_for
     from ctqc.qc.features import feature_matrix
 
-    real_f, pixel_columns = feature_matrix(unit.reference, cfg.qc.features, cache)
-    syn_f, _ = feature_matrix(unit.synthetic, cfg.qc.features, cache)
+    real_f, pixel_columns = feature_matrix(unit.reference, cfg.qc.features, cache, domain_weights)
+    syn_f, _ = feature_matrix(unit.synthetic, cfg.qc.features, cache, domain_weights)
     test = c2st_for(real_f, syn_f, cfg.qc, cfg.seed + unit.fold, pixel_columns)
     synthetic = unit.pool[["sample_id", "file", "class", "fold"]].copy()
     synthetic.insert(1, "source", "synthetic")
@@ -147,7 +154,7 @@ def _c2st(unit, cfg, cache):
     return summary, scores
 
 
-def _memorisation(unit, qc, cache):
+def _memorisation(unit, qc, cache, domain_weights=None):
     """Copy check (pixel correlation over flips/shifts) and C_T on the metric features, for one unit."""
     import pandas as pd
 
@@ -162,7 +169,7 @@ def _memorisation(unit, qc, cache):
     table["correlation"] = np.round(1 - check.distance, 6)
     table["ratio"] = np.round(check.ratio, 6)
     table["flagged"] = check.flagged
-    feats = [extract(qc.metric_features, x, cache) for x in (unit.reference, unit.heldout, unit.synthetic)]
+    feats = [extract(qc.metric_features, x, cache, domain_weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
     c_t = data_copying_statistic(*feats, random_state=0)
     order = np.argsort(check.ratio)[:PAIRS_SHOWN]
     pairs = table.iloc[order][["sample_id", "file", "train_id", "correlation", "ratio", "flagged"]].to_dict(orient="records")

@@ -12,7 +12,11 @@ here only, in :func:`to_uint8_rgb`.
 - ``inception-bf16``: the same network with batch norm folded into the convolutions, run in
   bfloat16 channels-last (AMX on this CPU): several times faster, features within ~2 %
   (relative L2) of the exact ones — for C2ST/embeddings, or FID when speed matters more
-  than comparability with published FIDs.
+  than comparability with published FIDs;
+- ``domain``: the 128-d embedding of a small CNN fitted on the run's real *training*
+  images (:mod:`ctqc.qc.domain`). It has no fixed weights, so it is not in
+  :data:`EXTRACTORS`: pass the fitted encoder's file as ``domain_weights``; its cache file
+  is named after a hash of that file, so features of different encoders never mix.
 
 The cache holds one row per *image* (keyed by a hash of its pixels), so a subset, a
 superset or a re-run of the same images costs only the images not seen before.
@@ -20,6 +24,7 @@ superset or a re-run of the same images costs only the images not seen before.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
@@ -100,19 +105,34 @@ EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
 }
 
 
-def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None) -> np.ndarray:
-    """Features of ``images`` by extractor ``name``; cached per image under ``cache_dir``."""
-    if name not in EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {name!r}; choose from {', '.join(EXTRACTORS)}")
+DOMAIN = "domain"  # fitted per run: needs extract(..., domain_weights=<encoder .pt>)
+
+
+def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, domain_weights: Path | None = None) -> np.ndarray:
+    """Features of ``images`` by extractor ``name``; cached per image under ``cache_dir``.
+
+    ``domain_weights``: the encoder file for ``name == "domain"`` (ignored by the other extractors).
+    """
+    if name == DOMAIN:
+        if domain_weights is None:
+            raise ValueError("the 'domain' extractor needs domain_weights: an encoder fitted on the real training images (ctqc.qc.domain)")
+        from ctqc.qc import domain
+
+        compute = functools.partial(domain.domain_features, weights=Path(domain_weights))
+        cache_name = f"{DOMAIN}-{domain.weights_digest(domain_weights)}"
+    elif name in EXTRACTORS:
+        compute, cache_name = EXTRACTORS[name], name
+    else:
+        raise ValueError(f"unknown feature extractor {name!r}; choose from {', '.join([*EXTRACTORS, DOMAIN])}")
     if cache_dir is None or len(images) == 0:
-        return EXTRACTORS[name](images)
+        return compute(images)
     keys = image_hashes(images)
-    path = Path(cache_dir) / f"{name}.v{CACHE_VERSION}.npz"
+    path = Path(cache_dir) / f"{cache_name}.v{CACHE_VERSION}.npz"
     stored_keys, stored = _read_cache(path)
     row = {key: r for r, key in enumerate(stored_keys)}
     unique_missing = list({key: i for i, key in enumerate(keys) if key not in row}.values())
     if unique_missing:
-        fresh = EXTRACTORS[name](images[unique_missing])
+        fresh = compute(images[unique_missing])
         stored = fresh if stored is None else np.vstack([stored, fresh.astype(stored.dtype)])
         for i in unique_missing:
             row[keys[i]] = len(row)
@@ -140,8 +160,10 @@ def image_hashes(images: torch.Tensor) -> list[str]:
     return [hashlib.sha256(shape + img.tobytes()).hexdigest()[:24] for img in x]
 
 
-def feature_matrix(images: torch.Tensor, names: list[str], cache_dir: Path | None = None) -> tuple[np.ndarray, int | None]:
+def feature_matrix(
+    images: torch.Tensor, names: list[str], cache_dir: Path | None = None, domain_weights: Path | None = None
+) -> tuple[np.ndarray, int | None]:
     """Concatenated features of ``images``, pixels first; returns (matrix, width of the pixel block or None)."""
     ordered = sorted(names, key=lambda n: n != "pixels")
-    blocks = [extract(name, images, cache_dir) for name in ordered]
+    blocks = [extract(name, images, cache_dir, domain_weights) for name in ordered]
     return np.hstack(blocks), (blocks[0].shape[1] if ordered[0] == "pixels" else None)

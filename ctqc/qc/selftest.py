@@ -19,7 +19,9 @@ touched) and the QC settings of the config.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -109,14 +111,17 @@ def _rises(weaker: float, stronger: float, tolerance: float = 0.02, saturated: f
     return stronger >= weaker - tolerance or min(weaker, stronger) >= saturated
 
 
-def _features(images: torch.Tensor, qc: QCConfig) -> tuple[np.ndarray, int | None]:
+def _features(images: torch.Tensor, qc: QCConfig, domain_weights=None) -> tuple[np.ndarray, int | None]:
     from ctqc.qc.features import feature_matrix
 
-    return feature_matrix(images, qc.features)
+    return feature_matrix(images, qc.features, domain_weights=domain_weights)
 
 
-def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats: int = 5, null_permutations: int = 100) -> dict:
-    """Run (a), (b) and (c) on development ``images`` (N×1×S×S in [-1, 1]); returns a JSON-able report."""
+def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats: int = 5, null_permutations: int = 100, domain_weights=None) -> dict:
+    """Run (a), (b) and (c) on development ``images`` (N×1×S×S in [-1, 1]); returns a JSON-able report.
+
+    ``domain_weights``: the encoder for the ``domain`` features, when ``qc.features`` has them.
+    """
     from sklearn.metrics import roc_auc_score
 
     from ctqc.qc.memorisation import check_copies
@@ -126,7 +131,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     n = len(images)
     from ctqc.filtering import make_c2st
 
-    feats, pixel_columns = _features(images, qc)
+    feats, pixel_columns = _features(images, qc, domain_weights)
 
     # (a) null: random halves, one scored as synthetic
     aucs, p_values, discarded = [], [], []
@@ -153,7 +158,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
         planted[name] = {}
         for strength, apply in levels.items():
             pool = torch.cat([images[clean], apply(images[defect])])
-            test = make_c2st(qc, seed, pixel_columns, n_permutations=0).fit(feats[reference], _features(pool, qc)[0])
+            test = make_c2st(qc, seed, pixel_columns, n_permutations=0).fit(feats[reference], _features(pool, qc, domain_weights)[0])
             is_defect = np.r_[np.zeros(len(clean)), np.ones(len(defect))]
             planted[name][strength] = round(float(roc_auc_score(is_defect, test.synthetic_scores_)), 4)
     rising = all(_rises(v["low"], v["medium"]) and _rises(v["medium"], v["high"]) for v in planted.values())
@@ -196,6 +201,13 @@ def selftest(config, null_permutations: int = 100) -> dict:
     data = load_dataset(config.data)
     dev = Splits.make(data, config.split, config.split_seed).development(data)
     images = torch.cat([dev.train.images, dev.val.images])
-    report = run_selftest(images, config.qc, seed=config.seed, null_permutations=null_permutations)
+    with tempfile.TemporaryDirectory(prefix="ctqc-selftest-") as tmp:
+        weights = None
+        if "domain" in config.qc.features:  # the encoder learns from fold 0's training images only, as in ctqc qc
+            from ctqc.qc.domain import fit_domain_encoder
+
+            weights = Path(tmp) / "domain.pt"
+            fit_domain_encoder(dev.train.images, dev.train.labels, seed=config.seed, path=weights)
+        report = run_selftest(images, config.qc, seed=config.seed, null_permutations=null_permutations, domain_weights=weights)
     report["data"] = {"location": data.source.location, "fingerprint": data.source.fingerprint, "images_used": "train + val of fold 0 (test never)"}
     return report
