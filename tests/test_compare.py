@@ -1,0 +1,166 @@
+"""`ctqc compare`: arm construction without leakage, the end-to-end stage, resume, bad input."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ctqc.compare import ARMS, RESULT_COLUMNS, FoldData, build_arm, comparisons_for, training_seed
+from ctqc.config import DataConfig, PhantomConfig, SplitConfig
+from ctqc.data import load_dataset
+from ctqc.errors import UserError
+from ctqc.rundir import RunDir
+from ctqc.splits import Splits
+
+
+@pytest.fixture(scope="module")
+def fold_data():
+    """A 40-image phantom fold with a fake pool of 10 synthetic images per class, 3 + 1 of them kept."""
+    data = load_dataset(DataConfig(phantom=PhantomConfig(n_per_class=20, size=32)))
+    splits = Splits.make(data, SplitConfig(), seed=0)
+    dev = splits.development(data, 0)
+    labels = np.repeat([0, 1], 10)
+    pool = pd.DataFrame({"sample_id": [f"syn_{k}_0_{i:05d}" for k, i in zip(labels, range(20))], "label": labels, "fold": 0})
+    kept = frozenset(pool["sample_id"].iloc[[0, 1, 2, 15]])
+    images = torch.linspace(-1, 1, 20).repeat_interleave(32 * 32).reshape(20, 1, 32, 32)
+    return FoldData(0, dev.train, dev.val, splits.held_out_test(data, 0), pool, images, kept)
+
+
+def test_arms_have_the_right_images_and_never_val_or_test(fold_data):
+    real = set(fold_data.train.ids)
+    held_out = set(fold_data.val.ids) | set(fold_data.test.ids)
+    assert len(real) == 29 and len(held_out) == 11  # 40 − 7 val − 4 test (the paper's fractions)
+    expected = {  # arm: (real images, synthetic images)
+        "original": (29, 0),
+        "original+classical": (29, 0),
+        "synthetic-only": (0, 20),
+        "original+synthetic": (29, 20),
+        "original+filtered": (29, 4),
+        "original+random-subset": (29, 4),
+    }
+    for arm in ARMS:
+        a = build_arm(arm, fold_data, seed=0, keys=[0, 1])
+        n_real, n_syn = expected[arm]
+        assert (a.n_real, a.n_synthetic) == (n_real, n_syn), arm
+        assert len(a.ids) == len(set(a.ids)) == len(a.targets) == a.images.shape[0] == n_real + n_syn
+        assert not set(a.ids) & held_out, arm  # no validation or test image ever trains
+        assert (set(a.ids) & real) == (real if n_real else set())
+        assert a.augment == (arm == "original+classical")
+        syn = [i for i in a.ids if i.startswith("syn_")]
+        assert all(t == int(i.split("_")[1]) for i, t in zip(a.ids, a.targets) if i.startswith("syn_"))  # synthetic labels kept
+        if arm == "original+filtered":
+            assert set(syn) == fold_data.kept
+        if arm == "original+random-subset":  # the filtered set's per-class sizes: 3 normal, 1 haemorrhage
+            assert sorted(i.split("_")[1] for i in syn) == ["0", "0", "0", "1"]
+    draws = {tuple(build_arm("original+random-subset", fold_data, seed=s, keys=[0, 1]).ids) for s in range(5)}
+    assert len(draws) > 1  # a fresh subset per seed ...
+    assert build_arm("original+random-subset", fold_data, seed=3, keys=[0, 1]).ids == build_arm("original+random-subset", fold_data, seed=3, keys=[0, 1]).ids  # ... reproducibly
+    # the synthetic images are the pool's own pixels
+    syn_only = build_arm("synthetic-only", fold_data, seed=0, keys=[0, 1])
+    assert torch.equal(syn_only.images, fold_data.pool_images)
+
+
+def test_filter_arms_need_the_filter(fold_data):
+    no_filter = dataclasses.replace(fold_data, kept=None)
+    with pytest.raises(UserError, match="ctqc filter"):
+        build_arm("original+filtered", no_filter, seed=0, keys=[0, 1])
+
+
+def test_seeds_are_shared_across_arms_and_differ_across_folds_and_seeds():
+    seeds = {(f, s): training_seed(0, f, s) for f in range(3) for s in range(3)}
+    assert len(set(seeds.values())) == 9 and training_seed(0, 1, 2) == seeds[(1, 2)]
+    assert ("original+filtered", "original+random-subset") in comparisons_for(list(ARMS))
+    assert ("original+filtered", "original+synthetic") in comparisons_for(list(ARMS))
+    assert [a for a, ref in comparisons_for(list(ARMS)) if ref == "original"] == list(ARMS[1:])
+
+
+def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
+    assert run_cli("-q", "train", "--config", "smoke").code == 0
+    run = (tmp_path / "runs" / "latest").resolve()
+    result = run_cli("compare")
+    assert result.code == 0, result.err
+    assert "Accuracy" in result.out and "original+synthetic" in result.out and "skipped" in result.out
+
+    folder = run / "compare"
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
+    arms = ["original", "original+classical", "synthetic-only", "original+synthetic"]
+    assert len(results) == 4 * 1 * 2 and list(results["arm"].unique()) == arms and set(results["seed"]) == {0, 1}
+    splits = pd.read_csv(run / "splits.csv", dtype={"id": str})
+    test_ids = set(splits.loc[splits["role"] == "test", "id"])
+    val_ids = set(splits.loc[splits["role"] == "val", "id"])
+    assert (results["n_test"] == len(test_ids)).all() and (results["n_val"] == len(val_ids)).all()
+    assert results.loc[results["arm"] == "synthetic-only", "n_train_real"].eq(0).all()
+    assert results.loc[results["arm"] == "original+synthetic", "n_train_synthetic"].eq(16).all()
+    assert results[["accuracy", "balanced_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
+
+    for _, row in results.iterrows():  # per-image predictions on exactly the test images
+        pred = pd.read_csv(folder / "predictions" / f"{row['arm']}__f0__s{row['seed']}.csv", dtype={"id": str})
+        assert list(pred.columns[:4]) == ["id", "label", "pred", "prob"] and set(pred["id"]) == test_ids
+        assert (pred["label"] == pred["pred"]).mean() == pytest.approx(row["accuracy"])
+        unit = json.loads((folder / "units" / f"{row['arm']}__f0__s{row['seed']}.json").read_text())
+        assert not set(unit["train_ids"]) & (test_ids | val_ids)  # audited from what was really trained on
+
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["metrics"] == ["accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc"]
+    assert set(summary["arms"]) == set(arms) and summary["seeds"] == [0, 1] and summary["folds"] == [0]
+    acc = summary["arms"]["original"]["accuracy"]
+    assert acc["n"] == 2 and acc["mean"] == pytest.approx(results.loc[results["arm"] == "original", "accuracy"].mean())
+    assert set(summary["skipped"]) == {"original+filtered", "original+random-subset"}
+    assert summary["paper"]["original"]["accuracy"] == 0.7651
+    comp = [c for c in summary["comparisons"] if c["arm"] == "original+synthetic" and c["metric"] == "balanced_accuracy"][0]
+    assert comp["reference"] == "original" and comp["test"] == "wilcoxon" and comp["n_pairs"] == 2 and 0 <= comp["p_value"] <= 1
+    table = (folder / "table.txt").read_text()
+    assert "Accuracy" in table and "Sensitivity" in table and "76.51" in table and "skipped" in table
+    assert RunDir(run).stage_status("compare") == "done"
+
+    # a re-run trains nothing; a lost unit is retrained alone, with the same numbers
+    again = run_cli("compare")
+    assert again.code == 0 and "trained 0, reused 8" in again.out
+    lost = folder / "units" / "original+synthetic__f0__s1.json"
+    before = json.loads(lost.read_text())
+    lost.unlink()
+    resumed = run_cli("compare")
+    assert resumed.code == 0 and "trained 1, reused 7" in resumed.out
+    after = json.loads(lost.read_text())
+    timeless = lambda h: [{k: v for k, v in e.items() if k != "train_seconds"} for e in h]
+    assert after["predictions"] == before["predictions"] and timeless(after["history"]) == timeless(before["history"])
+
+    # once the filter has run, the filtered arm and its random control join
+    index = pd.read_csv(run / "samples" / "index.csv")
+    kept = index.groupby("label").head(3)  # 3 per class "kept"
+    with RunDir(run).stage("filter"):
+        (run / "filter").mkdir(exist_ok=True)
+        kept.to_csv(run / "filter" / "kept.csv", index=False)
+    result = run_cli("compare", "--seeds", "1", "--arm", "original,original+filtered", "--arm", "original+random-subset")
+    assert result.code == 0, result.err
+    assert "trained 2, reused 1" in result.out
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results["arm"]) == ["original", "original+filtered", "original+random-subset"]
+    assert results.loc[results["arm"] != "original", "n_train_synthetic"].eq(6).all()
+    summary = json.loads((folder / "summary.json").read_text())
+    pairs = {(c["arm"], c["reference"]) for c in summary["comparisons"]}
+    assert ("original+filtered", "original+random-subset") in pairs and summary["skipped"] == {}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["compare", "--arm", "bogus"], "unknown arm 'bogus'"),
+        (["compare", "--seeds", "0"], "--seeds must be at least 1"),
+        (["compare"], "run `ctqc train` first"),
+    ],
+)
+def test_compare_bad_input(run_cli, args, message):
+    assert run_cli("-q", "data", "prepare", "--config", "smoke").code == 0  # a run without GAN samples
+    result = run_cli(*args)
+    assert result.code == 2 and message in result.err
+    assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+
+
+def test_compare_without_a_run(run_cli):
+    result = run_cli("compare")
+    assert result.code == 2 and "no run found" in result.err
