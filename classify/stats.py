@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import numpy as np
 
 TESTS = ("wilcoxon", "paired-bootstrap")
+#: Differences this small are ties (0.75 − 0.7 ≠ 0.8 − 0.75 in floating point; metrics are fractions of a few images).
+ZERO = 1e-9
 
 
 def _clean(values: Sequence[float]) -> np.ndarray:
@@ -76,7 +78,7 @@ def paired_difference(
     if a.shape != b.shape:
         raise ValueError(f"paired samples need the same length ({a.size} ≠ {b.size})")
     ok = np.isfinite(a) & np.isfinite(b)
-    d = a[ok] - b[ok]
+    d = np.round(a[ok] - b[ok], 12)  # equal differences tie exactly (0.8 − 0.75 ≠ 0.75 − 0.7 in floating point)
     n = int(d.size)
     out: dict = {"mean_diff": math.nan, "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "test": test, "n_pairs": n}
     if n == 0:
@@ -98,7 +100,7 @@ def paired_difference(
         # null distribution: the bootstrap means shifted to have mean 0
         centred = means - d.mean()
         extreme = np.sum(np.abs(centred) >= abs(d.mean()) - 1e-12)
-        out["p_value"] = 1.0 if np.all(d == 0) else float((extreme + 1) / (n_bootstrap + 1))
+        out["p_value"] = 1.0 if np.all(np.abs(d) <= ZERO) else float((extreme + 1) / (n_bootstrap + 1))
         if n < 10:
             notes.append(f"{n} pairs: a bootstrap over so few pairs understates the uncertainty")
     if n == 1:
@@ -111,7 +113,7 @@ def paired_difference(
 def _wilcoxon_p(d: np.ndarray) -> float:
     from scipy import stats
 
-    nonzero = d[d != 0]
+    nonzero = d[np.abs(d) > ZERO]
     if nonzero.size == 0:
         return 1.0  # identical arms: no evidence of a difference
     return float(stats.wilcoxon(nonzero, zero_method="wilcox", alternative="two-sided").pvalue)

@@ -637,16 +637,18 @@ def print_table(summary: dict, cfg: Config, console) -> None:
 
     cols = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")
     n_runs = len(summary["folds"]) * len(summary["seeds"])
-    table = Table(
-        "arm", "Accuracy", "Sensitivity", "Specificity", "Bal. acc.", "ROC AUC", "paper Acc / Sens / Spec",
-        title=f"Classifier comparison (%, mean ± 95 % CI over {n_runs} training(s) per arm; real test images)",
-    )  # fmt: skip
+    arch = arm_label("", cfg).split(" ")[0]
+    table = Table(title=f"{arch} ({cfg.classifier.stem} stem): %, mean ± 95 % CI over {n_runs} training(s) per arm, real test images")
+    table.add_column("arm", no_wrap=True)  # values wrap in a narrow terminal, arm names never do
+    for name in ("Acc.", "Sens.", "Spec.", "Bal. acc.", "AUC"):
+        table.add_column(name, justify="right", overflow="fold")
+    table.add_column("paper Acc / Sens / Spec", overflow="fold")
     for arm, stats in summary["arms"].items():
         paper = summary["paper"].get(arm)
         ref = " / ".join(f"{paper[c] * 100:.2f}" for c in cols[:3]) if paper else ""
-        table.add_row(arm_label(arm, cfg), *(_fmt_ci(stats[m]) for m in cols), ref)
-    for arm, why in summary["skipped"].items():
-        table.add_row(arm_label(arm, cfg), "skipped", "", "", "", "", "")
+        table.add_row(arm, *(_fmt_ci(stats[m]) for m in cols), ref)
+    for arm in summary["skipped"]:
+        table.add_row(arm, "skipped", "", "", "", "", "")
     console.print(table)
     for c in summary["comparisons"]:
         if c["metric"] != "balanced_accuracy":
@@ -654,6 +656,9 @@ def print_table(summary: dict, cfg: Config, console) -> None:
         ci = "" if not math.isfinite(c["ci_low"]) else f" [{c['ci_low'] * 100:+.1f}, {c['ci_high'] * 100:+.1f}]"
         p = "n/a" if not math.isfinite(c["p_value"]) else f"{c['p_value']:.3g}"
         console.print(f"  Δ balanced accuracy {c['arm']} − {c['reference']}: {c['mean_diff'] * 100:+.1f} pp{ci}, p = {p} ({c['test']}, {c['n_pairs']} pairs)")
+    notes = {c["note"] for c in summary["comparisons"] if c.get("note")}
+    for note in sorted(notes):
+        console.print(f"  note: {note}")
     for arm, why in summary["skipped"].items():
         console.print(f"  [yellow]skipped[/] {arm}: {why}")
 

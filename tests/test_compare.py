@@ -82,7 +82,7 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     run = (tmp_path / "runs" / "latest").resolve()
     result = run_cli("compare")
     assert result.code == 0, result.err
-    assert "Accuracy" in result.out and "original+synthetic" in result.out and "skipped" in result.out
+    assert "Acc." in result.out and "original+synthetic" in result.out and "skipped" in result.out and "Δ balanced accuracy" in result.out
 
     folder = run / "compare"
     results = pd.read_csv(folder / "results.csv")

@@ -134,6 +134,11 @@ class C2ST:
 
         scores = np.full(len(y), np.nan)
         for train, test, x_train, x_test, head in folds or self._prepare_folds(x, y, groups, seed):
+            if np.unique(y[train]).size < 2:
+                # Only possible for a permuted labelling of few images of one kind: a training part of one class
+                # carries no information, so its test rows get the uninformative score (keeps the permutation test exact).
+                scores[test] = 0.5
+                continue
             model = clone(head).fit(x_train, y[train])
             p = np.clip(model.predict_proba(x_test)[:, 1], 1e-6, 1 - 1e-6)
             train_odds = y[train].mean() / (1 - y[train].mean())
