@@ -37,6 +37,7 @@ from classify.augment import classical_augment
 from classify.device import resolve_device, use_bf16
 from classify.metrics import balanced_accuracy
 from classify.models import build_classifier, use_matmul_convs
+from ctqc import distributed as ddp
 from ctqc.config import ClassifierConfig
 
 
@@ -129,7 +130,8 @@ def fit_classifier(
         raise ValueError("a classifier needs at least 2 training images")
     if len(val_images) == 0:
         raise ValueError("early stopping needs validation images")
-    dev = resolve_device(device)
+    dev = ddp.local_device(resolve_device(device))
+    world = ddp.init(dev)  # under torchrun: DistributedDataParallel, each rank trains on its shard of every batch
     bf16 = use_bf16(cfg.precision, dev)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     augment = cfg.augment if augment is None else augment
@@ -141,9 +143,14 @@ def fit_classifier(
     if cfg.matmul_convs and dev.type == "cpu":
         use_matmul_convs(model)
     model = model.to(dev, memory_format=fmt)
-    opt = make_optimizer(cfg, model.parameters(), dev)
-    order_rng = torch.Generator().manual_seed(seed)  # permutations / balanced draws (CPU)
-    aug_rng = torch.Generator(device=dev).manual_seed(seed + 1)
+    net = model  # the plain module: evaluation, state dicts
+    if world.enabled:
+        # DDP copies rank 0's weights to every rank and averages gradients during backward
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        torch.manual_seed(seed + 1_000_003 * world.rank)  # distinct dropout masks per rank
+    opt = make_optimizer(cfg, net.parameters(), dev)
+    order_rng = torch.Generator().manual_seed(seed)  # permutations / balanced draws (CPU), the same on every rank
+    aug_rng = torch.Generator(device=dev).manual_seed(seed + 1 + 1_000_003 * world.rank)
     x = train_images.to(dev, torch.float32).contiguous(memory_format=fmt)
     y = train_targets.to(dev, torch.int64)
     xv, yv = val_images.to(dev, torch.float32).contiguous(memory_format=fmt), val_targets.to(dev, torch.int64)
@@ -158,7 +165,7 @@ def fit_classifier(
     best_state, best_epoch, wait = None, 0, 0
     train_seconds, seen = 0.0, 0
     start = time.perf_counter()
-    bar, task = _progress(progress, progress_label, cfg.max_epochs)
+    bar, task = _progress(progress and world.is_main, progress_label, cfg.max_epochs)
     with bar if bar is not None else nullcontext():
         for epoch in range(1, cfg.max_epochs + 1):
             t0 = time.perf_counter()
@@ -168,10 +175,11 @@ def fit_classifier(
             else:
                 order = torch.randperm(n, generator=order_rng)
             chunks = list(order.to(dev).split(batch))
-            if len(chunks) > 1 and len(chunks[-1]) < 2:
-                chunks.pop()  # BatchNorm cannot train on a batch of one
+            if len(chunks) > 1 and len(chunks[-1]) < 2 * world.world_size:
+                chunks.pop()  # BatchNorm cannot train on a batch of one (per rank)
             loss_sum = torch.zeros((), device=dev)
-            for idx in chunks:
+            for chunk in chunks:
+                idx = ddp.shard(chunk)  # this rank's part of the global batch
                 xb = x[idx]
                 if augment:
                     xb = classical_augment(xb, aug_rng)
@@ -183,8 +191,10 @@ def fit_classifier(
                 loss.backward()
                 opt.step()
                 loss_sum += loss.detach() * len(idx)
-                seen += len(idx)
-            val_probs, val_loss = _predict(model, xv, yv, autocast)
+                seen += len(chunk)
+            loss_sum = ddp.all_reduce_mean(loss_sum) * world.world_size  # the whole batch's loss, summed over ranks
+            ddp.average_buffers(net)  # BatchNorm statistics from every rank's shard: all ranks evaluate alike
+            val_probs, val_loss = _predict(net, xv, yv, autocast)
             val_bacc = balanced_accuracy(yv.cpu().numpy(), val_probs.argmax(1), n_classes)
             epoch_seconds = time.perf_counter() - t0
             record = {
@@ -200,23 +210,23 @@ def fit_classifier(
             if not math.isfinite(record["train_loss"]):
                 raise FloatingPointError(f"classifier training diverged at epoch {epoch} (loss {record['train_loss']}); lower classifier.lr")
             key = (-val_loss,) if cfg.early_stopping == "val_loss" else (val_bacc, -val_loss)
-            if best_key is None or key > best_key:
+            if ddp.broadcast_object(best_key is None or key > best_key):  # rank 0 decides for all
                 best_key, best_epoch, wait = key, epoch, 0
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
             else:
                 wait += 1
             record["best_epoch"] = best_epoch
-            if on_epoch is not None:
+            if on_epoch is not None and world.is_main:
                 on_epoch(record)
             if bar is not None:
                 bar.update(task, completed=epoch, description=f"{progress_label} val loss {val_loss:.3f} bacc {val_bacc:.2f}")
             if wait >= cfg.patience:
                 break
     assert best_state is not None
-    model.load_state_dict(best_state)
-    model.eval()
+    net.load_state_dict(best_state)
+    net.eval()
     return FitResult(
-        model=model,
+        model=net,
         best_epoch=best_epoch,
         epochs_run=len(history),
         history=history,

@@ -8,6 +8,7 @@ Heavy modules (torch, pandas, sklearn) are imported inside the commands so that
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -52,7 +53,7 @@ def _main(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     _State.debug = debug
-    _State.quiet = quiet
+    _State.quiet = quiet or os.environ.get("RANK", "0") not in ("", "0")  # under torchrun only rank 0 prints
 
 
 # Options shared by the commands that load data.

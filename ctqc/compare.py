@@ -46,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from ctqc import atomic
+from ctqc import distributed as ddp
 from ctqc.config import ARMS, ClassifierConfig, Config
 from ctqc.errors import UserError
 from ctqc.rundir import RunDir
@@ -252,6 +253,11 @@ def compare(
     # unit runs with the same thread count (and gives the same numbers) as in one go.
     parallel = min(jobs or cores, cores)
     threads = max(1, cores // parallel)
+    from classify.device import resolve_device
+
+    world = ddp.init(ddp.local_device(resolve_device(cfg.device)))
+    if world.enabled:  # under torchrun every training is data-parallel over the ranks, one after another
+        parallel, threads = 1, max(1, cores // world.local_world_size)
     print_ = console.print if console is not None else (lambda *a, **k: None)
     if jobs > cores:
         print_(f"[yellow]note:[/] --jobs {jobs} > {cores} CPU cores: running {parallel} at a time to avoid oversubscription")
@@ -270,7 +276,7 @@ def compare(
     records: dict[str, dict] = {}
     trained = reused = 0
     start = time.perf_counter()
-    with run.stage("compare") as outputs:
+    with run.stage("compare") if world.is_main else contextlib.nullcontext([]) as outputs:
         pending = []
         for fold in folds:
             for arm in arms:
@@ -282,6 +288,7 @@ def compare(
                         reused += 1
                     else:
                         pending.append((fold, arm, seed))
+        pending = ddp.broadcast_object(pending)  # rank 0's view of what is left
         if reused:
             print_(f"{reused} of {n_units} trainings already complete (compare/units/); {len(pending)} to go")
         workers = max(1, min(parallel, len(pending)))
@@ -296,11 +303,13 @@ def compare(
         summary = summarise(results, cfg, arms, skipped, seed_list, folds)
         summary["wall_seconds"] = round(time.perf_counter() - start, 1)
         summary["processes"], summary["threads_per_process"] = workers, threads
+        summary["torchrun_processes"] = world.world_size
         table = format_table(summary, cfg)
-        atomic.write_text(folder / "results.csv", results.to_csv(index=False))
-        _write_predictions(folder, [records[k] for k in sorted(records)])
-        atomic.write_json(folder / "summary.json", _json_safe(summary))
-        atomic.write_text(folder / "table.txt", table)
+        if world.is_main:
+            atomic.write_text(folder / "results.csv", results.to_csv(index=False))
+            _write_predictions(folder, [records[k] for k in sorted(records)])
+            atomic.write_json(folder / "summary.json", _json_safe(summary))
+            atomic.write_text(folder / "table.txt", table)
         outputs += ["compare/results.csv", "compare/summary.json", "compare/table.txt", "compare/predictions"]
     return CompareResult(folder=folder, results=results, summary=summary, table=table, trained=trained, reused=reused, config=cfg)
 
@@ -458,7 +467,8 @@ def train_unit(payload: dict) -> dict:
         "train_ids": payload["train_ids"],
         "history": fit.history,
     }
-    atomic.write_json(payload["out"], _json_safe(record))
+    if ddp.is_main():  # under torchrun rank 0 alone writes
+        atomic.write_json(payload["out"], _json_safe(record))
     return record
 
 

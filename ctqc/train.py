@@ -6,6 +6,7 @@ one GAN for all classes. Outputs go to ``gan/fold<k>/<class-or-conditional>/``.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -74,16 +75,27 @@ def open_for_resume(run: RunDir) -> tuple[Config, LabelledImages, Splits]:
 
 
 def train(config: Config | None = None, *, run: RunDir | None = None, progress: bool = True) -> RunDir:
-    """Create a run (or continue ``run``), train its GANs, and generate the synthetic pool."""
-    from gan.trainer import train_gan
+    """Create a run (or continue ``run``), train its GANs, and generate the synthetic pool.
 
-    if run is None:
+    Under ``torchrun`` every rank trains every GAN on its shard of each batch;
+    rank 0 alone creates the run, writes checkpoints and the manifest, and
+    generates the pool.
+    """
+    from ctqc import distributed as ddp
+    from gan.trainer import resolve_device, train_gan
+
+    cfg = config if run is None else run.config()
+    world = ddp.init(resolve_device(cfg.device))
+    if run is None and not world.enabled:
         assert config is not None
         prepared = prepare_run(config)
-        run, cfg, data, splits = prepared.run, config, prepared.data, prepared.splits
+        run, data, splits = prepared.run, prepared.data, prepared.splits
     else:
+        if run is None:  # rank 0 creates the run; every rank then reads it
+            assert config is not None
+            run = RunDir(ddp.from_main(lambda: prepare_run(config).run.path))
         cfg, data, splits = open_for_resume(run)
-    with run.stage("train") as outputs:
+    with run.stage("train") if world.is_main else contextlib.nullcontext([]) as outputs:
         for fold in splits.folds:
             dev = splits.development(data, fold)
             for unit in gan_units(cfg, dev):
@@ -105,5 +117,5 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
                 outputs.append(str(out.relative_to(run.path)))
     from ctqc.generate import generate
 
-    generate(run)
+    ddp.from_main(lambda: generate(run))
     return run

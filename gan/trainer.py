@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from ctqc import atomic
+from ctqc import distributed as ddp
 from ctqc.config import GanConfig
 from ctqc.errors import UserError
 from gan import losses
@@ -97,12 +98,16 @@ def train_gan(
     ``description`` (JSON-able) is stored in the checkpoints, e.g. class and fold.
     """
     out_dir = Path(out_dir)
-    dev = resolve_device(device)
+    dev = ddp.local_device(resolve_device(device))
+    world = ddp.init(dev)  # under torchrun: each rank trains on its shard of every batch; rank 0 writes
+    main = world.is_main
     conditional = n_classes >= 2
     if conditional and labels is None:
         raise ValueError("a conditional GAN needs labels")
     n, image_size = images.shape[0], images.shape[-1]
     batch = min(cfg.batch_size, n)
+    if batch < world.world_size:
+        raise UserError(f"gan.batch_size={batch} is smaller than the {world.world_size} torchrun processes; each needs at least one image per step")
     steps_per_epoch = max(1, n // batch)
     policy = parse_policy(cfg.diffaugment)
     bf16 = use_bf16(cfg.precision, dev)
@@ -112,10 +117,12 @@ def train_gan(
     G = build_generator(cfg.architecture, z_dim=cfg.z_dim, n_classes=n_classes if conditional else 0, image_size=image_size, width=cfg.width)
     D = build_discriminator(cfg.architecture, n_classes=n_classes if conditional else 0, image_size=image_size, width=cfg.width, dropout=cfg.d_dropout)
     G, D = G.to(dev, memory_format=fmt), D.to(dev, memory_format=fmt)
+    ddp.broadcast_module(G), ddp.broadcast_module(D)  # identical starting weights on every rank
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    rng = torch.Generator(device=dev).manual_seed(seed)
+    # z, augmentation and noise differ between ranks (rank 0 draws what a single process would)
+    rng = torch.Generator(device=dev).manual_seed(seed + 1_000_003 * world.rank)
     perm_rng = torch.Generator().manual_seed(seed)  # permutations on the CPU, then index on the device
 
     meta = {
@@ -134,9 +141,12 @@ def train_gan(
     epoch = step = 0
     if resume and last_path.is_file():
         epoch, step = _load_state(last_path, G, D, G_ema, opt_g, opt_d, rng, perm_rng)
-        _truncate_stats(stats_path, step)
-    elif stats_path.exists():
+        if main:
+            _truncate_stats(stats_path, step)
+    elif stats_path.exists() and main:
         stats_path.unlink()  # a fresh start: no stale lines from an earlier attempt
+    if world.enabled:
+        torch.manual_seed(seed + 1_000_003 * world.rank)  # dropout masks differ between ranks too
 
     data = images.to(dev).contiguous(memory_format=fmt)
     y_all = labels.to(dev) if conditional else None
@@ -148,7 +158,7 @@ def train_gan(
     last_epoch = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
     start_time, start_step = time.perf_counter(), step
     label = progress_label or out_dir.name
-    bar, task = _progress(progress, label, cfg.epochs, epoch)
+    bar, task = _progress(progress and main, label, cfg.epochs, epoch)
     sums = torch.zeros(4, device=dev)  # loss_d, loss_g, D(real), D(fake) since the last log line
     last_losses: dict = {}
 
@@ -161,14 +171,14 @@ def train_gan(
             perm = torch.randperm(n, generator=perm_rng).to(dev)
             sigma = cfg.instance_noise * max(0.0, 1.0 - epoch / cfg.epochs)  # annealed instance noise
             for b in range(steps_per_epoch):
-                idx = perm[b * batch : (b + 1) * batch]
+                idx = ddp.shard(perm[b * batch : (b + 1) * batch])  # this rank's part of the global batch
                 real = data[idx]
                 y = y_all[idx] if conditional else None
 
                 g_step = (step + 1) % cfg.n_critic == 0
                 # One fake batch per step, as in the classic DCGAN loop: detached for the D
                 # step, with its graph for the G step (no graph when G is not updated).
-                z = torch.randn(batch, cfg.z_dim, device=dev, generator=rng)
+                z = torch.randn(len(idx), cfg.z_dim, device=dev, generator=rng)
                 with autocast, torch.set_grad_enabled(g_step):
                     fake = G(z, y)
 
@@ -185,6 +195,7 @@ def train_gan(
                     loss_d = loss_d + cfg.gp_lambda * gp
                 opt_d.zero_grad(set_to_none=True)
                 loss_d.backward()
+                ddp.average_gradients(D)
                 opt_d.step()
 
                 # --- generator step: D's weights are frozen (only its input gradients are needed)
@@ -194,6 +205,7 @@ def train_gan(
                         loss_g = losses.g_loss(cfg.loss, D(augment(fake, sigma), y).float())
                     opt_g.zero_grad(set_to_none=True)
                     loss_g.backward()
+                    ddp.average_gradients(G)
                     opt_g.step()
                     D.requires_grad_(True)
                     if G_ema is not None:
@@ -204,28 +216,32 @@ def train_gan(
                 sums[3] += torch.sigmoid(d_fake.detach().float()).mean()
                 step += 1
                 if step % cfg.log_every == 0:
-                    last_losses = _log_losses(stats_path, sums, cfg, epoch, step, last_path)
+                    last_losses = _log_losses(stats_path if main else None, ddp.all_reduce_mean(sums), cfg, epoch, step, last_path)
             epoch += 1
+            if world.enabled:  # BatchNorm statistics were gathered on each rank's shard
+                for module in (G, D) if G_ema is None else (G, D, G_ema):
+                    ddp.average_buffers(module)
 
             sampler = G_ema if G_ema is not None else G
-            if epoch % cfg.quality_every == 0 or epoch == cfg.epochs:
+            if main and (epoch % cfg.quality_every == 0 or epoch == cfg.epochs):
                 quality = monitor.evaluate(_sample(sampler, fixed_z, fixed_y, autocast))
                 _append_stats(stats_path, {"kind": "quality", "epoch": epoch, "step": step, **quality})
                 if quality["diversity"] < COLLAPSE_RATIO:
                     _append_stats(stats_path, {"kind": "warning", "epoch": epoch, "message": f"possible mode collapse: sample diversity {quality['diversity']:.2f} of the real images'"})
-            if epoch % cfg.grid_every == 0 or epoch == cfg.epochs:
+            if main and (epoch % cfg.grid_every == 0 or epoch == cfg.epochs):
                 save_grid(_sample(sampler, fixed_z, fixed_y, autocast), out_dir / "grids" / f"epoch_{epoch:05d}.png")
             if epoch % cfg.checkpoint_every == 0 or epoch in (cfg.epochs, last_epoch):
                 _check_finite(sums, G, D, epoch, step, last_path)
-                _save_state(last_path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch, step, meta)
+                _save_state(last_path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch, step, meta, write=main)
             if bar is not None:
                 shown = " ".join(f"{k}={last_losses[k]:.3f}" for k in ("loss_d", "loss_g") if k in last_losses)
                 bar.update(task, completed=epoch, description=f"{label} {shown}")
 
     seconds = time.perf_counter() - start_time
     gen_path = ckpt_dir / "generator.pt"
-    if epoch >= cfg.epochs:
+    if epoch >= cfg.epochs and main:
         _save_generator(gen_path, G_ema if G_ema is not None else G, meta, epoch, step)
+    ddp.barrier()  # the other ranks continue once rank 0's files are in place
     rate = (step - start_step) * batch / seconds if seconds > 0 else 0.0
     return TrainResult(generator_path=gen_path, epochs=epoch, steps=step, seconds=seconds, images_per_second=rate)
 
@@ -251,13 +267,14 @@ def _sample(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None, autocas
     return out
 
 
-def _log_losses(path: Path, sums: torch.Tensor, cfg: GanConfig, epoch: int, step: int, last_path: Path) -> dict:
+def _log_losses(path: Path | None, sums: torch.Tensor, cfg: GanConfig, epoch: int, step: int, last_path: Path) -> dict:
     k = cfg.log_every
     values = (sums / k).tolist()
     g_steps = max(1, k // cfg.n_critic)
     record = {"kind": "loss", "epoch": epoch, "step": step, "loss_d": values[0], "loss_g": float(sums[1]) / g_steps, "d_real": values[2], "d_fake": values[3]}
     _raise_if_diverged(record, cfg, epoch, step, last_path)
-    _append_stats(path, record)
+    if path is not None:
+        _append_stats(path, record)
     sums.zero_()
     return record
 
@@ -274,7 +291,7 @@ def _raise_if_diverged(record: dict, cfg: GanConfig, epoch: int, step: int, last
 
 def _check_finite(sums: torch.Tensor, G, D, epoch: int, step: int, last_path: Path) -> None:
     finite = torch.isfinite(sums).all() and all(torch.isfinite(p).all() for m in (G, D) for p in m.parameters())
-    if not finite:
+    if not bool(ddp.all_reduce_mean(torch.tensor([float(finite)])) == 1.0):  # every rank raises together
         kept = f"last good checkpoint kept: {last_path}" if last_path.exists() else "no checkpoint was written yet"
         raise TrainingDiverged(f"GAN training diverged by epoch {epoch} (step {step}): NaN/inf in losses or weights; {kept}; lower gan.lr or add gan.r1_gamma")
 
@@ -300,7 +317,11 @@ def _truncate_stats(path: Path, step: int) -> None:
     atomic.write_text(path, "".join(k + "\n" for k in kept))
 
 
-def _save_state(path: Path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch: int, step: int, meta: dict) -> None:
+def _save_state(path: Path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch: int, step: int, meta: dict, write: bool = True) -> None:
+    """The full training state; under torchrun every rank's RNG states are gathered and rank 0 (``write``) saves."""
+    rank_rngs = ddp.all_gather_object({"rng": rng.get_state(), "torch_rng": torch.get_rng_state()})
+    if not write:
+        return
     state = {
         "meta": meta,
         "epoch": epoch,
@@ -314,6 +335,8 @@ def _save_state(path: Path, G, D, G_ema, opt_g, opt_d, rng, perm_rng, epoch: int
         "perm_rng": perm_rng.get_state(),
         "torch_rng": torch.get_rng_state(),
     }
+    if len(rank_rngs) > 1:
+        state["rank_rngs"] = rank_rngs
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
     with atomic.atomic_path(path) as tmp:
@@ -328,9 +351,15 @@ def _load_state(path: Path, G, D, G_ema, opt_g, opt_d, rng, perm_rng) -> tuple[i
         G_ema.load_state_dict(state["G_ema"])
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
-    rng.set_state(state["rng"])
     perm_rng.set_state(state["perm_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    world = ddp.context()
+    rank_rngs = state.get("rank_rngs") or [{"rng": state["rng"], "torch_rng": state["torch_rng"]}]
+    if len(rank_rngs) == world.world_size:  # the same process layout: continue exactly
+        rng.set_state(rank_rngs[world.rank]["rng"])
+        torch.set_rng_state(rank_rngs[world.rank]["torch_rng"])
+    else:  # resumed with another number of processes: fresh, distinct streams (not bit-identical)
+        rng.manual_seed(int(state["meta"]["seed"]) + 1_000_003 * world.rank + int(state["step"]))
+        torch.manual_seed(int(state["meta"]["seed"]) + 1_000_003 * world.rank + int(state["step"]))
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["epoch"]), int(state["step"])
