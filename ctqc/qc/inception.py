@@ -13,6 +13,7 @@ torch-fidelity is imported inside functions: importing it costs seconds (torchvi
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib.util
 import io
@@ -111,11 +112,73 @@ def inception_features(images_uint8: torch.Tensor, batch_size: int = 32, precisi
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
     weights = inception_weights_path()
-    extractor = _extractor(weights) if precision == "fp32" else _folded_extractor(weights)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
-    with torch.inference_mode(), autocast:
-        batches = [extractor(batch)[0].float() for batch in images_uint8.cpu().split(batch_size)]
+    if precision == "fp32":
+        extractor = _extractor(weights)
+        with torch.inference_mode():
+            batches = [extractor(batch)[0].float() for batch in images_uint8.cpu().split(batch_size)]
+    else:
+        extractor = _fast_extractor(weights)
+        with torch.inference_mode():
+            batches = [extractor(batch) for batch in images_uint8.cpu().split(batch_size)]
     return torch.cat([torch.empty(0, FEATURE_DIM), *batches]).to(torch.float64)
+
+
+@functools.lru_cache(maxsize=8)
+def resize_matrix(n_in: int, n_out: int = 299) -> torch.Tensor:
+    """The n_out × n_in matrix of torch-fidelity's TF-1.x bilinear resize along one axis.
+
+    The resize is linear and separable, so resizing an image X is ``A @ X @ Aᵀ``: two small
+    matrix products instead of the four gathers and blends per pixel of the reference
+    implementation (a fifth of the bf16 extractor's time at 32 px). Obtained by resizing
+    the identity with the reference function itself (width 1 → 1 is the identity).
+    """
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    basis = torch.eye(n_in).reshape(n_in, 1, n_in, 1)
+    out = interpolate_bilinear_2d_like_tensorflow1x(basis, size=(n_out, 1), align_corners=False)
+    return out[:, 0, :, 0].T.contiguous()
+
+
+class _FastInception(torch.nn.Module):
+    """The BN-folded channels-last Inception, fed by a matrix-product resize; bf16 autocast inside.
+
+    Same function as torch-fidelity's forward up to the 2048-d pool features. Grayscale
+    inputs (three equal channels, as ctqc's CT images always are) run the first
+    convolution on one channel with the three filters' channel weights summed — exact,
+    since conv(x, x, x; w) = conv(x; w₁ + w₂ + w₃).
+    """
+
+    _LAYERS = (
+        "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
+        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+        "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+    )  # fmt: skip
+
+    def __init__(self, folded: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = folded
+        self.size = folded.INPUT_IMAGE_SIZE
+        self.stem_gray = copy.deepcopy(folded.Conv2d_1a_3x3)
+        conv = self.stem_gray.conv
+        conv.weight = torch.nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True), requires_grad=False)
+        conv.in_channels = 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gray = bool((x[:, 1:] == x[:, :1]).all())
+        x = (x[:, :1] if gray else x).float()
+        a_h, a_w = resize_matrix(x.shape[-2], self.size), resize_matrix(x.shape[-1], self.size)
+        x = torch.matmul(torch.matmul(a_h, x), a_w.T)  # fp32, as the reference resize
+        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            x = (self.stem_gray if gray else self.net.Conv2d_1a_3x3)(x)
+            for name in self._LAYERS:
+                x = getattr(self.net, name)(x)
+        return torch.flatten(x, 1).float()
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_extractor(weights: Path) -> _FastInception:
+    return _FastInception(_folded_extractor(weights)).eval()
 
 
 @functools.lru_cache(maxsize=1)
@@ -134,8 +197,6 @@ def _folded_extractor(weights: Path) -> torch.nn.Module:
     scaling each conv filter by g / sqrt(var + eps) and adding the shifted beta as a bias is exact
     in real arithmetic (1e-6 in float32); it removes 94 memory-bound passes over the activations.
     """
-    import copy
-
     from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
 
     model = copy.deepcopy(_extractor(weights))
