@@ -87,6 +87,36 @@ def test_converted_weights_reproduce_the_torchscript_features(converted_weights,
     assert ((ours - reference).norm() / reference.norm()).item() < 1e-4
 
 
+def test_resize_matrix_is_torch_fidelitys_resize():
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    x = noise_images(3, seed=5)[:, :1].float()
+    a = inception.resize_matrix(32)
+    reference = interpolate_bilinear_2d_like_tensorflow1x(x, size=(299, 299), align_corners=False)
+    assert a.shape == (299, 32) and torch.allclose(a.sum(1), torch.ones(299))  # rows are convex weights
+    assert (a @ x @ a.T - reference).abs().max().item() < 1e-4  # pixels are 0..255
+
+
+@requires_fid_helper
+def test_bf16_features_track_fp32_and_the_grey_stem_is_exact(converted_weights, monkeypatch):
+    """The fast path (matrix resize, folded BN, one-channel stem, bf16) stays within bf16 noise of torch-fidelity's fp32."""
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(converted_weights))
+    grey = torch.cat([noise_images(2, seed=1), ramp_images(2, seed=2)])
+    exact = inception.inception_features(grey)
+    fast = inception.inception_features(grey, precision="bf16")
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):  # bf16 through torch-fidelity's own forward
+        plain_bf16 = inception._folded_extractor(converted_weights)(grey)[0].double()
+    error = ((fast - exact).norm() / exact.norm()).item()
+    # bf16 error is ~3 % on noise and ~13 % on flat ramps; the fast path must add nothing to it
+    assert error < 0.1 and error <= 1.05 * ((plain_bf16 - exact).norm() / exact.norm()).item()
+    # one-channel stem (summed filters) vs the three-channel stem on the same images, both in fp32: equal
+    model = inception._fast_extractor(converted_weights)
+    x = ((inception.resize_matrix(32) @ grey[:, :1].float() @ inception.resize_matrix(32).T - 128) / 128)
+    with torch.inference_mode():
+        one, three = model.stem_gray(x), model.net.Conv2d_1a_3x3(x.expand(-1, 3, -1, -1))
+    assert torch.allclose(one, three, rtol=1e-4, atol=1e-4)
+
+
 def test_env_var_wins_over_everything(tmp_path, monkeypatch):
     fidelity_cached = inception.torch_fidelity_weights_cache()
     fidelity_cached.parent.mkdir(parents=True)
