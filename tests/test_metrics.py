@@ -75,3 +75,18 @@ def test_small_samples_warn_and_identical_distributions_sit_at_the_floor():
     assert result["fid"]["floor_ci_low"] <= result["fid"]["matched"] <= result["fid"]["floor_ci_high"]
     no_floor = metrics.distribution_metrics(synthetic, reference, held[:1], n_bootstrap=20, seed=0)
     assert no_floor["fid"]["floor"] is None and any("no real-vs-real floor" in w for w in no_floor["warnings"])
+
+
+def test_bootstrap_replicate_fid_equals_fid_of_the_materialised_resample():
+    """Replicates come from counts and Gram matrices: they must equal FID on the repeated rows."""
+    from ctqc.qc.metrics import _Resampled
+
+    rng = np.random.default_rng(0)
+    gen, real = rng.normal(size=(120, 64)) + 0.3, rng.normal(size=(40, 64))
+    resampled = _Resampled(gen, real, np.ones(120), np.ones(40))
+    assert resampled.fid(np.ones(120), np.ones(40)) == pytest.approx(metrics.fid(gen, real), rel=1e-6)
+    for _ in range(3):
+        c1 = np.bincount(rng.integers(0, 120, 120), minlength=120)
+        c2 = np.bincount(rng.integers(0, 40, 40), minlength=40)
+        expected = metrics.fid(np.repeat(gen, c1, axis=0), np.repeat(real, c2, axis=0))
+        assert resampled.fid(c1.astype(float), c2.astype(float)) == pytest.approx(expected, rel=1e-6)

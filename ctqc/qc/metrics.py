@@ -112,22 +112,23 @@ class _Resampled:
     """
 
     def __init__(self, generated: np.ndarray, real: np.ndarray, prec_ind: np.ndarray, rec_ind: np.ndarray) -> None:
-        self.f1, self.f2 = generated, real
         self.n1, self.n2 = len(generated), len(real)
-        self.gram = generated @ real.T
-        self.sq1, self.sq2 = np.einsum("ij,ij->i", generated, generated), np.einsum("ij,ij->i", real, real)
-        self.k11, self.k12, self.k22 = _poly_kernel(generated, generated), _poly_kernel(generated, real), _poly_kernel(real, real)
+        dim = generated.shape[1]
+        # Gram matrices: every FID/KID replicate is then a few products with count vectors, never 2,048-d work
+        self.g11, self.g12, self.g22 = generated @ generated.T, generated @ real.T, real @ real.T
+        self.k11, self.k12, self.k22 = (self.g11 / dim + 1) ** 3, (self.g12 / dim + 1) ** 3, (self.g22 / dim + 1) ** 3
+        self.sq1, self.sq2 = np.diag(self.g11).copy(), np.diag(self.g22).copy()
         self.prec_ind, self.rec_ind = prec_ind, rec_ind
 
     def fid(self, c1: np.ndarray, c2: np.ndarray) -> float:
+        """FID of the resample: means and cross terms via the Gram matrices (m₁·m₂ = c₁ᵀG₁₂c₂ / n₁n₂, …)."""
         n1, n2 = self.n1, self.n2
-        m1, m2 = c1 @ self.f1 / n1, c2 @ self.f2 / n2
-        cross = self.gram - (self.f1 @ m2)[:, None] - (self.f2 @ m1)[None, :] + m1 @ m2
+        mm11, mm22, mm12 = c1 @ self.g11 @ c1 / n1**2, c2 @ self.g22 @ c2 / n2**2, c1 @ self.g12 @ c2 / (n1 * n2)
+        cross = self.g12 - (self.g12 @ c2 / n2)[:, None] - (c1 @ self.g12 / n1)[None, :] + mm12
         weighted = np.sqrt(c1)[:, None] * cross * np.sqrt(c2)[None, :] / np.sqrt((n1 - 1) * (n2 - 1))
-        trace_1 = (c1 @ self.sq1 - n1 * (m1 @ m1)) / (n1 - 1)
-        trace_2 = (c2 @ self.sq2 - n2 * (m2 @ m2)) / (n2 - 1)
-        diff = m1 - m2
-        return float(diff @ diff + trace_1 + trace_2 - 2 * np.linalg.svd(weighted, compute_uv=False).sum())
+        trace_1 = (c1 @ self.sq1 - n1 * mm11) / (n1 - 1)
+        trace_2 = (c2 @ self.sq2 - n2 * mm22) / (n2 - 1)
+        return float(mm11 + mm22 - 2 * mm12 + trace_1 + trace_2 - 2 * _nuclear_norm(weighted))
 
     def kid(self, c1: np.ndarray, c2: np.ndarray) -> float:
         pairs_1, pairs_2 = self.n1**2 - c1 @ c1, self.n2**2 - c2 @ c2
@@ -146,8 +147,14 @@ class _Resampled:
         }
 
 
-def _poly_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    return (x @ y.T / x.shape[1] + 1) ** 3
+def _nuclear_norm(a: np.ndarray) -> float:
+    """Sum of singular values of a tall or wide matrix, from the eigenvalues of its small Gram matrix.
+
+    For 1,000 × 80 (a class's synthetic × real images) this is ~10× faster than an SVD; an
+    eigenvalue's rounding error of ε·λ_max moves the sum by far less than the bootstrap's spread.
+    """
+    small = a.T @ a if a.shape[0] >= a.shape[1] else a @ a.T
+    return float(np.sqrt(np.clip(np.linalg.eigvalsh(small), 0.0, None)).sum())
 
 
 def _interval(values: list[float], estimate: float, centred: bool) -> tuple[float | None, float | None]:
