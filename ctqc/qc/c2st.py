@@ -119,13 +119,14 @@ class C2ST:
         all_groups = None
         if groups is not None:  # every synthetic image is its own group
             all_groups = np.r_[np.asarray(groups, dtype=str), np.array([f"__syn{i}" for i in range(len(synthetic))])]
-        per_repeat = np.stack([self._oof_scores(x, y, all_groups, self.random_state + r) for r in range(self.n_repeats)])
+        first = self._prepare_folds(x, y, all_groups, self.random_state)  # repeat 0's folds, reused by the permutation test
+        per_repeat = np.stack([self._oof_scores(x, y, all_groups, self.random_state + r, first if r == 0 else None) for r in range(self.n_repeats)])
         self.scores_ = per_repeat.mean(axis=0)
         self.real_scores_, self.synthetic_scores_ = self.scores_[: len(real)], self.scores_[len(real) :]
         self.auc_per_repeat_ = np.array([roc_auc_score(y, s) for s in per_repeat])
         self.auc_ = float(roc_auc_score(y, self.scores_))
         self.accuracy_ = float(balanced_accuracy_score(y, self.scores_ > 0.5))
-        self.p_value_ = self._permutation_p_value(x, y, all_groups) if self.n_permutations else None
+        self.p_value_ = self._permutation_p_value(x, y, first) if self.n_permutations else None
         return self
 
     def _oof_scores(self, x: np.ndarray, y: np.ndarray, groups, seed: int, folds: list | None = None) -> np.ndarray:
@@ -178,7 +179,7 @@ class C2ST:
             return None
         return min(self.n_components, n_train - 1, n_features)
 
-    def _permutation_p_value(self, x: np.ndarray, y: np.ndarray, groups) -> float:
+    def _permutation_p_value(self, x: np.ndarray, y: np.ndarray, folds: list) -> float:
         """Re-fit the classifier on permuted labels over the first repeat's folds; the statistic is that repeat's AUC.
 
         Logistic regression fits the observed labelling and all permutations at once
@@ -187,7 +188,6 @@ class C2ST:
         per permutation in ``n_jobs`` processes.
         """
         rng = np.random.default_rng(self.random_state + 10_000)
-        folds = self._prepare_folds(x, y, groups, self.random_state)  # the first repeat's folds and transforms
         permutations = [rng.permutation(y) for _ in range(self.n_permutations)]
         if self.classifier == "logreg":
             aucs = _batched_logreg_aucs(np.stack([y, *permutations], axis=1), folds, self.c)
@@ -197,20 +197,20 @@ class C2ST:
 
             jobs = max(1, self.n_jobs)
             chunks = [permutations[k::jobs] for k in range(jobs)]
-            results = Parallel(n_jobs=jobs)(delayed(_permuted_aucs)(self, x, chunk, groups, folds) for chunk in chunks)
+            results = Parallel(n_jobs=jobs)(delayed(_permuted_aucs)(self, x, chunk, folds) for chunk in chunks)
             self.null_aucs_ = np.array([results[b % jobs][b // jobs] for b in range(self.n_permutations)])
             observed = float(self.auc_per_repeat_[0])
         self.permutation_statistic_ = observed
         return float((1 + np.sum(self.null_aucs_ >= observed)) / (self.n_permutations + 1))
 
 
-def _permuted_aucs(test: C2ST, x: np.ndarray, permutations: list, groups, folds: list) -> list[float]:
+def _permuted_aucs(test: C2ST, x: np.ndarray, permutations: list, folds: list) -> list[float]:
     """CV AUC for each permuted label vector on the prepared folds (module level, so joblib can pickle it)."""
     from sklearn.metrics import roc_auc_score
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return [float(roc_auc_score(y, test._oof_scores(x, y, groups, test.random_state, folds))) for y in permutations]
+        return [float(roc_auc_score(y, test._oof_scores(x, y, None, test.random_state, folds))) for y in permutations]
 
 
 def _batched_logreg_aucs(labels: np.ndarray, folds: list, c: float) -> np.ndarray:
