@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from classify.device import use_bf16
+from ctqc.device import use_bf16
 from classify.models import build_classifier
 from classify.training import fit_classifier
 from ctqc.config import ClassifierConfig, DataConfig, PhantomConfig

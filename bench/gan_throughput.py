@@ -28,7 +28,8 @@ from ctqc.config import GanConfig
 from ctqc.data import load_dataset
 from ctqc.config import DataConfig, PhantomConfig
 from gan.networks import PaperDiscriminator, PaperGenerator
-from gan.trainer import train_gan, use_bf16
+from ctqc.device import use_bf16
+from gan.trainer import train_gan
 
 BATCH = 16
 

@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from classify.augment import classical_augment
-from classify.device import resolve_device, use_bf16
 from classify.metrics import balanced_accuracy
 from classify.models import build_classifier, use_matmul_convs
 from ctqc import distributed as ddp
 from ctqc.config import ClassifierConfig
+from ctqc.device import configure, resolve_device, use_bf16
 
 
 @dataclass
@@ -132,6 +132,7 @@ def fit_classifier(
         raise ValueError("early stopping needs validation images")
     dev = ddp.local_device(resolve_device(device))
     world = ddp.init(dev)  # under torchrun: DistributedDataParallel, each rank trains on its shard of every batch
+    configure(dev)
     bf16 = use_bf16(cfg.precision, dev)
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     augment = cfg.augment if augment is None else augment

@@ -253,7 +253,7 @@ def compare(
     # unit runs with the same thread count (and gives the same numbers) as in one go.
     parallel = min(jobs or cores, cores)
     threads = max(1, cores // parallel)
-    from classify.device import resolve_device
+    from ctqc.device import resolve_device
 
     world = ddp.init(ddp.local_device(resolve_device(cfg.device)))
     if world.enabled:  # under torchrun every training is data-parallel over the ranks, one after another

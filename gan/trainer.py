@@ -26,6 +26,7 @@ import torch
 from ctqc import atomic
 from ctqc import distributed as ddp
 from ctqc.config import GanConfig
+from ctqc.device import configure, resolve_device, use_bf16
 from ctqc.errors import UserError
 from gan import losses
 from gan.augment import diff_augment, parse_policy
@@ -46,31 +47,6 @@ class TrainResult:
     steps: int
     seconds: float
     images_per_second: float
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    return torch.device(device)
-
-
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast where the hardware runs it natively (CUDA ≥ Ampere, CPUs with AVX-512 BF16 / AMX)."""
-    if precision != "auto":
-        return precision == "bf16"
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:
-            flags = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    return False
 
 
 def train_gan(
@@ -101,6 +77,7 @@ def train_gan(
     dev = ddp.local_device(resolve_device(device))
     world = ddp.init(dev)  # under torchrun: each rank trains on its shard of every batch; rank 0 writes
     main = world.is_main
+    configure(dev)
     conditional = n_classes >= 2
     if conditional and labels is None:
         raise ValueError("a conditional GAN needs labels")
