@@ -47,16 +47,6 @@ def plain_torch_fidelity(real, synthetic) -> float:
 
     from ctqc.qc import features, inception
 
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, x):
-            self.x = features.to_uint8_rgb(x)
-
-        def __len__(self):
-            return len(self.x)
-
-        def __getitem__(self, i):
-            return self.x[i]
-
     start = time.perf_counter()
     scopes = [(real.labels == k, synthetic.labels == k) for k in real.class_names] + [(slice(None), slice(None))]
     for r, s in scopes:
@@ -64,7 +54,7 @@ def plain_torch_fidelity(real, synthetic) -> float:
         s = torch.from_numpy(s) if not isinstance(s, slice) else s
         n = min(len(real.images[r]), len(synthetic.images[s]))
         torch_fidelity.calculate_metrics(
-            input1=Images(synthetic.images[s]), input2=Images(real.images[r]), fid=True, kid=True, prc=True,
+            input1=features.FidelityInput(synthetic.images[s]), input2=features.FidelityInput(real.images[r]), fid=True, kid=True, prc=True,
             kid_subset_size=min(1000, n // 2), cuda=False, cache=False, verbose=False, save_cpu_ram=True, **inception.fidelity_weights_kwargs(),
         )  # fmt: skip
     return time.perf_counter() - start

@@ -91,23 +91,13 @@ def test_registered_with_torch_fidelity_and_kid_known_answers(weights, samples, 
         with pytest.raises(RuntimeError, match="different feature extractor"):
             domain.register()
 
-    class Images(torch.utils.data.Dataset):  # torch-fidelity's input: 3×H×W uint8 per item
-        def __init__(self, x):
-            self.x = features.to_uint8_rgb(x)
-
-        def __len__(self):
-            return len(self.x)
-
-        def __getitem__(self, i):
-            return self.x[i]
-
     a, b = samples
     options = dict(
         kid=True, feature_extractor="ctqc-ct-domain", feature_extractor_weights_path=str(weights),
         kid_subset_size=30, cuda=False, cache=False, verbose=False, save_cpu_ram=True,
     )  # fmt: skip
-    same = torch_fidelity.calculate_metrics(input1=Images(a), input2=Images(b), **options)
-    shifted = torch_fidelity.calculate_metrics(input1=Images(a), input2=Images(_brighter(b)), **options)
+    same = torch_fidelity.calculate_metrics(input1=features.FidelityInput(a), input2=features.FidelityInput(b), **options)
+    shifted = torch_fidelity.calculate_metrics(input1=features.FidelityInput(a), input2=features.FidelityInput(_brighter(b)), **options)
     key, std = "kernel_inception_distance_mean", "kernel_inception_distance_std"
     assert abs(same[key]) <= 3 * same[std]  # ≈ 0: the same distribution
     assert shifted[key] > 3 * shifted[std] and shifted[key] > 20 * max(abs(same[key]), same[std])

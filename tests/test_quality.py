@@ -31,18 +31,8 @@ def test_fid_and_kid_equal_torch_fidelity_calculate_metrics():
     real = _phantoms(12, seed=1).images
     fake = _phantoms(12, seed=2).images.flip(-1) * 0.9
 
-    class Images(torch.utils.data.Dataset):
-        def __init__(self, x):
-            self.x = features.to_uint8_rgb(x)
-
-        def __len__(self):
-            return len(self.x)
-
-        def __getitem__(self, i):
-            return self.x[i]
-
     theirs = torch_fidelity.calculate_metrics(
-        input1=Images(fake), input2=Images(real), fid=True, kid=True, kid_subset_size=12, cuda=False, cache=False,
+        input1=features.FidelityInput(fake), input2=features.FidelityInput(real), fid=True, kid=True, kid_subset_size=12, cuda=False, cache=False,
         verbose=False, save_cpu_ram=True, **inception.fidelity_weights_kwargs(),
     )  # fmt: skip
     f_fake, f_real = features.extract("inception", fake), features.extract("inception", real)

@@ -43,6 +43,19 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return u8.expand(-1, 3, -1, -1).contiguous()
 
 
+class FidelityInput(torch.utils.data.Dataset):
+    """Images in [-1, 1] as torch-fidelity's ``calculate_metrics`` input: one 3×H×W uint8 tensor per item."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = to_uint8_rgb(images)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
 def pixel_features(images: torch.Tensor) -> np.ndarray:
     return images.reshape(len(images), -1).double().numpy()
 
