@@ -146,6 +146,9 @@ def fit_classifier(
     model = model.to(dev, memory_format=fmt)
     net = model  # the plain module: evaluation, state dicts
     if world.enabled:
+        for p in net.parameters():  # 1×1 kernels: the same memory order either way; DDP's buckets want dense strides
+            if p.dim() == 4 and p.shape[-2:] == (1, 1):
+                p.data = p.data.clone(memory_format=torch.contiguous_format)
         # DDP copies rank 0's weights to every rank and averages gradients during backward
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
         torch.manual_seed(seed + 1_000_003 * world.rank)  # distinct dropout masks per rank

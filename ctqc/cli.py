@@ -62,6 +62,12 @@ DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Folder wi
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key, e.g. --set gan.epochs=10 (repeatable).")]
 
 
+def _single_process(command: str) -> None:
+    """Only train, compare and run use several torchrun processes; refuse the others there (they would all write)."""
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
+        raise UserError(f"`ctqc {command}` runs in one process: start it without torchrun (only train, compare and run use several)")
+
+
 def _load_config(config: str | None, data: Path | None, overrides: list[str] | None):
     from ctqc.config import load_config
 
@@ -161,6 +167,7 @@ def generate_cmd(
     seed: Annotated[Optional[int], typer.Option("--seed", help="Sampling seed (default: the run's seed).")] = None,
 ) -> None:
     """(Re)generate the synthetic pool of a trained run with the EMA generators."""
+    _single_process("generate")
     from ctqc.generate import generate
     from ctqc.rundir import RunDir
 
@@ -200,6 +207,7 @@ def filter_cmd(
     set_: SetOpt = None,
 ) -> None:
     """Score every synthetic image (C2ST, copy check) and split the pool into kept and rejected."""
+    _single_process("filter")
     from ctqc.filtering import filter_folders, run_filter
     from ctqc.rundir import RunDir
 
@@ -230,6 +238,7 @@ def qc_cmd(
     set_: SetOpt = None,
 ) -> None:
     """FID / KID / precision-recall with real-vs-real floors, C2ST and memorisation — no filtering."""
+    _single_process("qc")
     from ctqc.quality import qc_folders, run_qc
     from ctqc.rundir import RunDir
 
@@ -280,6 +289,7 @@ def report_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the headline numbers (report/summary.json) as JSON.")] = False,
 ) -> None:
     """Render the run's report: one self-contained HTML file (figures embedded) plus report/summary.json."""
+    _single_process("report")
     from ctqc.report import make_report
     from ctqc.rundir import RunDir
 
@@ -343,7 +353,8 @@ def run_cmd(
         result = run_pipeline(_load_config(config, data, set_), new=new, selftest=not no_selftest, progress=not _State.quiet, say=console.print)
     if result.skipped:
         console.print(f"already done: {', '.join(result.skipped)}")
-    typer.echo(f"report: {result.run.path / 'report' / 'report.html'}")  # even with -q: the one result
+    if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun rank 0 alone
+        typer.echo(f"report: {result.run.path / 'report' / 'report.html'}")  # even with -q: the one result
 
 
 @app.command("selftest")
@@ -355,6 +366,7 @@ def selftest_cmd(
     permutations: Annotated[int, typer.Option("--permutations", min=10, help="Permutations per null repeat.")] = 100,
 ) -> None:
     """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies."""
+    _single_process("selftest")
     from ctqc import atomic
     from ctqc.qc.selftest import selftest
 

@@ -12,6 +12,7 @@ stage; ``--run DIR`` names one, ``--new`` forces a fresh run.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +21,7 @@ from ctqc.errors import UserError
 from ctqc.rundir import RunDir
 
 STAGES = ("train", "generate", "filter", "qc", "selftest", "compare", "report")
+DATA_PARALLEL = ("train", "compare")  # the stages that use every torchrun process
 
 
 @dataclass
@@ -42,20 +44,34 @@ def resumable(config: Config) -> RunDir | None:
 
 
 def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new: bool = False, selftest: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> PipelineResult:
-    """Run (or finish) every stage; returns the run and which stages ran now."""
+    """Run (or finish) every stage; returns the run and which stages ran now.
+
+    Under torchrun the training stages (train, compare) are data-parallel over the
+    ranks; rank 0 alone picks or creates the run and runs the single-process stages
+    (generate, filter, qc, selftest, report) while the others wait for it.
+    """
+    from ctqc import distributed as ddp
+    from ctqc.device import resolve_device
     from ctqc.train import train
 
-    if run is None and config is not None and not new:
-        run = resumable(config)
-        if run is not None:
-            say(f"resuming {run.path} (same config, unfinished)")
-    ran: list[str] = []
-    if run is None:
-        from ctqc.prepare import prepare_run
+    ddp.init(resolve_device((config or run.config()).device))  # no-op without torchrun
 
-        assert config is not None
-        run = prepare_run(config, pipeline=True).run
-        say(f"new run {run.path}")
+    def pick() -> RunDir:
+        chosen = run
+        if chosen is None and config is not None and not new:
+            chosen = resumable(config)
+            if chosen is not None:
+                say(f"resuming {chosen.path} (same config, unfinished)")
+        if chosen is None:
+            from ctqc.prepare import prepare_run
+
+            assert config is not None
+            chosen = prepare_run(config, pipeline=True).run
+            say(f"new run {chosen.path}")
+        return chosen
+
+    run = RunDir(ddp.from_main(lambda: pick().path))
+    ran: list[str] = []
     stages: dict[str, Callable[[RunDir], object]] = {
         "train": lambda r: train(run=r, progress=progress),
         "generate": _generate,
@@ -73,11 +89,18 @@ def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new
             skipped.append(stage)
             continue
         say(f"stage {stage}")
-        stages[stage](run)
+        if stage in DATA_PARALLEL:
+            stages[stage](run)
+        else:
+            ddp.from_main(functools.partial(_single_process, stages[stage], run))
         ran.append(stage)
         if stage == "train":
             ran.append("generate")  # train generates the pool as its last step
     return PipelineResult(run=run, ran=ran, skipped=skipped)
+
+
+def _single_process(stage: Callable[[RunDir], object], run: RunDir) -> None:
+    stage(run)  # its return value stays on rank 0 (nothing to broadcast)
 
 
 def _generate(run: RunDir) -> None:

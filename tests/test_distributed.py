@@ -1,4 +1,4 @@
-"""Scale-out: `ctqc train` and `ctqc compare` under torchrun with two CPU processes (gloo).
+"""Scale-out: `ctqc run` (train and compare data-parallel) under torchrun with two CPU processes (gloo).
 
 Checks that the ranks stay in sync (identical weights at every checkpoint and for
 every classifier, although each rank trained on other images), that the outputs
@@ -44,21 +44,27 @@ def _inside(paths: list[str], root: Path) -> list[str]:
     return [p for p in paths if os.path.realpath(p).startswith(root)]
 
 
-def test_torchrun_train_and_compare_stay_in_sync_and_only_rank0_writes(tmp_path):
+def test_torchrun_run_stays_in_sync_and_only_rank0_writes(tmp_path):
+    """`ctqc run` under torchrun: train and compare data-parallel, the QC stages and the report on rank 0."""
     if shutil.which("torchrun") is None and not Path(sys.executable).with_name("torchrun").exists():
         pytest.skip("torchrun is not installed")
     work = tmp_path / "work"
     work.mkdir()
-    sets = ["--set", "gan.epochs=3", "--set", "gan.checkpoint_every=1", "--set", "gan.batch_size=8"]
-    probe = tmp_path / "probe-train"
-    result = _torchrun(["train", "--config", "smoke", *sets], work, probe)
+    sets = {
+        "gan.epochs": 3, "gan.checkpoint_every": 1, "gan.batch_size": 8, "qc.embeddings": "[]",
+        "compare.seeds": 1, "compare.arms": "[original,original+synthetic,original+filtered]",
+    }  # fmt: skip
+    args = ["-q", "run", "--config", "smoke", "--no-selftest", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))]
+    probe = tmp_path / "probe"
+    result = _torchrun(args, work, probe)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("report: ") == 1  # printed by rank 0 only
 
     runs = [p for p in (work / "runs").iterdir() if not p.is_symlink()]
     assert len(runs) == 1, runs  # one run, created by rank 0 only
     run = runs[0]
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["stages"]["train"]["status"] == "done" and manifest["stages"]["generate"]["status"] == "done"
+    stages = json.loads((run / "manifest.json").read_text())["stages"]
+    assert all(stages[s]["status"] == "done" for s in ("train", "generate", "filter", "qc", "compare", "report")), stages
 
     # shapes: both per-class generators make 1×32×32 images; the pool has gan.n_synthetic images
     from gan.sampling import load_generator
@@ -69,25 +75,18 @@ def test_torchrun_train_and_compare_stay_in_sync_and_only_rank0_writes(tmp_path)
             images = G(torch.randn(5, meta["z_dim"]), None)
         assert images.shape == (5, 1, 32, 32) and torch.isfinite(images).all()
     assert len(pd.read_csv(run / "samples" / "index.csv")) == 16
+    results = pd.read_csv(run / "compare" / "results.csv")
+    assert sorted(results["arm"]) == ["original", "original+filtered", "original+synthetic"] and results["accuracy"].between(0, 1).all()
+    assert json.loads((run / "compare" / "summary.json").read_text())["torchrun_processes"] == 2
 
     rank0, rank1 = _ranks(probe)
-    assert _inside(rank0["writes"], work), "rank 0 should have written the run"
+    assert any(p.endswith("report.html") for p in _inside(rank0["writes"], work))
     assert _inside(rank1["writes"], work) == [], _inside(rank1["writes"], work)[:5]
-    # 2 GANs × 3 checkpoints, the same weights on both ranks every time
+    # 2 GANs × 3 checkpoints, the same weights on both ranks every time (each rank trained on other images)
     assert len(rank0["gan_states"]) == len(rank1["gan_states"]) == 6
     assert [s["digest"] for s in rank0["gan_states"]] == [s["digest"] for s in rank1["gan_states"]]
-
-    # the classifier comparison, data-parallel: every training in sync, rank 0 writes the results
-    probe = tmp_path / "probe-compare"
-    result = _torchrun(["compare", "--seeds", "1", "--arm", "original,original+synthetic"], work, probe)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    results = pd.read_csv(run / "compare" / "results.csv")
-    assert sorted(results["arm"]) == ["original", "original+synthetic"] and results["accuracy"].between(0, 1).all()
-    assert json.loads((run / "compare" / "summary.json").read_text())["torchrun_processes"] == 2
-    rank0, rank1 = _ranks(probe)
-    assert _inside(rank1["writes"], work) == [], _inside(rank1["writes"], work)[:5]
-    assert any(p.endswith("results.csv") for p in _inside(rank0["writes"], work))
-    assert len(rank0["classifier_states"]) == len(rank1["classifier_states"]) == 2
+    # every classifier training data-parallel and in sync
+    assert len(rank0["classifier_states"]) == len(rank1["classifier_states"]) == 3
     assert rank0["classifier_states"] == rank1["classifier_states"]
 
 
@@ -105,3 +104,10 @@ def test_shard_and_context_outside_torchrun(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "x")
     with pytest.raises(RuntimeError, match="WORLD_SIZE"):
         ddp.context()
+
+
+@pytest.mark.parametrize("command", ["filter", "qc", "report", "selftest", "generate"])
+def test_single_process_commands_refuse_torchrun(run_cli, monkeypatch, command):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = run_cli(command)
+    assert result.code == 2 and "without torchrun" in result.err and result.err.count("\n") == 1
