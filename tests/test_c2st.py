@@ -93,3 +93,22 @@ def test_very_unequal_sizes_give_a_valid_test(n_real, n_syn):
     assert 0 < c.p_value_ <= 1 and len(c.null_aucs_) == 200 and np.isfinite(c.null_aucs_).all()
     assert c.auc_ > 0.9 and c.p_value_ < 0.05  # a 3-SD shift is still found with 5 images
     assert np.isfinite(c.synthetic_scores_).all() and len(c.synthetic_scores_) == n_syn
+
+
+def test_batched_permutation_fits_equal_scikit_learn():
+    """All labellings fitted together reach scikit-learn's LogisticRegression optimum; AUCs match roc_auc_score with ties."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from ctqc.qc.c2st import _column_aucs, _mm_logreg
+
+    rng = np.random.default_rng(0)
+    x, x_test = rng.normal(size=(300, 12)), rng.normal(size=(40, 12))
+    labels = np.stack([(x[:, 0] + rng.normal(size=300) > 0.8), rng.random(300) < 0.1, rng.random(300) < 0.5], axis=1).astype(float)
+    for c in (0.003, 1.0):
+        ours = _mm_logreg(x, labels, x_test, c)
+        for j in range(labels.shape[1]):
+            theirs = LogisticRegression(C=c, tol=1e-12, max_iter=100_000).fit(x, labels[:, j]).predict_proba(x_test)[:, 1]
+            assert np.abs(ours[:, j] - theirs).max() < 1e-6
+    scores = np.round(rng.random((300, 3)), 1)  # many ties
+    assert np.allclose(_column_aucs(labels, scores), [roc_auc_score(labels[:, j], scores[:, j]) for j in range(3)])
