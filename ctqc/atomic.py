@@ -114,24 +114,29 @@ def replace_dir(new: str | os.PathLike, final: str | os.PathLike) -> None:
     Where the system can (Linux ``renameat2``), the two directories are exchanged
     in one atomic step; elsewhere the old directory is renamed aside first and
     put back if the second rename fails. Either way ``final`` is the complete old
-    or the complete new version, and the old one is removed afterwards.
+    or the complete new version, and the old one is removed afterwards (``new``
+    too, when it cannot be put in place).
     """
     new, final = Path(new), Path(final)
     old = final.with_name(f".{final.name}.old")
     shutil.rmtree(old, ignore_errors=True)
-    with _write_errors_as_user_errors(final):
-        failpoint(final)
-        if not final.exists():
-            new.rename(final)
-        elif _exchange(new, final):
-            new.rename(old)  # ``new`` now holds the previous version
-        else:
-            final.rename(old)
-            try:
+    try:
+        with _write_errors_as_user_errors(final):
+            failpoint(final)
+            if not final.exists():
                 new.rename(final)
-            except BaseException:
-                old.rename(final)
-                raise
+            elif _exchange(new, final):
+                new.rename(old)  # ``new`` now holds the previous version
+            else:
+                final.rename(old)
+                try:
+                    new.rename(final)
+                except BaseException:
+                    old.rename(final)
+                    raise
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)  # the staged version is not kept when it cannot be put in place
+        raise
     shutil.rmtree(old, ignore_errors=True)
     failpoint(final, renamed=True)
 

@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctqc import atomic
+from ctqc.errors import UserError
 
 FIDELITY_NAME = "ctqc-ct-domain"
 FEATURE_DIM = 128
@@ -188,7 +189,10 @@ def save_encoder(model: DomainEncoder, path: Path) -> Path:
 
 def load_encoder(path: Path) -> DomainEncoder:
     """A :class:`DomainEncoder` from a saved ``state_dict`` (``weights_only=True``), in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for unsafe content, RuntimeError for a corrupt zip
+        raise UserError(f"{path}: not a loadable domain encoder ({exc.__class__.__name__}); it may be corrupt or unsafe: delete it and it is fitted again") from None
     try:
         model = DomainEncoder(state["head.weight"].shape[0], int(state["image_size"]))
         model.load_state_dict(state)
@@ -246,8 +250,6 @@ def fit_fold_encoders(units, cache_dir: Path, seed: int = 0, epochs: int | None 
         images = torch.cat([u.reference for u in members])
         labels = np.concatenate([np.full(len(u.reference), u.key) for u in members])
         if len(set(labels.tolist())) < 2:
-            from ctqc.errors import UserError
-
             raise UserError(f"fold {fold}: the 'domain' extractor learns from real training images of at least two classes; this fold has synthetic images of one class only — use other qc.features / qc.metric_features")
         fingerprint = hashlib.sha256(
             json.dumps([ENCODER_VERSION, seed + fold, epochs, image_hashes(images), labels.tolist()]).encode()
