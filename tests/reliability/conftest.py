@@ -233,11 +233,35 @@ PATIENT_TAGS = {"PatientName": "Zyxwvut^Qwertyuiop", "PatientID": "PID-8C7F3A91E
 XSS_NAME = "<img src=x onerror=alert(1)>"
 
 
-def write_dicom_dataset(folder: Path, n_per_class: int = 12) -> Path:
-    """CT slices as DICOM (HU via rescale, 40×48 px) carrying :data:`PATIENT_TAGS`, plus labels.csv."""
+def write_dicom(path: Path, hu, tags: dict[str, str] | None = None, pixels: bool = True) -> Path:
+    """A single-slice CT DICOM of the Hounsfield units ``hu`` (rescale intercept −1024), with ``tags`` set.
+
+    ``pixels=False`` leaves out the pixel data (a header-only file).
+    """
     import numpy as np
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    for tag, value in (tags or {}).items():
+        setattr(ds, tag, value)
+    ds.Rows, ds.Columns = np.shape(hu)
+    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
+    if pixels:
+        ds.PixelData = np.clip(np.round(np.asarray(hu) + 1024), 0, 4095).astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_dicom_dataset(folder: Path, n_per_class: int = 12) -> Path:
+    """Head-like CT slices as DICOM (40×48 px, a bright bleed in class 1) carrying :data:`PATIENT_TAGS`, plus labels.csv."""
+    import numpy as np
 
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -246,23 +270,10 @@ def write_dicom_dataset(folder: Path, n_per_class: int = 12) -> Path:
     for n in range(2 * n_per_class):
         head = ((yy - 20) / 18) ** 2 + ((xx - 24) / 22) ** 2 < 1
         hu = np.where(head, rng.normal(35, 6, head.shape), -1000.0)
-        if n % 2:  # a bright bleed
+        if n % 2:
             cy, cx = rng.integers(12, 28), rng.integers(14, 34)
             hu[(yy - cy) ** 2 + (xx - cx) ** 2 < 16] += 40
-        meta = FileMetaDataset()
-        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-        meta.MediaStorageSOPInstanceUID = generate_uid()
-        meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        path = folder / f"slice{n:02d}.dcm"
-        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        for tag, value in PATIENT_TAGS.items():
-            setattr(ds, tag, value)
-        ds.Rows, ds.Columns = hu.shape
-        ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.RescaleSlope, ds.RescaleIntercept = 1.0, -1024.0
-        ds.PixelData = np.clip(np.round(hu + 1024), 0, 4095).astype(np.uint16).tobytes()
-        ds.save_as(path, enforce_file_format=True)
+        write_dicom(folder / f"slice{n:02d}.dcm", hu, PATIENT_TAGS)
         rows.append(f"slice{n:02d},{n % 2}")
     (folder / "labels.csv").write_text("\n".join(rows) + "\n")
     return folder

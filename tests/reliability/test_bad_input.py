@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_folder, tree_snapshot
-from tests.reliability.conftest import SharedRuns, copy_run
+from tests.reliability.conftest import SharedRuns, copy_run, write_dicom
 
 
 @dataclass(frozen=True)
@@ -71,29 +71,11 @@ def _link_outside(data: Path) -> None:
     os.symlink(outside, data / "head_ct" / "003.png")
 
 
-def _dicom(path: Path, pixels: bool = True) -> Path:
-    """A 16×16 CT slice in Hounsfield units (or a header without pixel data)."""
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.Rows, ds.Columns = 16, 16
-    ds.SamplesPerPixel, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 1, 16, 16, 15, 0
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    if pixels:
-        ds.PixelData = np.full((16, 16), 1064, np.uint16).tobytes()
-    ds.save_as(path, enforce_file_format=True)
-    return path
-
-
 def _dicom_folder(data: Path, pixels: bool = True, corrupt: bool = False) -> None:
+    """Ten 16×16 DICOM slices and labels.csv; ``s4.dcm`` without pixel data, or not DICOM at all."""
     rows = ["id,label"]
     for n in range(10):
-        _dicom(data / f"s{n}.dcm", pixels=pixels or n != 4)
+        write_dicom(data / f"s{n}.dcm", np.full((16, 16), 40.0), pixels=pixels or n != 4)
         rows.append(f"s{n},{n % 2}")
     if corrupt:
         (data / "s4.dcm").write_bytes(b"DICM but not really")
