@@ -316,6 +316,7 @@ CASES = [
 # ----------------------------------------------------------------------------- the tests
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, refusing the crafted pickle
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path, run_cli, shared_runs):
     args = case.setup(tmp_path, shared_runs)

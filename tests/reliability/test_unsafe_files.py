@@ -44,6 +44,7 @@ def test_every_torch_load_is_weights_only():
     assert all("weights_only=True" in args for _, args in calls), calls
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol:UserWarning")  # torch, refusing the crafted pickle
 @pytest.mark.parametrize(
     ("target", "args"),
     [
