@@ -22,6 +22,7 @@ their wall-clock timings. No temporary file is left behind.
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import signal
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from tests.reliability.conftest import (
     ctqc,
     light_args,
     outputs_without_timings,
+    without_timings,
     stamps,
     temporaries,
 )
@@ -76,7 +78,7 @@ COMPARE_KILLS = [
 
 RUN_KILLS = [
     Kill("during the first GAN's last checkpoint write", PIPELINE, "*/fold0/normal/checkpoints/last.pt:2", ("gan/fold0/normal/grids/epoch_00001.png",)),
-    Kill("while swapping in filter/", PIPELINE, "*/filter:1", ("gan/*", "samples/*")),
+    Kill("right after filter/ is in place, before the manifest records it", PIPELINE, "*/filter:1:kill-after", ("gan/*", "samples/*")),
     Kill("during qc/metrics.json", PIPELINE, "*/qc/metrics.json:1", ("gan/*", "samples/*", "filter/*")),
     Kill("during the second compare unit file", PIPELINE, "*/compare/units/*.json:2", ("gan/*", "samples/*", "filter/*", "qc/metrics.json", "compare/units/*")),
     Kill("during report.html", PIPELINE, "*/report/report.html:1", ("gan/*", "samples/*", "filter/*", "qc/*", "compare/*")),
@@ -153,10 +155,12 @@ def test_train_killed_five_times_resumes_to_the_uninterrupted_weights(tmp_path, 
 
 @pytest.mark.slow
 def test_compare_killed_five_times_resumes_to_the_uninterrupted_results(tmp_path, reference_pipeline):
-    run = copy_run(reference_pipeline, tmp_path, before=("compare", "report"))  # the reference run before its compare
+    copy_run(reference_pipeline, tmp_path, before=("compare", "report"))  # the reference run before its compare
     run, out = run_chain(COMPARE_KILLS, COMPARE, tmp_path)
     assert "trained 0, reused 4" in " ".join(out.split())  # the last kill came after every training
     pd.testing.assert_frame_equal(results_without_timings(reference_pipeline), results_without_timings(run))
+    summaries = [without_timings(json.loads((r / "compare" / "summary.json").read_text())) for r in (reference_pipeline, run)]
+    assert summaries[0] == summaries[1]
     for name in ("predictions", "units"):
         assert sorted(p.name for p in (run / "compare" / name).iterdir()) == sorted(p.name for p in (reference_pipeline / "compare" / name).iterdir())
 
