@@ -41,6 +41,7 @@ FAILPOINT_ENV = "CTQC_FAILPOINT"
 _FULL_OR_READ_ONLY = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _TEMP_NAME = re.compile(r"^\..+\.(?P<pid>\d+)\.(?:[a-z0-9_]{8}\.)?tmp$")  # see _temp_prefix
 _failpoint_hits: dict[str, int] = {}  # failpoint spec → matching writes seen by this process
+_FIX = "free some disk space or choose a writable location (run.root, --out)"
 
 
 @contextlib.contextmanager
@@ -63,8 +64,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             _fsync_file(tmp_path)
             failpoint(path)
             os.replace(tmp_path, path)
-    except BaseException:
+    except UserError:
         tmp_path.unlink(missing_ok=True)
+        raise
+    except BaseException as exc:
+        full = _no_space_left(path.parent)  # e.g. torch.save's zip writer reports ENOSPC as a RuntimeError
+        tmp_path.unlink(missing_ok=True)
+        if full and isinstance(exc, Exception):
+            raise UserError(f"cannot write {path} (No space left on device); {_FIX}") from None
         raise
     failpoint(path, renamed=True)
 
@@ -218,10 +225,7 @@ def _write_errors_as_user_errors(path: Path, errnos: set[int] | None = None) -> 
     except OSError as exc:
         if errnos is not None and exc.errno not in errnos:
             raise
-        raise UserError(
-            f"cannot write {path} ({exc.strerror or exc.__class__.__name__}); "
-            "free some disk space or choose a writable location (run.root, --out)"
-        ) from None
+        raise UserError(f"cannot write {path} ({exc.strerror or exc.__class__.__name__}); {_FIX}") from None
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -238,6 +242,14 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):  # old kernel or a filesystem without exchange
         return False
     raise OSError(code, os.strerror(code), str(b))
+
+
+def _no_space_left(folder: Path) -> bool:
+    """True when the file system holding ``folder`` has no block left for this user."""
+    try:
+        return os.statvfs(folder).f_bavail == 0
+    except OSError:
+        return False
 
 
 def _temp_prefix(path: Path) -> str:

@@ -141,10 +141,12 @@ class RunDir:
         try:
             yield outputs
         except UserError:
-            self._restore_stage(stage, previous)
+            with contextlib.suppress(UserError):  # e.g. the disk is full: the first error is the one to report
+                self._restore_stage(stage, previous)
             raise
         except BaseException as exc:
-            self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
+            with contextlib.suppress(UserError):
+                self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
             raise
         self._update_stage(stage, status="done", finished=_now(), seconds=round(time.perf_counter() - start, 3), outputs=outputs)
 

@@ -3,14 +3,17 @@
 Disk full and permission errors are simulated inside ctqc's one writer,
 :mod:`ctqc.atomic`, with its failpoint (``<glob>:<n>:ENOSPC`` raises that
 ``OSError`` at the n-th matching write instead of renaming the finished
-temporary file): the same place a real full disk would fail. "Not writable"
-also uses a real obstacle that holds for root and normal users alike: an
-output path whose parent is a plain file.
+temporary file): the same place a real full disk would fail. Where the tests
+may mount a file system (root), a really full one is used too: a 320 kB tmpfs,
+which ``torch.save`` fills in the middle of a checkpoint. "Not writable" also
+uses a real obstacle that holds for root and normal users alike: an output path
+whose parent is a plain file.
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 
 import pytest
 
@@ -50,6 +53,30 @@ def test_disk_full_during_a_checkpoint_write_leaves_a_resumable_run(tmp_path, ru
     assert_every_file_parses(run)
     failpoint("")
     resumed = run_cli("-q", "train", "--resume")  # space freed: the same run finishes
+    assert resumed.code == 0, resumed.err
+    assert stages(run)["generate"]["status"] == "done"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 320 kB tmpfs at ``tmp_path/disk`` (skips where mounting is not allowed); unmounted afterwards."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=320k", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (root only); the failpoint tests simulate the full disk")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_really_full_disk_fails_cleanly_and_resumes_once_space_is_free(tmp_path, run_cli, small_disk):
+    result = run_cli("-q", "train", *light_args(f"run.root={small_disk / 'runs'}"))
+    assert_one_line_error(result, str(small_disk), "No space left on device")
+    run = (small_disk / "runs" / "latest").resolve()
+    assert temporaries(small_disk) == []  # the half-written temporary is gone
+    assert_every_file_parses(run)
+    subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)  # space freed
+    resumed = run_cli("-q", "train", "--resume", "--run", run)
     assert resumed.code == 0, resumed.err
     assert stages(run)["generate"]["status"] == "done"
 
