@@ -436,19 +436,36 @@ def _print_inspection(report: dict) -> None:
         console.print("no problems found")
 
 
+def _is_usage_error(exc: Exception) -> bool:
+    """click's own errors (typer vendors click, so matched by shape rather than by class)."""
+    return type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "format_message") and hasattr(exc, "exit_code")
+
+
 def main() -> None:
-    """Entry point. Usage errors are typer's (exit 2); user errors print one line and exit 2."""
+    """Entry point. Usage errors and user errors print one ``error:`` line and exit 2; internal failures exit 1."""
     debug = "--debug" in sys.argv[1:]
     try:
-        app()  # standalone: typer reports its own usage errors and exits
+        code = app(standalone_mode=False)  # click's usage errors are raised here and printed below as one line
+    except typer.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(1)
     except UserError as exc:
         if debug:
             raise
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(2)
     except Exception as exc:
+        if _is_usage_error(exc):
+            if type(exc).__name__ == "NoArgsIsHelpError":  # `ctqc`, `ctqc data`: the help text
+                exc.show()
+            else:
+                ctx = getattr(exc, "ctx", None)
+                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+                typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            sys.exit(exc.exit_code)
         if debug:
             raise
         message = " ".join(str(exc).split())
         typer.echo(f"internal error: {exc.__class__.__name__}: {message} (rerun with --debug for the traceback)", err=True)
         sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -183,6 +183,7 @@ def compare(
     """Train and evaluate every arm × fold × seed of ``run``; write ``compare/``. See the module docstring."""
     import pandas as pd
 
+    from ctqc.pools import load_synthetic
     from ctqc.train import open_for_resume
 
     if seeds is not None and seeds < 1:
@@ -222,6 +223,8 @@ def compare(
             if arm in arms:
                 skipped[arm] = "ctqc filter has not run on this run: run `ctqc filter` to add this arm"
         arms = [a for a in arms if a not in skipped]
+        if not arms:
+            raise UserError(f"arm(s) {', '.join(skipped)} need the filter's output: run `ctqc filter` first, or choose other arms with --arm")
 
     if cfg.classifier.pretrained:
         from classify.models import check_pretrained_available
@@ -241,7 +244,7 @@ def compare(
         bad = sorted(set(pool["label"]) - set(keys))
         if bad:
             raise UserError(f"samples/index.csv: label {bad[0]} is not a configured class ({keys})")
-        pool_images = load_pngs(samples, pool["file"])
+        pool_images = load_synthetic(samples, pool["file"], cfg.data.max_image_pixels)
         if pool_images.shape[-1] != data.images.shape[-1]:
             raise UserError(f"synthetic images are {pool_images.shape[-1]} px but the data are {data.images.shape[-1]} px: run `ctqc generate` again")
         kept = None if kept_table is None else frozenset(kept_table.loc[kept_table["fold"] == fold, "sample_id"])
@@ -312,22 +315,6 @@ def compare(
             atomic.write_text(folder / "table.txt", table)
         outputs += ["compare/results.csv", "compare/summary.json", "compare/table.txt", "compare/predictions"]
     return CompareResult(folder=folder, results=results, summary=summary, table=table, trained=trained, reused=reused, config=cfg)
-
-
-def load_pngs(folder: Path, files) -> object:
-    """8-bit grayscale PNGs of the synthetic pool → float32 N×1×S×S tensor in [-1, 1]."""
-    import torch
-    from PIL import Image
-
-    arrays = []
-    for name in files:
-        path = folder / name
-        try:
-            with Image.open(path) as im:
-                arrays.append(np.asarray(im.convert("L"), dtype=np.float32))
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{path}: cannot read synthetic image ({exc.__class__.__name__}); run `ctqc generate` again") from None
-    return torch.from_numpy(np.stack(arrays) / 127.5 - 1.0).unsqueeze(1).float()
 
 
 def available_cores() -> int:

@@ -241,6 +241,14 @@ class Config(_Strict):
     qc: QCConfig = Field(default_factory=QCConfig)
     run: RunConfig = Field(default_factory=RunConfig)
 
+    @field_validator("name")
+    @classmethod
+    def _usable_in_a_folder_name(cls, name: str) -> str:
+        """Run folders are ``<timestamp>-<name>``: the name must stay one plain path component."""
+        if not name.strip() or any(c in "/\\" or ord(c) < 32 for c in name):
+            raise ValueError("must be usable as a folder name: not empty, no '/', '\\' or control characters")
+        return name
+
     @model_validator(mode="after")
     def _paper_gan_is_32px(self) -> Config:
         if self.gan.architecture == "paper" and self.data.image_size != 32:

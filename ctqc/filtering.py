@@ -97,6 +97,7 @@ def filter_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg, threshol
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filter.json").is_file())):
         raise UserError(f"--out {out}: exists and is not an earlier ctqc filter output; choose a new folder")
+    atomic.check_can_create(out)
     threshold, memorisation = _settings(cfg.qc, threshold, memorisation)
     units = units_from_folders(real_dir, synthetic_dir, cfg)
     table, summary, embeddings = _score_units(units, cfg, threshold, memorisation, feature_cache())

@@ -56,6 +56,7 @@ def qc_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg) -> dict:
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
         raise UserError(f"--out {out}: exists and is not an earlier ctqc qc output; choose a new folder")
+    atomic.check_can_create(out)
     units = units_from_folders(real_dir, synthetic_dir, cfg)
     metrics, scores, copies = _qc(units, None, cfg, feature_cache())
     metrics["real"], metrics["synthetic"] = str(real_dir), str(synthetic_dir)

@@ -63,6 +63,7 @@ class RunDir:
         """
         root = Path(config.run.root)
         _ensure_writable(root)
+        atomic.remove_stale_temporaries(root, recursive=False)  # runs whose creation was killed
         stamp = time.strftime("%Y%m%d-%H%M%S")
         name, n = f"{stamp}-{config.name}", 1
         while (root / name).exists():
@@ -97,6 +98,7 @@ class RunDir:
             raise UserError(f"run directory not found: {path}")
         if not (path / MANIFEST).is_file():
             raise UserError(f"{path}: not a ctqc run directory (no {MANIFEST})")
+        atomic.remove_stale_temporaries(path)  # left by a killed stage; the stage itself redoes its work
         return cls(path.resolve())
 
     # ---------------------------------------------------------------- manifest
@@ -126,18 +128,35 @@ class RunDir:
     def stage(self, stage: str) -> Iterator[list[str]]:
         """Record a stage's start, and on success its finish and outputs.
 
-        Yields a list; append the run-relative paths the stage wrote. On failure
-        the stage is marked ``failed`` and the exception propagates.
+        Yields a list; append the run-relative paths the stage wrote. A
+        :class:`UserError` (bad input found on the way: the user's to fix) puts the
+        stage's manifest entry back as it was, so a refused command leaves the run
+        as before; any other failure marks the stage ``failed``. Either way the
+        exception propagates.
         """
+        previous = self.manifest().get("stages", {}).get(stage)
         self._update_stage(stage, status="running", started=_now(), finished=None)
         outputs: list[str] = []
         start = time.perf_counter()
         try:
             yield outputs
+        except UserError:
+            with contextlib.suppress(UserError):  # e.g. the disk is full: the first error is the one to report
+                self._restore_stage(stage, previous)
+            raise
         except BaseException as exc:
-            self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
+            with contextlib.suppress(UserError):
+                self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
             raise
         self._update_stage(stage, status="done", finished=_now(), seconds=round(time.perf_counter() - start, 3), outputs=outputs)
+
+    def _restore_stage(self, stage: str, entry: dict[str, Any] | None) -> None:
+        manifest = self.manifest()
+        if entry is None:
+            manifest.get("stages", {}).pop(stage, None)
+        else:
+            manifest["stages"][stage] = entry
+        self._write_manifest(manifest)
 
     def _update_stage(self, stage: str, **fields: Any) -> None:
         manifest = self.manifest()

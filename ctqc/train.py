@@ -100,6 +100,9 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
             dev = splits.development(data, fold)
             for unit in gan_units(cfg, dev):
                 out = run.path / "gan" / f"fold{fold}" / unit.name
+                if (out / "checkpoints" / "generator.pt").is_file():  # finished before an interruption: not redone
+                    outputs.append(str(out.relative_to(run.path)))
+                    continue
                 train_gan(
                     unit.images,
                     cfg.gan,

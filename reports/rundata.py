@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+OUTSIDE = ".outside-the-run"  # what a name leaving the run reads as: a file that does not exist
+
 
 @dataclass
 class RunData:
@@ -24,13 +26,19 @@ class RunData:
     # ------------------------------------------------------------------ generic readers
 
     def file(self, rel: str) -> Path:
-        return self.path / rel
+        """``rel`` inside the run. Names come from the run's own CSVs, which anyone can edit: one
+        that leaves the run (``../``, absolute, a link out) is noted and reads as a missing file."""
+        path = self.path / rel
+        if not path.resolve().is_relative_to(self.path.resolve()):
+            self.problems.append(f"{rel}: points outside the run directory (not read)")
+            return self.path / OUTSIDE
+        return path
 
     def exists(self, rel: str) -> bool:
-        return (self.path / rel).is_file()
+        return self.file(rel).is_file()
 
     def text(self, rel: str) -> str | None:
-        p = self.path / rel
+        p = self.file(rel)
         if not p.is_file():
             return None
         try:
@@ -70,7 +78,7 @@ class RunData:
         """A pandas DataFrame, or None. Id-like columns are read as strings (``000`` stays ``000``)."""
         import pandas as pd
 
-        p = self.path / rel
+        p = self.file(rel)
         if not p.is_file():
             return None
         dtype = {c: str for c in ("id", "sample_id", "file", "class", "nearest_train_id", "train_id", "reasons", "arm", "group")}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 
@@ -48,8 +50,36 @@ def phantom_folder(tmp_path_factory) -> Path:
     return out
 
 
-def tree_snapshot(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` with its bytes: to prove a failed command changed nothing."""
+def tree_snapshot(root: Path) -> dict[str, object]:
+    """Every entry under ``root``: a file's bytes, a link's target, ``"dir"`` for a folder.
+
+    Equal snapshots before and after a failed command prove it changed nothing:
+    no partial file, no new (even empty) folder, no moved link.
+    """
     if not root.exists():
         return {}
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    snapshot: dict[str, object] = {}
+    for p in sorted(root.rglob("*")):
+        key = str(p.relative_to(root))
+        if p.is_symlink():
+            snapshot[key] = ("link", os.readlink(p))
+        elif p.is_file():
+            snapshot[key] = p.read_bytes()
+        else:
+            snapshot[key] = "dir"
+    return snapshot
+
+
+def make_folder(root: Path, n_per_class: int = 5, header: str = "id, hemorrhage", image_dir: str = "head_ct") -> Path:
+    """A small valid dataset: 20×24 grayscale PNGs in ``root/image_dir`` plus labels.csv."""
+    from PIL import Image
+
+    images = root / image_dir
+    images.mkdir(parents=True, exist_ok=True)
+    rows = [header]
+    rng = np.random.default_rng(0)
+    for n in range(2 * n_per_class):
+        Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)).save(images / f"{n:03d}.png")
+        rows.append(f"{n:03d}, {n % 2}")
+    (root / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root

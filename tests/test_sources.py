@@ -6,7 +6,7 @@ from PIL import Image
 
 from ctqc.config import DataConfig
 from ctqc.data import load_dataset
-from tests.test_bad_input import make_folder
+from tests.conftest import make_folder
 
 
 def test_kaggle_nested_folder_and_integer_ids(tmp_path):

@@ -58,7 +58,7 @@ def _read_raster(path: Path, *, max_pixels: int, intensity: str) -> tuple[np.nda
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as im:
                 # The header is parsed but no pixels are decoded yet: check the size first.
-                _check_pixel_count(path, *im.size, max_pixels)
+                check_pixel_count(path, *im.size, max_pixels)
                 im.load()
                 info = ImageInfo(width=im.size[0], height=im.size[1], mode=im.mode, format=im.format or "?")
                 gray = _to_gray(im, intensity)
@@ -123,7 +123,7 @@ def _read_dicom(path: Path, *, max_pixels: int, dicom: DicomConfig) -> tuple[np.
     except (InvalidDicomError, OSError, EOFError, ValueError, KeyError) as exc:
         raise UserError(f"{path}: not a readable DICOM file ({exc.__class__.__name__})") from None
     rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
-    _check_pixel_count(path, cols, rows, max_pixels)
+    check_pixel_count(path, cols, rows, max_pixels)
     if "PixelData" not in ds:
         raise UserError(f"{path}: DICOM file has no pixel data")
     try:
@@ -147,7 +147,8 @@ def _read_dicom(path: Path, *, max_pixels: int, dicom: DicomConfig) -> tuple[np.
     return display.astype(np.float32), info
 
 
-def _check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+def check_pixel_count(path: Path, width: int, height: int, max_pixels: int) -> None:
+    """The decompression-bomb guard: refuse an image over ``max_pixels`` before decoding it."""
     if width * height > max_pixels:
         raise UserError(
             f"{path}: image is {width}×{height} = {width * height:,} pixels, over data.max_image_pixels="

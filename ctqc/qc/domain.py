@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ctqc import atomic
+from ctqc.errors import UserError
 
 FIDELITY_NAME = "ctqc-ct-domain"
 FEATURE_DIM = 128
@@ -188,7 +189,7 @@ def save_encoder(model: DomainEncoder, path: Path) -> Path:
 
 def load_encoder(path: Path) -> DomainEncoder:
     """A :class:`DomainEncoder` from a saved ``state_dict`` (``weights_only=True``), in eval mode."""
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = _read_state(path)
     try:
         model = DomainEncoder(state["head.weight"].shape[0], int(state["image_size"]))
         model.load_state_dict(state)
@@ -198,8 +199,25 @@ def load_encoder(path: Path) -> DomainEncoder:
 
 
 def weights_digest(path: Path) -> str:
-    """Short content hash of a weights file: names its feature cache, so encoders never share one."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """Short hash of the encoder's weights (names, types, values): names its feature cache, so
+    encoders never share one. Taken over the tensors, not the file, whose zip records the
+    temporary name it was written under and a random serialization id."""
+    digest = hashlib.sha256()
+    for name, value in sorted(_read_state(path).items()):
+        digest.update(name.encode())
+        if isinstance(value, torch.Tensor):
+            digest.update(f"{value.dtype}{tuple(value.shape)}".encode())
+            digest.update(value.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+        else:
+            digest.update(repr(value).encode())
+    return digest.hexdigest()[:16]
+
+
+def _read_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle.UnpicklingError for unsafe content, RuntimeError for a corrupt zip
+        raise UserError(f"{path}: not a loadable domain encoder ({exc.__class__.__name__}); it may be corrupt or unsafe: delete it and it is fitted again") from None
 
 
 @functools.lru_cache(maxsize=8)
@@ -246,8 +264,6 @@ def fit_fold_encoders(units, cache_dir: Path, seed: int = 0, epochs: int | None 
         images = torch.cat([u.reference for u in members])
         labels = np.concatenate([np.full(len(u.reference), u.key) for u in members])
         if len(set(labels.tolist())) < 2:
-            from ctqc.errors import UserError
-
             raise UserError(f"fold {fold}: the 'domain' extractor learns from real training images of at least two classes; this fold has synthetic images of one class only — use other qc.features / qc.metric_features")
         fingerprint = hashlib.sha256(
             json.dumps([ENCODER_VERSION, seed + fold, epochs, image_hashes(images), labels.tolist()]).encode()
