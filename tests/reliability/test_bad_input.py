@@ -30,7 +30,7 @@ from tests.reliability.conftest import MARKER, Exploit, SharedRuns, copy_run, se
 @dataclass(frozen=True)
 class Case:
     id: str
-    command: str  # the ctqc command exercised
+    command: str  # the ctqc command exercised ("" for the bare command line)
     what: str  # the mistake, for the README
     setup: Callable[[Path, SharedRuns], list]  # prepares the working folder, returns the CLI arguments
     expect: str  # fragment of the error line that names the culprit
@@ -297,7 +297,7 @@ CASES = [
     Case("demo-data-occupied", "demo-data", "OUT is a non-empty folder", lambda root, runs: ["demo-data", _occupied(root), "--n-per-class", "3", "--size", "32"], "already exists"),
     Case("demo-data-under-a-file", "demo-data", "OUT inside a plain file", lambda root, runs: ["demo-data", _file(root / "afile") / "out", "--n-per-class", "3", "--size", "32"], "cannot write"),
     Case("demo-data-difficulty", "demo-data", "--difficulty 2", lambda root, runs: ["demo-data", root / "out", "--difficulty", "2"], "Invalid value for '--difficulty'"),
-    Case("unknown-command", "(none)", "`ctqc trian`", _cmd("trian"), "No such command 'trian'"),
+    Case("unknown-command", "", "`ctqc trian`", _cmd("trian"), "No such command 'trian'"),
     Case("unknown-option", "data inspect", "`--bogus`", _cmd("data", "inspect", "--bogus"), "No such option: --bogus"),
 ]
 
@@ -325,7 +325,7 @@ def markdown_table() -> str:
     rows = ["| # | case | command | the mistake | the error line names |", "|---|---|---|---|---|"]
     for n, case in enumerate(CASES, 1):
         what = case.what.replace("|", "\\|")
-        rows.append(f"| {n} | `{case.id}` | `ctqc {case.command}` | {what} | `{case.expect}` |")
+        rows.append(f"| {n} | `{case.id}` | `{' '.join(['ctqc', case.command]).strip()}` | {what} | `{case.expect}` |")
     return "\n".join(rows)
 
 
