@@ -83,6 +83,7 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
         run, cfg, data, splits = prepared.run, config, prepared.data, prepared.splits
     else:
         cfg, data, splits = open_for_resume(run)
+    finished = run.stage_status("train") == "done" and run.stage_status("generate") == "done"  # resuming a finished run
     with run.stage("train") as outputs:
         for fold in splits.folds:
             dev = splits.development(data, fold)
@@ -108,5 +109,6 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
                 outputs.append(str(out.relative_to(run.path)))
     from ctqc.generate import generate
 
-    generate(run)
+    if not finished:  # a new pool would also make the filter's output stale
+        generate(run)
     return run
