@@ -95,6 +95,7 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
             assert config is not None
             run = RunDir(ddp.from_main(lambda: prepare_run(config).run.path))
         cfg, data, splits = open_for_resume(run)
+    finished = run.stage_status("train") == "done" and run.stage_status("generate") == "done"  # resuming a finished run
     with run.stage("train") if world.is_main else contextlib.nullcontext([]) as outputs:
         for fold in splits.folds:
             dev = splits.development(data, fold)
@@ -120,5 +121,6 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
                 outputs.append(str(out.relative_to(run.path)))
     from ctqc.generate import generate
 
-    ddp.from_main(lambda: generate(run))
+    if not finished:  # a new pool would also make the filter's output stale
+        ddp.from_main(lambda: generate(run))
     return run

@@ -228,6 +228,28 @@ def reference_pipeline(tmp_path_factory) -> Path:
     return (cwd / "runs" / "latest").resolve()
 
 
+MARKER = "ctqc-exploit-ran"
+
+
+class Exploit:
+    """Unpickling this creates the file ``path`` (named :data:`MARKER`): what a malicious checkpoint would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
+
+
+def set_pool_file(run: Path, name: str) -> None:
+    """Make ``samples/index.csv`` name ``name`` as the first synthetic image's file (as anyone could edit it)."""
+    import pandas as pd
+
+    index = pd.read_csv(run / "samples" / "index.csv", dtype=str)
+    index.loc[0, "file"] = name
+    index.to_csv(run / "samples" / "index.csv", index=False)
+
+
 #: Patient-identifying DICOM tags of the privacy data set: distinctive, so a match is never chance.
 PATIENT_TAGS = {"PatientName": "Zyxwvut^Qwertyuiop", "PatientID": "PID-8C7F3A91E2", "PatientBirthDate": "19230917"}
 XSS_NAME = "<img src=x onerror=alert(1)>"

@@ -24,13 +24,13 @@ import pytest
 from PIL import Image
 
 from tests.conftest import make_folder, tree_snapshot
-from tests.reliability.conftest import SharedRuns, copy_run, write_dicom
+from tests.reliability.conftest import MARKER, Exploit, SharedRuns, copy_run, set_pool_file, write_dicom
 
 
 @dataclass(frozen=True)
 class Case:
     id: str
-    command: str  # the ctqc command exercised
+    command: str  # the ctqc command exercised ("" for the bare command line)
     what: str  # the mistake, for the README
     setup: Callable[[Path, SharedRuns], list]  # prepares the working folder, returns the CLI arguments
     expect: str  # fragment of the error line that names the culprit
@@ -147,22 +147,11 @@ def _occupied(root: Path) -> Path:
     return root / "occupied"
 
 
-def _edit_index(run: Path, **columns) -> None:
-    index = pd.read_csv(run / "samples" / "index.csv", dtype=str)
-    for column, value in columns.items():
-        index.loc[0, column] = value
-    index.to_csv(run / "samples" / "index.csv", index=False)
-
-
 def _pickle_bomb(run: Path) -> None:
     """generator.pt replaced by a pickle whose loading would run code (create a marker file)."""
     import pickle
 
-    class Exploit:
-        def __reduce__(self):
-            return (exec, (f"open({str(run.parent / 'PWNED')!r}, 'w').write('x')",))
-
-    (run / "gan" / "fold0" / "normal" / "checkpoints" / "generator.pt").write_bytes(pickle.dumps({"meta": Exploit()}))
+    (run / "gan" / "fold0" / "normal" / "checkpoints" / "generator.pt").write_bytes(pickle.dumps({"meta": Exploit(run.parent / MARKER)}))
 
 
 def _huge_png(run: Path) -> None:
@@ -267,7 +256,7 @@ CASES = [
     Case("filter-threshold-not-a-number", "filter", "--c2st-threshold high", _on_run("trained", "filter", "--c2st-threshold", "high"), "Invalid value for '--c2st-threshold'"),
     Case("filter-before-train", "filter", "no synthetic pool yet", _on_run(None, "filter"), "stage 'generate' has not run; run `ctqc train` first"),
     Case("filter-set-on-a-run", "filter", "--set without --real/--synthetic/--out", _on_run("trained", "filter", "--set", "qc.n_splits=3"), "apply to --real/--synthetic/--out"),
-    Case("filter-pool-file-leaves-run", "filter", "samples/index.csv names ../../../etc/passwd", _on_run("trained", "filter", change=lambda r: _edit_index(r, file="../../../etc/passwd")), "leaves"),
+    Case("filter-pool-file-leaves-run", "filter", "samples/index.csv names ../../../etc/passwd", _on_run("trained", "filter", change=lambda r: set_pool_file(r, "../../../etc/passwd")), "leaves"),
     Case("filter-pool-decompression-bomb", "filter", "a synthetic PNG declaring 20000×20000 px", _on_run("trained", "filter", change=_huge_png), "decompression-bomb guard"),
     Case("byo-synthetic-empty", "filter", "--synthetic folder with no images", _byo("filter", synthetic=lambda root: _mkdir(root / "syn")), "data folder is empty"),
     Case("byo-synthetic-empty-classes", "filter", "--synthetic class subfolders without images", _byo("filter", synthetic=lambda root: _mkdir(root / "syn" / "normal").parent), "hold no images"),
@@ -290,7 +279,7 @@ CASES = [
     Case("compare-filtered-arm-before-filter", "compare", "--arm original+filtered before `ctqc filter`", _on_run("trained", "compare", "--arm", "original+filtered"), "run `ctqc filter` first"),
     Case("compare-index-missing", "compare", "samples/index.csv deleted", _on_run("trained", "compare", change=lambda r: (r / "samples" / "index.csv").unlink()), "index.csv is missing"),
     Case("compare-pool-regenerated", "compare", "`ctqc generate` after `ctqc filter`", _on_run("filtered", "compare", change=_regenerate), "run `ctqc filter` again"),
-    Case("compare-pool-file-leaves-run", "compare", "samples/index.csv names ../../x.png", _on_run("trained", "compare", change=lambda r: _edit_index(r, file="../../x.png")), "leaves"),
+    Case("compare-pool-file-leaves-run", "compare", "samples/index.csv names ../../x.png", _on_run("trained", "compare", change=lambda r: set_pool_file(r, "../../x.png")), "leaves"),
     Case("compare-pool-corrupt-png", "compare", "a synthetic PNG cut off", _on_run("trained", "compare", change=lambda r: _truncate(r / "samples" / pd.read_csv(r / "samples" / "index.csv")["file"][0])), "cannot read synthetic image"),
     # --- ctqc report
     Case("report-no-run", "report", "no run yet", _cmd("report"), "no run found"),
@@ -308,7 +297,7 @@ CASES = [
     Case("demo-data-occupied", "demo-data", "OUT is a non-empty folder", lambda root, runs: ["demo-data", _occupied(root), "--n-per-class", "3", "--size", "32"], "already exists"),
     Case("demo-data-under-a-file", "demo-data", "OUT inside a plain file", lambda root, runs: ["demo-data", _file(root / "afile") / "out", "--n-per-class", "3", "--size", "32"], "cannot write"),
     Case("demo-data-difficulty", "demo-data", "--difficulty 2", lambda root, runs: ["demo-data", root / "out", "--difficulty", "2"], "Invalid value for '--difficulty'"),
-    Case("unknown-command", "(none)", "`ctqc trian`", _cmd("trian"), "No such command 'trian'"),
+    Case("unknown-command", "", "`ctqc trian`", _cmd("trian"), "No such command 'trian'"),
     Case("unknown-option", "data inspect", "`--bogus`", _cmd("data", "inspect", "--bogus"), "No such option: --bogus"),
 ]
 
@@ -328,7 +317,7 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(case, tmp_path, run
     assert case.expect in lines[0], lines[0]
     assert "Traceback" not in result.err + result.out
     assert tree_snapshot(tmp_path) == before  # no run created, no partial file, the manifest as it was
-    assert not (tmp_path.parent / "PWNED").exists() and not any(tmp_path.rglob("PWNED"))  # no pickle ran
+    assert not any(tmp_path.rglob(MARKER))  # no pickle ran
 
 
 def markdown_table() -> str:
@@ -336,7 +325,7 @@ def markdown_table() -> str:
     rows = ["| # | case | command | the mistake | the error line names |", "|---|---|---|---|---|"]
     for n, case in enumerate(CASES, 1):
         what = case.what.replace("|", "\\|")
-        rows.append(f"| {n} | `{case.id}` | `ctqc {case.command}` | {what} | `{case.expect}` |")
+        rows.append(f"| {n} | `{case.id}` | `{' '.join(['ctqc', case.command]).strip()}` | {what} | `{case.expect}` |")
     return "\n".join(rows)
 
 

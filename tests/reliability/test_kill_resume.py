@@ -172,3 +172,15 @@ def test_run_killed_at_every_stage_resumes_to_the_uninterrupted_results(tmp_path
     assert_same_gan(reference_pipeline, run)
     assert outputs_without_timings(run) == outputs_without_timings(reference_pipeline)
     assert (run / "report" / "report.html").is_file()
+
+
+def test_resuming_a_finished_run_redoes_nothing(tmp_path, run_cli, shared_runs):
+    """`ctqc train --resume` on a trained and filtered run: no GAN retrained, no new pool, the filter still current."""
+    run = copy_run(shared_runs.get("filtered"), tmp_path)
+    before = stamps(run)
+    result = run_cli("-q", "train", "--resume")
+    assert result.code == 0, result.err
+    after = stamps(run)
+    kept = [rel for rel in before if rel.startswith(("gan/", "samples/", "filter/"))]
+    assert kept and all(after[rel] == before[rel] for rel in kept)
+    assert run_cli("-q", "compare", "--arm", "original+filtered", "--jobs", "1").code == 0  # the filter's output is not stale

@@ -13,27 +13,12 @@ from __future__ import annotations
 
 import pickle
 import re
-from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 from PIL import Image
 
-from tests.reliability.conftest import REPO, copy_run
-
-MARKER = "ctqc-exploit-ran"
-
-
-class Exploit:
-    """Unpickling this creates the marker file ``path``: what a malicious checkpoint would do."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = str(path)
-
-    def __reduce__(self):
-        return (exec, (f"open({self.path!r}, 'w').write('pwned')",))
-
+from tests.reliability.conftest import MARKER, REPO, Exploit, copy_run, set_pool_file
 
 def test_every_torch_load_is_weights_only():
     calls = []
@@ -83,9 +68,7 @@ def test_report_never_embeds_a_file_outside_the_run(tmp_path, run_cli, shared_ru
     run = copy_run(shared_runs.get("trained"), tmp_path)
     secret = tmp_path / "secret.png"
     Image.new("L", (32, 32), 123).save(secret)
-    index = pd.read_csv(run / "samples" / "index.csv", dtype=str)
-    index.loc[0, "file"] = "../../secret.png"
-    index.to_csv(run / "samples" / "index.csv", index=False)
+    set_pool_file(run, "../../secret.png")
     result = run_cli("report", "--no-html")
     assert result.code == 0, result.err
     clean = run_cli("report")
