@@ -370,7 +370,11 @@ def selftest_cmd(
     from ctqc import atomic
     from ctqc.qc.selftest import selftest
 
-    report = selftest(_load_config(config, data, set_), null_permutations=permutations)
+    cfg = _load_config(config, data, set_)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder; give a file name such as {out / 'selftest.json'}")
+    atomic.check_can_create(out)  # before the minute of work, not after
+    report = selftest(cfg, null_permutations=permutations)
     atomic.write_json(out, report)
     console = _console()
     null, planted, copies = report["null"], report["planted"], report["copies"]

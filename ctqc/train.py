@@ -95,7 +95,8 @@ def train(config: Config | None = None, *, run: RunDir | None = None, progress: 
             assert config is not None
             run = RunDir(ddp.from_main(lambda: prepare_run(config).run.path))
         cfg, data, splits = open_for_resume(run)
-    finished = run.stage_status("train") == "done" and run.stage_status("generate") == "done"  # resuming a finished run
+    # resuming a finished run (rank 0's view, before its stage record changes)
+    finished = ddp.from_main(lambda: run.stage_status("train") == "done" and run.stage_status("generate") == "done")
     with run.stage("train") if world.is_main else contextlib.nullcontext([]) as outputs:
         for fold in splits.folds:
             dev = splits.development(data, fold)

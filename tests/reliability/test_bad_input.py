@@ -294,6 +294,8 @@ CASES = [
     # --- ctqc selftest, demo-data, and the command line itself
     Case("selftest-too-few-permutations", "selftest", "--permutations 5", _cmd("selftest", "--permutations", "5"), "Invalid value for '--permutations'"),
     Case("selftest-bad-value", "selftest", "--set qc.n_splits=1", _cmd("selftest", "--set", "qc.n_splits=1"), "key 'qc.n_splits'"),
+    Case("selftest-out-under-a-file", "selftest", "--out inside a plain file", lambda root, runs: ["selftest", "--out", _file(root / "afile") / "s.json"], "cannot write"),
+    Case("selftest-out-is-folder", "selftest", "--out names a folder", lambda root, runs: ["selftest", "--out", root], "is a folder"),
     Case("demo-data-occupied", "demo-data", "OUT is a non-empty folder", lambda root, runs: ["demo-data", _occupied(root), "--n-per-class", "3", "--size", "32"], "already exists"),
     Case("demo-data-under-a-file", "demo-data", "OUT inside a plain file", lambda root, runs: ["demo-data", _file(root / "afile") / "out", "--n-per-class", "3", "--size", "32"], "cannot write"),
     Case("demo-data-difficulty", "demo-data", "--difficulty 2", lambda root, runs: ["demo-data", root / "out", "--difficulty", "2"], "Invalid value for '--difficulty'"),
