@@ -49,7 +49,7 @@ def main() -> None:
         print(f"{stage:10s} {entry.get('seconds', 0):8.1f}")
     accounted = sum(e.get("seconds", 0) for e in manifest["stages"].values())
     print(f"{'(start-up, data, report rendering)':10s} {total - accounted:8.1f}")
-    print(f"report: {result.stdout.strip().splitlines()[-1]}")
+    print(result.stdout.strip().splitlines()[-1])
     if args.keep is None:
         shutil.rmtree(work, ignore_errors=True)
     print(f"ctqc run --config {args.config}: {total:.0f} s wall = {total / args.budget:.0%} of the {args.budget:.0f} s budget")
