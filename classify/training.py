@@ -151,10 +151,10 @@ def fit_classifier(
                 p.data = p.data.clone(memory_format=torch.contiguous_format)
         # DDP copies rank 0's weights to every rank and averages gradients during backward
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        torch.manual_seed(seed + 1_000_003 * world.rank)  # distinct dropout masks per rank
+        torch.manual_seed(ddp.rank_seed(seed))  # distinct dropout masks per rank
     opt = make_optimizer(cfg, net.parameters(), dev)
     order_rng = torch.Generator().manual_seed(seed)  # permutations / balanced draws (CPU), the same on every rank
-    aug_rng = torch.Generator(device=dev).manual_seed(seed + 1 + 1_000_003 * world.rank)
+    aug_rng = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed + 1))
     x = train_images.to(dev, torch.float32).contiguous(memory_format=fmt)
     y = train_targets.to(dev, torch.int64)
     xv, yv = val_images.to(dev, torch.float32).contiguous(memory_format=fmt), val_targets.to(dev, torch.int64)

@@ -107,6 +107,11 @@ def all_gather_object(obj: Any) -> list[Any]:
     return out
 
 
+def rank_seed(seed: int) -> int:
+    """A seed for this rank's own noise (z, augmentation, dropout); rank 0 keeps ``seed``, as a single process would."""
+    return seed + 1_000_003 * context().rank
+
+
 def shard(indices: torch.Tensor) -> torch.Tensor:
     """This rank's share of a batch of indices: every world_size-th one, starting at its rank."""
     ctx = context()

@@ -99,7 +99,7 @@ def train_gan(
     opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
     # z, augmentation and noise differ between ranks (rank 0 draws what a single process would)
-    rng = torch.Generator(device=dev).manual_seed(seed + 1_000_003 * world.rank)
+    rng = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed))
     perm_rng = torch.Generator().manual_seed(seed)  # permutations on the CPU, then index on the device
 
     meta = {
@@ -123,7 +123,7 @@ def train_gan(
     elif stats_path.exists() and main:
         stats_path.unlink()  # a fresh start: no stale lines from an earlier attempt
     if world.enabled:
-        torch.manual_seed(seed + 1_000_003 * world.rank)  # dropout masks differ between ranks too
+        torch.manual_seed(ddp.rank_seed(seed))  # dropout masks differ between ranks too
 
     data = images.to(dev).contiguous(memory_format=fmt)
     y_all = labels.to(dev) if conditional else None
@@ -335,8 +335,8 @@ def _load_state(path: Path, G, D, G_ema, opt_g, opt_d, rng, perm_rng) -> tuple[i
         rng.set_state(rank_rngs[world.rank]["rng"])
         torch.set_rng_state(rank_rngs[world.rank]["torch_rng"])
     else:  # resumed with another number of processes: fresh, distinct streams (not bit-identical)
-        rng.manual_seed(int(state["meta"]["seed"]) + 1_000_003 * world.rank + int(state["step"]))
-        torch.manual_seed(int(state["meta"]["seed"]) + 1_000_003 * world.rank + int(state["step"]))
+        rng.manual_seed(ddp.rank_seed(int(state["meta"]["seed"]) + int(state["step"])))
+        torch.manual_seed(ddp.rank_seed(int(state["meta"]["seed"]) + int(state["step"])))
     if "cuda_rng" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda_rng"])
     return int(state["epoch"]), int(state["step"])

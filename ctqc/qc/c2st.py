@@ -141,10 +141,7 @@ class C2ST:
                 scores[test] = 0.5
                 continue
             model = clone(head).fit(x_train, y[train])
-            p = np.clip(model.predict_proba(x_test)[:, 1], 1e-6, 1 - 1e-6)
-            train_odds = y[train].mean() / (1 - y[train].mean())
-            odds = p / (1 - p) / train_odds  # prior correction: equal real/synthetic priors
-            scores[test] = odds / (1 + odds)
+            scores[test] = _equal_prior(model.predict_proba(x_test)[:, 1], y[train].mean())
         assert not np.isnan(scores).any(), "every image must be scored out of fold"
         return scores
 
@@ -228,14 +225,18 @@ def _batched_logreg_aucs(labels: np.ndarray, folds: list, c: float) -> np.ndarra
     for train, test, x_train, x_test, _ in folds:
         y = labels[train].astype(np.float64)
         prob = _mm_logreg(np.asarray(x_train, np.float64), y, np.asarray(x_test, np.float64), c)
-        prob = np.clip(prob, 1e-6, 1 - 1e-6)
         prior = y.mean(axis=0)
         one_class = (prior == 0) | (prior == 1)
-        train_odds = np.where(one_class, 1.0, prior / np.where(one_class, 1.0, 1 - prior))
-        odds = prob / (1 - prob) / train_odds
-        scores[test] = np.where(one_class, 0.5, odds / (1 + odds))
+        scores[test] = np.where(one_class, 0.5, _equal_prior(prob, np.where(one_class, 0.5, prior)))
     assert not np.isnan(scores).any(), "every image must be scored out of fold"
     return _column_aucs(labels, scores)
+
+
+def _equal_prior(p: np.ndarray, train_prior) -> np.ndarray:
+    """p(synthetic) under equal priors: the model's odds divided by its training odds (0.5 = indistinguishable)."""
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    odds = p / (1 - p) / (np.asarray(train_prior) / (1 - np.asarray(train_prior)))
+    return odds / (1 + odds)
 
 
 def _mm_logreg(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, c: float, tol: float = 1e-9, max_iter: int = 1000) -> np.ndarray:
