@@ -1,6 +1,6 @@
 """QC speed: ctqc's QC of R real + S synthetic 32×32 images vs plain torch-fidelity, in one run.
 
-    python bench/qc_speed.py [--real 200] [--synthetic 2000] [--extractor inception-bf16] [--skip-plain]
+    python bench/qc_speed.py [--real 200] [--synthetic 2000] [--extractor inception-bf16] [--skip-plain] [--no-malloc-tuning]
 
 ctqc: Inception features (per-image cache, cold then warm), FID / KID / precision-recall per
 class and overall with 200-replicate bootstrap CIs and real-vs-real floors, the C2ST with
@@ -21,6 +21,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from ctqc import allocator
 from ctqc.config import DataConfig, PhantomConfig, load_config
 from ctqc.data import load_dataset
 from ctqc.pools import QCUnit
@@ -66,12 +67,15 @@ def main() -> None:
     parser.add_argument("--synthetic", type=int, default=2000)
     parser.add_argument("--extractor", default="inception-bf16", choices=["inception", "inception-bf16"])
     parser.add_argument("--skip-plain", action="store_true", help="time ctqc only")
+    parser.add_argument("--no-malloc-tuning", action="store_true", help="leave glibc's allocator at its defaults")
     args = parser.parse_args()
+    # as the ctqc command does (process-wide: the plain reference below gets it too)
+    tuned = not args.no_malloc_tuning and allocator.retain_freed_memory()
     from ctqc.quality import _qc
 
     real, synthetic = images(args.real // 2, seed=0), images(args.synthetic // 2, seed=1)
     cfg = load_config("default", [f"qc.metric_features={args.extractor}"])
-    print(f"{len(real.images)} real + {len(synthetic.images)} synthetic 32×32 images, {torch.get_num_threads()} threads, extractor {args.extractor}")
+    print(f"{len(real.images)} real + {len(synthetic.images)} synthetic 32×32 images, {torch.get_num_threads()} threads, extractor {args.extractor}, malloc tuning {'on' if tuned else 'off'}")
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "features"
         start = time.perf_counter()

@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from ctqc import __version__
+from ctqc import __version__, allocator
 from ctqc.errors import UserError
 
 app = typer.Typer(
@@ -448,6 +448,7 @@ def _is_usage_error(exc: Exception) -> bool:
 def main() -> None:
     """Entry point. Usage errors and user errors print one ``error:`` line and exit 2; internal failures exit 1."""
     debug = "--debug" in sys.argv[1:]
+    allocator.retain_freed_memory()
     try:
         code = app(standalone_mode=False)  # click's usage errors are raised here and printed below as one line
     except typer.Abort:

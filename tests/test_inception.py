@@ -99,7 +99,9 @@ def test_resize_matrix_is_torch_fidelitys_resize():
 
 @requires_fid_helper
 def test_bf16_features_track_fp32_and_the_grey_stem_is_exact(converted_weights, monkeypatch):
-    """The fast path (matrix resize, folded BN, one-channel stem, bf16) stays within bf16 noise of torch-fidelity's fp32."""
+    """The fast path (fast_inception: fused oneDNN bf16, reordered pools) stays within bf16 noise of torch-fidelity's fp32."""
+    from ctqc.qc import fast_inception
+
     monkeypatch.setenv(inception.WEIGHTS_ENV, str(converted_weights))
     grey = torch.cat([noise_images(2, seed=1), ramp_images(2, seed=2)])
     exact = inception.inception_features(grey)
@@ -109,12 +111,61 @@ def test_bf16_features_track_fp32_and_the_grey_stem_is_exact(converted_weights, 
     error = ((fast - exact).norm() / exact.norm()).item()
     # bf16 error is ~3 % on noise and ~13 % on flat ramps; the fast path must add nothing to it
     assert error < 0.1 and error <= 1.05 * ((plain_bf16 - exact).norm() / exact.norm()).item()
-    # one-channel stem (summed filters) vs the three-channel stem on the same images, both in fp32: equal
-    model = inception._fast_extractor(converted_weights)
-    x = ((inception.resize_matrix(32) @ grey[:, :1].float() @ inception.resize_matrix(32).T - 128) / 128)
+    # colour images take the three-channel stem: same tolerance
+    colour = noise_images(2, seed=3)
+    colour[:, 1] = colour[:, 1].flip(-1)
+    exact, fast = inception.inception_features(colour), inception.inception_features(colour, precision="bf16")
+    assert ((fast - exact).norm() / exact.norm()).item() < 0.05
+    # grey stem (one channel, filters summed, zero second channel) and the three-channel stem vs fp32 on the same input
+    model = fast_inception.extractor(converted_weights)
+    a = inception.resize_matrix(32)
+    x = (a @ grey[:, :1].float() @ a.T - 128) / 128
+    conv = inception._folded_extractor(converted_weights).Conv2d_1a_3x3.conv
+    reference = torch.relu(conv(x.expand(-1, 3, -1, -1).contiguous()))
+    x = x.to(torch.bfloat16)
+    two = torch.cat([x, torch.zeros_like(x)], dim=1).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        one, three = model.stem_gray(x), model.net.Conv2d_1a_3x3(x.expand(-1, 3, -1, -1))
-    assert torch.allclose(one, three, rtol=1e-4, atol=1e-4)
+        one, three = model.stem_grey(two), model.stem_rgb(x.expand(-1, 3, -1, -1).contiguous(memory_format=torch.channels_last))
+    assert one.is_contiguous(memory_format=torch.channels_last) and one.shape == reference.shape
+    for ours in (one, three):  # bf16 keeps 8 significant bits: 0.4 % relative rounding at most
+        assert ((ours.float() - reference).norm() / reference.norm()).item() < 4e-3
+
+
+@pytest.mark.parametrize(("kernel", "stride", "padding", "shape"), [(3, 2, 0, (2, 64, 37, 37)), (3, 1, 1, (2, 96, 8, 8)), (3, 2, 0, (1, 5, 17, 16))])
+def test_int16_max_pool_is_bit_identical_on_relu_outputs(kernel, stride, padding, shape):
+    from ctqc.qc.fast_inception import max_pool_nonneg
+
+    x = torch.relu(torch.randn(shape, generator=torch.Generator().manual_seed(0))).to(torch.bfloat16)
+    x[0, 0, 0, 0] = float("inf")
+    for layout in (torch.contiguous_format, torch.channels_last):
+        y = x.contiguous(memory_format=layout)
+        assert torch.equal(max_pool_nonneg(y, kernel, stride, padding), torch.nn.functional.max_pool2d(y, kernel, stride, padding))
+    with pytest.raises(ValueError, match="dilation"):
+        max_pool_nonneg(x, 3, 2, dilation=2)
+
+
+@requires_fid_helper
+def test_fast_network_is_torch_fidelitys_blocks_rewritten(converted_weights):
+    """Every conv unit fused, every branch_pool's average pool moved behind its 1×1 conv, every max pool on int16."""
+    import torch.nn.functional as F
+
+    from ctqc.qc import fast_inception
+
+    model = fast_inception.extractor(converted_weights)
+    calls = [n.target for m in model.modules() if isinstance(m, torch.fx.GraphModule) for n in m.graph.nodes if n.op == "call_function"]
+    assert F.avg_pool2d not in calls and F.max_pool2d not in calls and F.relu not in calls
+    assert calls.count(fast_inception.max_pool_nonneg) == 3  # Mixed_6a, Mixed_7a, Mixed_7c
+    units = [m for m in model.modules() if isinstance(m, fast_inception.ConvReLU)]
+    assert len(units) == 94 + 1 and sum(u.pooled for u in units) == 8  # + the grey stem; 5b-5d, 6b-6e, 7b
+    # each rewritten block computes its original (BN-folded, bf16 autocast) function
+    folded = inception._folded_extractor(converted_weights)
+    x = torch.relu(torch.randn(2, 288, 35, 35, generator=torch.Generator().manual_seed(1))).to(torch.bfloat16)
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        ours = model.layers[inception.INCEPTION_LAYERS.index("Mixed_5d")](x).float()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reference = folded.Mixed_5d(x).float()
+    assert ((ours - reference).norm() / reference.norm()).item() < 0.02
 
 
 def test_env_var_wins_over_everything(tmp_path, monkeypatch):

@@ -107,7 +107,7 @@ def inception_bf16_features(images: torch.Tensor) -> np.ndarray:
     return inception.inception_features(to_uint8_rgb(images), precision="bf16").numpy()
 
 
-CACHE_VERSION = 2  # bump when an extractor's output changes: older cache files are then ignored
+CACHE_VERSION = 3  # bump when an extractor's output changes: older cache files are then ignored
 
 EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
     "pixels": pixel_features,

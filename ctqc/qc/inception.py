@@ -97,15 +97,15 @@ def convert_fid_helper_torchscript(out_path: Path) -> Path:
     return out_path
 
 
-def inception_features(images_uint8: torch.Tensor, batch_size: int = 32, precision: str = "fp32") -> torch.Tensor:
+def inception_features(images_uint8: torch.Tensor, batch_size: int | None = None, precision: str = "fp32") -> torch.Tensor:
     """2048-d Inception pool features of N×3×H×W torch.uint8 images (0..255), as N×2048 float64.
 
     Any H×W: the extractor resizes to 299×299 (TF-1.x-exact bilinear) and maps pixels to
     [-1, 1) as (x - 128) / 128. ``precision="fp32"`` is torch-fidelity's extractor as is;
-    ``"bf16"`` folds each batch norm into its convolution and runs channels-last under
-    bfloat16 autocast (AMX/AVX-512-BF16 CPUs, or CUDA): several times faster, ~2 % relative
-    L2 deviation in the features. Weights come from :func:`inception_weights_path`; the
-    loaded extractor (about 100 MB) is kept for later calls.
+    ``"bf16"`` is :mod:`ctqc.qc.fast_inception` (BN folded, fused bf16 oneDNN convolutions,
+    channels-last; CPUs with oneDNN bf16): several times faster, ~2 % relative L2 deviation
+    in the features. ``batch_size`` defaults to each path's measured best. Weights come from
+    :func:`inception_weights_path`; the loaded extractor (about 100 MB) is kept for later calls.
     """
     if images_uint8.dtype != torch.uint8 or images_uint8.dim() != 4 or images_uint8.shape[1] != 3:
         raise ValueError(f"expected N×3×H×W uint8 images, got {tuple(images_uint8.shape)} {images_uint8.dtype}")
@@ -115,11 +115,13 @@ def inception_features(images_uint8: torch.Tensor, batch_size: int = 32, precisi
     if precision == "fp32":
         extractor = _extractor(weights)
         with torch.inference_mode():
-            batches = [extractor(batch)[0].float() for batch in images_uint8.cpu().split(batch_size)]
+            batches = [extractor(batch)[0].float() for batch in images_uint8.cpu().split(batch_size or 32)]
     else:
-        extractor = _fast_extractor(weights)
+        from ctqc.qc import fast_inception
+
+        extractor = fast_inception.extractor(weights)
         with torch.inference_mode():
-            batches = [extractor(batch) for batch in images_uint8.cpu().split(batch_size)]
+            batches = [extractor(batch) for batch in images_uint8.cpu().split(batch_size or fast_inception.BATCH_SIZE)]
     return torch.cat([torch.empty(0, FEATURE_DIM), *batches]).to(torch.float64)
 
 
@@ -139,46 +141,12 @@ def resize_matrix(n_in: int, n_out: int = 299) -> torch.Tensor:
     return out[:, 0, :, 0].T.contiguous()
 
 
-class _FastInception(torch.nn.Module):
-    """The BN-folded channels-last Inception, fed by a matrix-product resize; bf16 autocast inside.
-
-    Same function as torch-fidelity's forward up to the 2048-d pool features. Grayscale
-    inputs (three equal channels, as ctqc's CT images always are) run the first
-    convolution on one channel with the three filters' channel weights summed — exact,
-    since conv(x, x, x; w) = conv(x; w₁ + w₂ + w₃).
-    """
-
-    _LAYERS = (
-        "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
-        "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
-        "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
-    )  # fmt: skip
-
-    def __init__(self, folded: torch.nn.Module) -> None:
-        super().__init__()
-        self.net = folded
-        self.size = folded.INPUT_IMAGE_SIZE
-        self.stem_gray = copy.deepcopy(folded.Conv2d_1a_3x3)
-        conv = self.stem_gray.conv
-        conv.weight = torch.nn.Parameter(conv.weight.detach().sum(dim=1, keepdim=True), requires_grad=False)
-        conv.in_channels = 1
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gray = bool((x[:, 1:] == x[:, :1]).all())
-        x = (x[:, :1] if gray else x).float()
-        a_h, a_w = resize_matrix(x.shape[-2], self.size), resize_matrix(x.shape[-1], self.size)
-        x = torch.matmul(torch.matmul(a_h, x), a_w.T)  # fp32, as the reference resize
-        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            x = (self.stem_gray if gray else self.net.Conv2d_1a_3x3)(x)
-            for name in self._LAYERS:
-                x = getattr(self.net, name)(x)
-        return torch.flatten(x, 1).float()
-
-
-@functools.lru_cache(maxsize=1)
-def _fast_extractor(weights: Path) -> _FastInception:
-    return _FastInception(_folded_extractor(weights)).eval()
+# The layers after the first convolution, in forward order, up to the 2048-d pool.
+INCEPTION_LAYERS = (
+    "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1", "Conv2d_4a_3x3", "MaxPool_2",
+    "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+    "Mixed_7a", "Mixed_7b", "Mixed_7c", "AvgPool",
+)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=1)
