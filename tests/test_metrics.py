@@ -78,15 +78,25 @@ def test_small_samples_warn_and_identical_distributions_sit_at_the_floor():
 
 
 def test_bootstrap_replicate_fid_equals_fid_of_the_materialised_resample():
-    """Replicates come from counts and Gram matrices: they must equal FID on the repeated rows."""
+    """Replicates come from counts and Gram matrices, all at once: they must equal FID/KID on the repeated rows."""
     from ctqc.qc.metrics import _Resampled
 
     rng = np.random.default_rng(0)
-    gen, real = rng.normal(size=(120, 64)) + 0.3, rng.normal(size=(40, 64))
-    resampled = _Resampled(gen, real, np.ones(120), np.ones(40))
-    assert resampled.fid(np.ones(120), np.ones(40)) == pytest.approx(metrics.fid(gen, real), rel=1e-6)
-    for _ in range(3):
-        c1 = np.bincount(rng.integers(0, 120, 120), minlength=120)
-        c2 = np.bincount(rng.integers(0, 40, 40), minlength=40)
-        expected = metrics.fid(np.repeat(gen, c1, axis=0), np.repeat(real, c2, axis=0))
-        assert resampled.fid(c1.astype(float), c2.astype(float)) == pytest.approx(expected, rel=1e-6)
+    for n_gen, n_real in ((120, 40), (30, 90)):  # the small Gram matrix on either side
+        gen, real = rng.normal(size=(n_gen, 64)) + 0.3, rng.normal(size=(n_real, 64))
+        resampled = _Resampled(gen, real, np.ones(n_gen), np.ones(n_real))
+        assert resampled.fid(np.ones(n_gen), np.ones(n_real))[0] == pytest.approx(metrics.fid(gen, real), rel=1e-6)
+        c1 = np.stack([np.bincount(rng.integers(0, n_gen, n_gen), minlength=n_gen) for _ in range(4)]).astype(float)
+        c2 = np.stack([np.bincount(rng.integers(0, n_real, n_real), minlength=n_real) for _ in range(4)]).astype(float)
+        batch = resampled.replicates(c1, c2)
+        for b in range(4):
+            g, r = np.repeat(gen, c1[b].astype(int), axis=0), np.repeat(real, c2[b].astype(int), axis=0)
+            assert batch["fid"][b] == pytest.approx(metrics.fid(g, r), rel=1e-6)
+            assert resampled.fid(c1[b], c2[b])[0] == pytest.approx(batch["fid"][b], rel=1e-12)
+            # KID leaves out pairs of an image with its own repeat: the polynomial-kernel MMD² over distinct draws
+            k = lambda x, y: (x @ y.T / 64 + 1) ** 3  # noqa: E731
+            kgg, krr = k(g, g), k(r, r)
+            same_g = (np.repeat(np.arange(n_gen), c1[b].astype(int))[:, None] == np.repeat(np.arange(n_gen), c1[b].astype(int))[None, :])
+            same_r = (np.repeat(np.arange(n_real), c2[b].astype(int))[:, None] == np.repeat(np.arange(n_real), c2[b].astype(int))[None, :])
+            expected_kid = kgg[~same_g].sum() / (~same_g).sum() + krr[~same_r].sum() / (~same_r).sum() - 2 * k(g, r).mean()
+            assert batch["kid"][b] == pytest.approx(expected_kid, rel=1e-9)
