@@ -9,10 +9,10 @@ here only, in :func:`to_uint8_rgb`.
 - ``histogram``: intensity histogram of the foreground — contrast and tissue-mix mismatches;
 - ``inception``: the 2048-d pool features of the FID Inception (offline weights), float32
   exactly as torch-fidelity computes them;
-- ``inception-bf16``: the same network with batch norm folded into the convolutions, run in
-  bfloat16 channels-last (AMX on this CPU): several times faster, features within ~2 %
-  (relative L2) of the exact ones — for C2ST/embeddings, or FID when speed matters more
-  than comparability with published FIDs;
+- ``inception-bf16``: the same network in bfloat16 on oneDNN (:mod:`ctqc.qc.fast_inception`:
+  BN folded, fused conv + ReLU, reordered pools; AMX on this CPU): several times faster,
+  features within ~2-3 % (relative L2) of the exact ones — for C2ST/embeddings, or FID
+  when speed matters more than comparability with published FIDs;
 - ``domain``: the 128-d embedding of a small CNN fitted on the run's real *training*
   images (:mod:`ctqc.qc.domain`). It has no fixed weights, so it is not in
   :data:`EXTRACTORS`: pass the fitted encoder's file as ``domain_weights``; its cache file
