@@ -10,7 +10,15 @@ import pytest
 
 from ctqc import allocator
 
+def _huge_pages_always() -> bool:
+    try:  # with THP "always", mapped blocks fault in 2 MiB pages and the fault counts below shrink 512×
+        return "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        return False
+
+
 glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt tuning is glibc-only")
+four_kib_faults = pytest.mark.skipif(_huge_pages_always(), reason="transparent huge pages are 'always' here")
 
 # 20 rounds of a network pass in miniature: activations of 8-48 MiB allocated, written, all freed; minor
 # page faults counted. glibc's default mmap threshold adapts up to 32 MiB only: a larger block (a batch of
@@ -34,10 +42,12 @@ def probe(mode: str, env: dict[str, str] | None = None) -> tuple[bool, int]:
 
 
 @glibc_only
+@four_kib_faults
 def test_tuning_stops_refaulting_freed_blocks():
     applied, faults_on = probe("on")
     _, faults_off = probe("off")
-    assert applied
+    if not applied:
+        pytest.skip("this glibc refuses a 256 MiB mmap threshold (older versions cap it at 32 MiB)")
     # defaults: each round faults its two 48 MiB blocks afresh (24,576 pages); tuned: the first round only
     assert faults_off > 20 * 20_000 and faults_on < faults_off / 5
 

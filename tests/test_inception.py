@@ -111,7 +111,7 @@ def test_bf16_features_track_fp32_and_the_grey_stem_is_exact(converted_weights, 
     error = ((fast - exact).norm() / exact.norm()).item()
     # bf16 error is ~3 % on noise and ~13 % on flat ramps; the fast path must add nothing to it
     assert error < 0.1 and error <= 1.05 * ((plain_bf16 - exact).norm() / exact.norm()).item()
-    # colour images take the three-channel stem: same tolerance
+    # colour images take the three-channel stem (noise: bf16 error ~3 %)
     colour = noise_images(2, seed=3)
     colour[:, 1] = colour[:, 1].flip(-1)
     exact, fast = inception.inception_features(colour), inception.inception_features(colour, precision="bf16")
@@ -152,8 +152,11 @@ def test_fast_network_is_torch_fidelitys_blocks_rewritten(converted_weights):
     from ctqc.qc import fast_inception
 
     model = fast_inception.extractor(converted_weights)
+    from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+
     calls = [n.target for m in model.modules() if isinstance(m, torch.fx.GraphModule) for n in m.graph.nodes if n.op == "call_function"]
-    assert F.avg_pool2d not in calls and F.max_pool2d not in calls and F.relu not in calls
+    assert F.avg_pool2d not in calls and F.max_pool2d not in calls
+    assert not any(isinstance(m, (BasicConv2d, torch.nn.MaxPool2d, torch.nn.BatchNorm2d)) for m in model.modules())
     assert calls.count(fast_inception.max_pool_nonneg) == 3  # Mixed_6a, Mixed_7a, Mixed_7c
     units = [m for m in model.modules() if isinstance(m, fast_inception.ConvReLU)]
     assert len(units) == 94 + 1 and sum(u.pooled for u in units) == 8  # + the grey stem; 5b-5d, 6b-6e, 7b
@@ -166,6 +169,23 @@ def test_fast_network_is_torch_fidelitys_blocks_rewritten(converted_weights):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             reference = folded.Mixed_5d(x).float()
     assert ((ours - reference).norm() / reference.norm()).item() < 0.02
+
+
+@requires_fid_helper
+def test_bf16_without_onednn_falls_back_to_autocast_and_empty_input_is_empty(converted_weights, monkeypatch):
+    from ctqc.qc import fast_inception
+
+    monkeypatch.setenv(inception.WEIGHTS_ENV, str(converted_weights))
+    grey = noise_images(2, seed=4)
+    fast = inception.inception_features(grey, precision="bf16")
+    monkeypatch.setattr(fast_inception, "available", lambda: False)  # e.g. an AVX2-only CPU
+    fallback = inception.inception_features(grey, precision="bf16")
+    exact = inception.inception_features(grey)
+    assert fallback.shape == (2, 2048) and ((fallback - exact).norm() / exact.norm()).item() < 0.05
+    assert ((fallback - fast).norm() / exact.norm()).item() < 0.05
+    for precision in ("fp32", "bf16"):
+        empty = inception.inception_features(grey[:0], precision=precision)
+        assert empty.shape == (0, 2048) and empty.dtype == torch.float64
 
 
 def test_env_var_wins_over_everything(tmp_path, monkeypatch):

@@ -100,3 +100,16 @@ def test_bootstrap_replicate_fid_equals_fid_of_the_materialised_resample():
             same_r = (np.repeat(np.arange(n_real), c2[b].astype(int))[:, None] == np.repeat(np.arange(n_real), c2[b].astype(int))[None, :])
             expected_kid = kgg[~same_g].sum() / (~same_g).sum() + krr[~same_r].sum() / (~same_r).sum() - 2 * k(g, r).mean()
             assert batch["kid"][b] == pytest.approx(expected_kid, rel=1e-9)
+
+
+def test_bootstrap_kid_of_a_resample_without_pairs_is_nan_and_dropped():
+    """A resample drawing one image n times has no pairs of distinct draws: KID NaN, not a number from k(x, x)."""
+    from ctqc.qc.metrics import _Resampled
+
+    rng = np.random.default_rng(1)
+    gen, real = rng.normal(size=(6, 8)), rng.normal(size=(5, 8))
+    resampled = _Resampled(gen, real, np.ones(6), np.ones(5))
+    one_image = np.array([[6.0, 0, 0, 0, 0, 0], [1.0, 1, 1, 1, 1, 1]])
+    kid = resampled.kid(one_image, np.ones((2, 5)))
+    assert np.isnan(kid[0]) and np.isfinite(kid[1])
+    assert metrics._interval([float("nan")] * 5 + list(range(20)), 10.0, centred=False)[0] is not None

@@ -100,6 +100,9 @@ def _pr_indicators(generated: np.ndarray, real: np.ndarray, neighborhood: int) -
     return precision.astype(float), recall.astype(float)
 
 
+_GRAM_CHUNK = 32  # replicates whose small Gram matrices are decomposed together
+
+
 class _Resampled:
     """Bootstrap replicates of FID, KID and precision/recall from resampling *counts*, not copied rows.
 
@@ -107,8 +110,9 @@ class _Resampled:
     matrices built once: the cross Gram matrix G = F₁F₂ᵀ and the KID kernels. For FID, the
     resampled centred cross matrix has the same singular values as D₁^½ C D₂^½, with C the
     centred cross matrix of the distinct images and D the counts — so a replicate costs one
-    small SVD instead of re-centring n×2048 copies. For KID, pairs of an image with its own
-    repeat are left out of the within-set terms (they would count k(x, x) as a pair).
+    small eigendecomposition (see :meth:`fid`) instead of re-centring n×2048 copies. For KID,
+    pairs of an image with its own repeat are left out of the within-set terms (they would
+    count k(x, x) as a pair).
     """
 
     def __init__(self, generated: np.ndarray, real: np.ndarray, prec_ind: np.ndarray, rec_ind: np.ndarray) -> None:
@@ -138,18 +142,19 @@ class _Resampled:
         trace_2 = (c2 @ self.sq2 - n2 * mm22) / (n2 - 1)
         # the Gram matrix on the smaller side (W and Wᵀ have the same singular values)
         g, ca, cb = (self.g12, c1, c2) if n1 >= n2 else (self.g12.T, c2, c1)
-        grams = np.empty((len(c1), g.shape[1], g.shape[1]))
-        for b in range(len(c1)):
-            v = ca[b] @ g
-            inner = (g.T * ca[b]) @ g - np.outer(v, v) / len(ca[b])
-            inner -= np.outer(inner @ cb[b], np.ones(len(cb[b]))) / len(cb[b])  # · P_bᵀ
-            inner -= np.outer(np.ones(len(cb[b])), cb[b] @ inner) / len(cb[b])  # P_b ·
-            root = np.sqrt(cb[b])
-            grams[b] = root[:, None] * inner * root[None, :]
-        grams /= (n1 - 1) * (n2 - 1)
-        nuclear = np.sqrt(np.clip(np.linalg.eigvalsh(grams), 0.0, None)).sum(axis=1)
-        fids = mm11 + mm22 - 2 * mm12 + trace_1 + trace_2 - 2 * nuclear
-        return fids
+        nuclear = np.empty(len(c1))
+        for start in range(0, len(c1), _GRAM_CHUNK):  # bounded memory for any number of replicates
+            rows = range(start, min(start + _GRAM_CHUNK, len(c1)))
+            grams = np.empty((len(rows), g.shape[1], g.shape[1]))
+            for i, b in enumerate(rows):
+                v = ca[b] @ g
+                inner = (g.T * ca[b]) @ g - np.outer(v, v) / len(ca[b])
+                inner -= np.outer(inner @ cb[b], np.ones(len(cb[b]))) / len(cb[b])  # · P_bᵀ
+                inner -= np.outer(np.ones(len(cb[b])), cb[b] @ inner) / len(cb[b])  # P_b ·
+                root = np.sqrt(cb[b])
+                grams[i] = root[:, None] * inner * root[None, :] / ((n1 - 1) * (n2 - 1))
+            nuclear[start : start + len(rows)] = np.sqrt(np.clip(np.linalg.eigvalsh(grams), 0.0, None)).sum(axis=1)
+        return mm11 + mm22 - 2 * mm12 + trace_1 + trace_2 - 2 * nuclear
 
     def kid(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
         """KID of each resample (rows of c1, c2), NaN where a resample has no pairs."""
