@@ -142,15 +142,16 @@ class _Resampled:
         trace_2 = (c2 @ self.sq2 - n2 * mm22) / (n2 - 1)
         # the Gram matrix on the smaller side (W and Wᵀ have the same singular values)
         g, ca, cb = (self.g12, c1, c2) if n1 >= n2 else (self.g12.T, c2, c1)
+        na, nb = g.shape  # each resample draws as many images as its set has
         nuclear = np.empty(len(c1))
         for start in range(0, len(c1), _GRAM_CHUNK):  # bounded memory for any number of replicates
             rows = range(start, min(start + _GRAM_CHUNK, len(c1)))
-            grams = np.empty((len(rows), g.shape[1], g.shape[1]))
+            grams = np.empty((len(rows), nb, nb))
             for i, b in enumerate(rows):
                 v = ca[b] @ g
-                inner = (g.T * ca[b]) @ g - np.outer(v, v) / len(ca[b])
-                inner -= np.outer(inner @ cb[b], np.ones(len(cb[b]))) / len(cb[b])  # · P_bᵀ
-                inner -= np.outer(np.ones(len(cb[b])), cb[b] @ inner) / len(cb[b])  # P_b ·
+                inner = (g.T * ca[b]) @ g - np.outer(v, v) / na
+                inner -= (inner @ cb[b])[:, None] / nb  # · P_bᵀ
+                inner -= (cb[b] @ inner)[None, :] / nb  # P_b ·
                 root = np.sqrt(cb[b])
                 grams[i] = root[:, None] * inner * root[None, :] / ((n1 - 1) * (n2 - 1))
             nuclear[start : start + len(rows)] = np.sqrt(np.clip(np.linalg.eigvalsh(grams), 0.0, None)).sum(axis=1)
