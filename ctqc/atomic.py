@@ -25,6 +25,7 @@ import ctypes
 import errno
 import fnmatch
 import json
+import math
 import os
 import re
 import shutil
@@ -85,8 +86,32 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: NaN and ±inf → None, numpy scalars and arrays → numbers and
+    lists, pydantic models → their JSON dump, paths and other objects → ``str``."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, bool, int)):
+        return obj
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in obj]
+    if hasattr(obj, "model_dump"):  # a pydantic model
+        return jsonable(obj.model_dump(mode="python"))
+    if hasattr(obj, "tolist"):  # numpy scalar or array
+        return jsonable(obj.tolist())
+    return str(obj)
+
+
+def json_text(obj: Any) -> str:
+    """The one JSON encoding of every ctqc artefact: :func:`jsonable`, indented, strict (no NaN)."""
+    return json.dumps(jsonable(obj), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Write ``obj`` as JSON atomically (:func:`json_text`: NaN → null)."""
+    write_text(path, json_text(obj))
 
 
 @contextlib.contextmanager

@@ -114,7 +114,7 @@ def data_inspect(
 @data_app.command("prepare")
 def data_prepare(data: DataOpt = None, config: ConfigOpt = None, set_: SetOpt = None) -> None:
     """Check and split the data, and create a run directory (config.yaml, splits.csv, manifest.json)."""
-    from ctqc.prepare import prepare_run
+    from ctqc.stages.prepare import prepare_run
 
     cfg = _load_config(config, data, set_)
     prepared = prepare_run(cfg)
@@ -144,19 +144,19 @@ def train_cmd(
     run: RunOpt = None,
 ) -> None:
     """Create a run, split the data, train the GAN(s) on the training part only, and generate the synthetic pool."""
-    from ctqc.rundir import RunDir
-    from ctqc.train import train
+    from ctqc.pipeline import run_pipeline
+    from ctqc.run import Run
 
+    stages = ("train", "generate")
     if resume:
         if data is not None or config is not None or set_:
             raise UserError("--resume continues a run with its saved config; drop --data/--config/--set")
-        target = RunDir.open(run)
-        result = train(run=target, progress=not _State.quiet)
+        result = run_pipeline(run=Run.open(run), stages=stages, progress=not _State.quiet, say=lambda _: None)
     else:
         if run is not None:
             raise UserError("--run is only used with --resume; a new training creates its own run")
-        result = train(_load_config(config, data, set_), progress=not _State.quiet)
-    _print_run_summary(result)
+        result = run_pipeline(_load_config(config, data, set_), new=True, stages=stages, progress=not _State.quiet, say=lambda _: None)
+    _print_run_summary(result.run)
 
 
 @app.command("generate")
@@ -168,10 +168,10 @@ def generate_cmd(
 ) -> None:
     """(Re)generate the synthetic pool of a trained run with the EMA generators."""
     _single_process("generate")
-    from ctqc.generate import generate
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
+    from ctqc.stages.generate import generate
 
-    target = RunDir.open(run)
+    target = Run.open(run)
     folder = generate(target, n=n, per_class=per_class, seed=seed)
     _console().print(f"wrote {len(list(folder.glob('syn_*.png')))} synthetic images and index.csv to {folder}")
 
@@ -206,15 +206,14 @@ def filter_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Score every synthetic image (C2ST, copy check) and split the pool into kept and rejected."""
+    """Split the synthetic pool into kept and rejected over its per-image scores (C2ST, copy check), scoring it first if needed."""
     _single_process("filter")
-    from ctqc.filtering import filter_folders, run_filter
-    from ctqc.rundir import RunDir
+    from ctqc.stages.filter import filter_folders, run_filter, settings
 
     cfg = _byo_config(real, synthetic, out, run, config, set_)
     memorisation = False if no_memorisation else None
     if cfg is None:
-        target = RunDir.open(run)
+        target = _scored_run(run, lambda r: settings(r.config.qc, c2st_threshold, memorisation))
         summary = run_filter(target, threshold=c2st_threshold, memorisation=memorisation)
         where = target.path / "filter"
     else:
@@ -223,9 +222,23 @@ def filter_cmd(
     console = _console()
     console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
     for unit, r in summary.per_class.items():
-        before, after = r["c2st_before"], r["c2st_after"]
-        fmt = lambda m: "n/a" if m["auc"] is None else f"AUC {m['auc']:.3f}" + ("" if m["p_value"] is None else f" (p = {m['p_value']:.3g})")
-        console.print(f"  {unit}: kept {r['kept']}/{r['n_synthetic']} (c2st {r['rejected_c2st']}, copies {r['rejected_copy']}); C2ST before {fmt(before)}, after {fmt(after)}")
+        fmt = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value is None else f" (p = {m.p_value:.3g})")
+        console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after {fmt(r.c2st_after)}")
+
+
+def _scored_run(run: Path | None, check=lambda run: None):
+    """Open ``run`` and run the score stage first when its scores are missing or older than the pool."""
+    from ctqc.pipeline import needs_running
+    from ctqc.run import Run
+    from ctqc.stages.score import score
+
+    target = Run.open(run)
+    target.require_stage("generate", "ctqc train")
+    check(target)  # bad options: refused before the minutes of scoring
+    if needs_running(target, "score"):
+        with _console().status("scoring the synthetic pool (C2ST, copy check) …"):
+            score(target)
+    return target
 
 
 @app.command("qc")
@@ -239,12 +252,11 @@ def qc_cmd(
 ) -> None:
     """FID / KID / precision-recall with real-vs-real floors, C2ST and memorisation — no filtering."""
     _single_process("qc")
-    from ctqc.quality import qc_folders, run_qc
-    from ctqc.rundir import RunDir
+    from ctqc.stages.qc import qc_folders, run_qc
 
     cfg = _byo_config(real, synthetic, out, run, config, set_)
     if cfg is None:
-        target = RunDir.open(run)
+        target = _scored_run(run)
         metrics = run_qc(target)
         where = target.path / "qc" / "metrics.json"
     else:
@@ -290,10 +302,10 @@ def report_cmd(
 ) -> None:
     """Render the run's report: one self-contained HTML file (figures embedded) plus report/summary.json."""
     _single_process("report")
-    from ctqc.report import make_report
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
+    from ctqc.stages.report import make_report
 
-    target = RunDir.open(run)
+    target = Run.open(run)
     if as_json:  # stdout carries only the JSON
         result = make_report(target, out=out, html=html)
         typer.echo(json.dumps(result.summary, indent=2, default=str))
@@ -320,10 +332,10 @@ def compare_cmd(
     arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Only these arms (repeatable or comma-separated; default: compare.arms).")] = None,
 ) -> None:
     """Train the classifier on each arm (original, +classical, synthetic-only, +synthetic, +filtered, +random subset) over folds × seeds, with CIs and paired tests."""
-    from ctqc.compare import compare, print_table
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
+    from ctqc.stages.compare import compare, print_table
 
-    target = RunDir.open(run)
+    target = Run.open(run)
     arms = [a.strip() for item in arm for a in item.split(",") if a.strip()] if arm else None
     console = _console()
     result = compare(target, seeds=seeds, jobs=jobs, arms=arms, progress=not _State.quiet, console=console)
@@ -340,15 +352,15 @@ def run_cmd(
     new: Annotated[bool, typer.Option("--new", help="Start a fresh run even if the latest one (same config) is unfinished.")] = False,
     no_selftest: Annotated[bool, typer.Option("--no-selftest", help="Skip the QC self-test stage.")] = False,
 ) -> None:
-    """The whole job: train → generate → filter → qc → selftest → compare → report; re-running resumes an unfinished run."""
+    """The whole job: train → generate → score → filter → qc → selftest → compare → report; re-running resumes an unfinished run."""
     from ctqc.pipeline import run_pipeline
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
 
     console = _console()
     if run is not None:
         if data is not None or config is not None or set_ or new:
             raise UserError("--run finishes an existing run with its saved config; drop --data/--config/--set/--new")
-        result = run_pipeline(run=RunDir.open(run), selftest=not no_selftest, progress=not _State.quiet, say=console.print)
+        result = run_pipeline(run=Run.open(run), selftest=not no_selftest, progress=not _State.quiet, say=console.print)
     else:
         result = run_pipeline(_load_config(config, data, set_), new=new, selftest=not no_selftest, progress=not _State.quiet, say=console.print)
     if result.skipped:

@@ -1,9 +1,11 @@
 """`ctqc run`: the whole job in one run directory, resumable stage by stage.
 
-train → generate → filter → qc → selftest → compare → report. Each stage records
-itself in the manifest (``ctqc.rundir.RunDir.stage``) and writes atomically, so a
+train → generate → score → filter → qc → selftest → compare → report. Each stage
+takes the same :class:`~ctqc.run.Run`, so the data are loaded and preprocessed once
+per process; each records itself in the manifest and writes atomically, so a
 stage either finished (and is skipped on re-run) or is redone; the long stages
 resume inside themselves too (GAN checkpoints, one file per compare training).
+No stage calls another: this module (and the CLI) chain them.
 
 Re-running ``ctqc run`` with the same config and data picks up the newest
 unfinished run made by ``ctqc run`` (``runs/latest``) at its first unfinished
@@ -13,28 +15,41 @@ stage; ``--run DIR`` names one, ``--new`` forces a fresh run.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from ctqc import distributed as ddp
 from ctqc.config import Config
+from ctqc.device import resolve_device
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
+from ctqc.run import Run
+from ctqc.stages.compare import compare
+from ctqc.stages.filter import run_filter
+from ctqc.stages.generate import generate
+from ctqc.stages.prepare import prepare_run
+from ctqc.stages.qc import run_qc
+from ctqc.stages.report import make_report
+from ctqc.stages.score import score
+from ctqc.stages.selftest import run_selftest
+from ctqc.stages.train import train
 
-STAGES = ("train", "generate", "filter", "qc", "selftest", "compare", "report")
+STAGES = ("train", "generate", "score", "filter", "qc", "selftest", "compare", "report")
 DATA_PARALLEL = ("train", "compare")  # the stages that use every torchrun process
+#: what each stage reads that another stage writes: a stage whose upstream finished after it is stale
+UPSTREAM = {"generate": "train", "score": "generate", "filter": "score", "qc": "filter", "compare": "filter", "report": "compare"}
 
 
 @dataclass
 class PipelineResult:
-    run: RunDir
+    run: Run
     ran: list[str]
     skipped: list[str]
 
 
-def resumable(config: Config) -> RunDir | None:
+def resumable(config: Config) -> Run | None:
     """The latest run, if ``ctqc run`` made it with this very config and did not finish it."""
     try:
-        run = RunDir.open(None, root=config.run.root)
+        run = Run.open(None, root=config.run.root)
         manifest = run.manifest()
     except (UserError, OSError, ValueError):
         return None
@@ -43,102 +58,79 @@ def resumable(config: Config) -> RunDir | None:
     return None if run.stage_status("report") == "done" else run
 
 
-def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new: bool = False, selftest: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> PipelineResult:
-    """Run (or finish) every stage; returns the run and which stages ran now.
+def stage_functions(progress: bool = True) -> dict[str, Callable[[Run], object]]:
+    """Every stage as a function of the run alone, with its default options."""
+    return {
+        "train": functools.partial(train, progress=progress),
+        "generate": generate,
+        "score": score,
+        "filter": run_filter,
+        "qc": run_qc,
+        "selftest": run_selftest,
+        "compare": functools.partial(compare, progress=progress),
+        "report": make_report,
+    }
 
-    Under torchrun the training stages (train, compare) are data-parallel over the
-    ranks; rank 0 alone picks or creates the run and runs the single-process stages
-    (generate, filter, qc, selftest, report) while the others wait for it.
+
+def needs_running(run: Run, stage: str) -> bool:
+    """Not finished, or finished before the stage whose output it reads (then its output is stale)."""
+    if run.stage_status(stage) != "done":
+        return True
+    upstream = UPSTREAM.get(stage)
+    return upstream is not None and run.finished_after(upstream, stage)
+
+
+def run_pipeline(
+    config: Config | None = None,
+    *,
+    run: Run | None = None,
+    new: bool = False,
+    stages: Sequence[str] = STAGES,
+    selftest: bool = True,
+    progress: bool = True,
+    say: Callable[[str], None] = print,
+) -> PipelineResult:
+    """Run (or finish) ``stages`` of one run, in pipeline order; returns the run and which stages ran now.
+
+    Without ``run``, a new run is created from ``config`` — or, unless ``new``, the latest
+    unfinished ``ctqc run`` run with the same config is resumed. Under torchrun the
+    training stages (train, compare) are data-parallel over the ranks; rank 0 alone picks
+    or creates the run and runs the single-process stages while the others wait for it.
     """
-    from ctqc import distributed as ddp
-    from ctqc.device import resolve_device
-    from ctqc.train import train
+    ddp.init(resolve_device((config or run.config).device))  # no-op without torchrun
+    picked: dict[str, Run] = {}
 
-    ddp.init(resolve_device((config or run.config()).device))  # no-op without torchrun
-
-    def pick() -> RunDir:
+    def pick() -> str:
         chosen = run
         if chosen is None and config is not None and not new:
             chosen = resumable(config)
             if chosen is not None:
                 say(f"resuming {chosen.path} (same config, unfinished)")
         if chosen is None:
-            from ctqc.prepare import prepare_run
-
             assert config is not None
-            chosen = prepare_run(config, pipeline=True).run
+            chosen = prepare_run(config, pipeline=tuple(stages) == STAGES).run
             say(f"new run {chosen.path}")
-        return chosen
+        picked["run"] = chosen
+        return str(chosen.path)
 
-    run = RunDir(ddp.from_main(lambda: pick().path))
+    path = ddp.from_main(pick)
+    target = picked.get("run") or Run(path)
+    functions = stage_functions(progress)
     ran: list[str] = []
-    stages: dict[str, Callable[[RunDir], object]] = {
-        "train": lambda r: train(run=r, progress=progress),
-        "generate": _generate,
-        "filter": _filter,
-        "qc": _qc,
-        "selftest": _selftest,
-        "compare": lambda r: _compare(r, progress),
-        "report": _report,
-    }
-    skipped = []
-    for stage in STAGES:
-        if stage in ran:  # generate, right after train
-            continue
-        if run.stage_status(stage) == "done" or (stage == "selftest" and not selftest):
+    skipped: list[str] = []
+    for stage in (s for s in STAGES if s in stages):
+        rerun = bool(ran) and UPSTREAM.get(stage) in ran  # its input was just rewritten
+        if (not rerun and not needs_running(target, stage)) or (stage == "selftest" and not selftest):
             skipped.append(stage)
             continue
         say(f"stage {stage}")
         if stage in DATA_PARALLEL:
-            stages[stage](run)
+            functions[stage](target)
         else:
-            ddp.from_main(functools.partial(_single_process, stages[stage], run))
+            ddp.from_main(functools.partial(_single_process, functions[stage], target))
         ran.append(stage)
-        if stage == "train":
-            ran.append("generate")  # train generates the pool as its last step
-    return PipelineResult(run=run, ran=ran, skipped=skipped)
+    return PipelineResult(run=target, ran=ran, skipped=skipped)
 
 
-def _single_process(stage: Callable[[RunDir], object], run: RunDir) -> None:
+def _single_process(stage: Callable[[Run], object], run: Run) -> None:
     stage(run)  # its return value stays on rank 0 (nothing to broadcast)
-
-
-def _generate(run: RunDir) -> None:
-    from ctqc.generate import generate
-
-    generate(run)
-
-
-def _filter(run: RunDir) -> None:
-    from ctqc.filtering import run_filter
-
-    run_filter(run)
-
-
-def _qc(run: RunDir) -> None:
-    from ctqc.quality import run_qc
-
-    run_qc(run)
-
-
-def _selftest(run: RunDir) -> None:
-    from ctqc import atomic
-    from ctqc.qc.selftest import selftest
-
-    cfg = run.config()
-    with run.stage("selftest") as outputs:
-        report = selftest(cfg, null_permutations=cfg.qc.n_permutations // 2 or 20)
-        atomic.write_json(run.path / "qc" / "selftest.json", report)
-        outputs.append("qc/selftest.json")
-
-
-def _compare(run: RunDir, progress: bool) -> None:
-    from ctqc.compare import compare
-
-    compare(run, progress=progress)
-
-
-def _report(run: RunDir) -> None:
-    from ctqc.report import make_report
-
-    make_report(run)

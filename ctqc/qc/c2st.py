@@ -30,6 +30,36 @@ import numpy as np
 CLASSIFIERS = ("logreg", "forest")
 
 
+def configured_c2st(qc, seed: int, pixel_columns: int | None, n_splits: int | None = None, n_permutations: int | None = None) -> C2ST:
+    """The (unfitted) C2ST that ``qc`` (a :class:`ctqc.config.QCConfig`) configures."""
+    return C2ST(
+        classifier=qc.classifier,
+        n_splits=n_splits or qc.n_splits,
+        n_repeats=qc.n_repeats,
+        n_permutations=qc.n_permutations if n_permutations is None else n_permutations,
+        n_components=qc.pca_components or None,
+        pca_columns=pixel_columns,
+        c=qc.c2st_c,
+        random_state=seed,
+        n_jobs=qc.n_jobs,
+    )
+
+
+def fit_c2st(real: np.ndarray, synthetic: np.ndarray, qc, seed: int, pixel_columns: int | None, heldout: np.ndarray | None = None) -> C2ST | None:
+    """The configured C2ST fitted on ``real`` vs ``synthetic``; None when either set is smaller than 2."""
+    n_splits = min(qc.n_splits, len(real), len(synthetic))
+    if n_splits < 2:
+        return None
+    return configured_c2st(qc, seed, pixel_columns, n_splits=n_splits).fit(real, synthetic, heldout=heldout)
+
+
+def c2st_summary(test: C2ST | None) -> dict:
+    """AUC, balanced accuracy and permutation p-value of a fitted C2ST (None entries and a note without one)."""
+    if test is None:
+        return {"auc": None, "accuracy": None, "p_value": None, "note": "too few images for a C2ST"}
+    return {"auc": round(test.auc_, 4), "accuracy": round(test.accuracy_, 4), "p_value": test.p_value_}
+
+
 def make_classifier(kind: str, random_state: int, n_components: int | None = None, pca_columns: int | None = None, c: float = 0.1):
     """A fresh sklearn pipeline: standardise → optional PCA → classifier.
 
@@ -80,6 +110,8 @@ class C2ST:
     ------------------------
     scores_ : (n_real + n_syn,) balanced-prior p(synthetic), out of fold
     synthetic_scores_, real_scores_ : the two parts of ``scores_``
+    heldout_scores_ : (n_heldout,) p(synthetic) of the ``heldout`` real images given to ``fit``
+        (images that took no part in fitting), averaged over every fold model; empty without them
     auc_, accuracy_ : cross-validated ROC AUC and balanced accuracy at 0.5
     auc_per_repeat_ : AUC of each repeat
     p_value_ : permutation p-value (1 + #{AUC_perm ≥ AUC}) / (B + 1), or None
@@ -96,15 +128,19 @@ class C2ST:
         self.pca_columns = pca_columns
         self.c = c
 
-    def fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None = None) -> C2ST:
-        """``real`` (n_real × d) and ``synthetic`` (n_syn × d) feature matrices; optional real-image ``groups``."""
+    def fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None = None, heldout: np.ndarray | None = None) -> C2ST:
+        """``real`` (n_real × d) and ``synthetic`` (n_syn × d) feature matrices; optional real-image ``groups``.
+
+        ``heldout`` (n_heldout × d): real images outside the test, scored by every fold model
+        (``heldout_scores_``); they change nothing else.
+        """
         from threadpoolctl import threadpool_limits
 
         # Thousands of small fits: multi-threaded BLAS costs ~5× more than it gives here.
         with threadpool_limits(1):
-            return self._fit(real, synthetic, groups)
+            return self._fit(real, synthetic, groups, heldout)
 
-    def _fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None) -> C2ST:
+    def _fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None, heldout: np.ndarray | None = None) -> C2ST:
         from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
         real, synthetic = np.asarray(real, dtype=np.float64), np.asarray(synthetic, dtype=np.float64)
@@ -119,8 +155,11 @@ class C2ST:
         all_groups = None
         if groups is not None:  # every synthetic image is its own group
             all_groups = np.r_[np.asarray(groups, dtype=str), np.array([f"__syn{i}" for i in range(len(synthetic))])]
+        extra = np.zeros((0, x.shape[1])) if heldout is None else np.asarray(heldout, dtype=np.float64).reshape(-1, x.shape[1])
         first = self._prepare_folds(x, y, all_groups, self.random_state)  # repeat 0's folds, reused by the permutation test
-        per_repeat = np.stack([self._oof_scores(x, y, all_groups, self.random_state + r, first if r == 0 else None) for r in range(self.n_repeats)])
+        repeats = [self._oof_scores(x, y, all_groups, self.random_state + r, first if r == 0 else None, extra) for r in range(self.n_repeats)]
+        per_repeat = np.stack([oof for oof, _ in repeats])
+        self.heldout_scores_ = np.mean([held for _, held in repeats], axis=0) if len(extra) else np.zeros(0)
         self.scores_ = per_repeat.mean(axis=0)
         self.real_scores_, self.synthetic_scores_ = self.scores_[: len(real)], self.scores_[len(real) :]
         self.auc_per_repeat_ = np.array([roc_auc_score(y, s) for s in per_repeat])
@@ -129,12 +168,18 @@ class C2ST:
         self.p_value_ = self._permutation_p_value(x, y, first) if self.n_permutations else None
         return self
 
-    def _oof_scores(self, x: np.ndarray, y: np.ndarray, groups, seed: int, folds: list | None = None) -> np.ndarray:
-        """Out-of-fold prior-corrected p(synthetic); ``folds`` = prepared (train, test, xtr, xte) to reuse."""
+    def _oof_scores(self, x: np.ndarray, y: np.ndarray, groups, seed: int, folds: list | None = None, extra: np.ndarray | None = None):
+        """Out-of-fold prior-corrected p(synthetic), and each fold model's mean score of the ``extra`` rows.
+
+        ``folds`` = prepared (train, test, xtr, xte, head, transform) to reuse. Returns
+        (scores (n,), extra scores (n_extra,)).
+        """
         from sklearn.base import clone
 
         scores = np.full(len(y), np.nan)
-        for train, test, x_train, x_test, head in folds or self._prepare_folds(x, y, groups, seed):
+        extra = np.zeros((0, x.shape[1])) if extra is None else extra
+        extra_scores = np.zeros((0, len(extra)))
+        for train, test, x_train, x_test, head, transform in folds or self._prepare_folds(x, y, groups, seed):
             if np.unique(y[train]).size < 2:
                 # Only possible for a permuted labelling of few images of one kind: a training part of one class
                 # carries no information, so its test rows get the uninformative score (keeps the permutation test exact).
@@ -142,8 +187,11 @@ class C2ST:
                 continue
             model = clone(head).fit(x_train, y[train])
             scores[test] = _equal_prior(model.predict_proba(x_test)[:, 1], y[train].mean())
+            if len(extra):
+                held = _equal_prior(model.predict_proba(transform.transform(extra))[:, 1], y[train].mean())
+                extra_scores = np.vstack([extra_scores, held])
         assert not np.isnan(scores).any(), "every image must be scored out of fold"
-        return scores
+        return scores, (extra_scores.mean(axis=0) if len(extra_scores) else np.full(len(extra), 0.5))
 
     def _prepare_folds(self, x: np.ndarray, y: np.ndarray, groups, seed: int) -> list:
         """Per fold: indices, features after the label-free transform (scaling, PCA) fitted on the training rows, and the unfitted classifier."""
@@ -152,7 +200,7 @@ class C2ST:
             pipeline = make_classifier(self.classifier, seed, self._components(len(train), self.pca_columns or x.shape[1]), self.pca_columns, self.c)
             transform, head = pipeline[:-1], pipeline[-1]
             x_train = transform.fit_transform(x[train])
-            prepared.append((train, test, x_train, transform.transform(x[test]), head))
+            prepared.append((train, test, x_train, transform.transform(x[test]), head, transform))
         return prepared
 
     def _folds(self, y: np.ndarray, groups, seed: int) -> list:
@@ -207,7 +255,7 @@ def _permuted_aucs(test: C2ST, x: np.ndarray, permutations: list, folds: list) -
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
-        return [float(roc_auc_score(y, test._oof_scores(x, y, None, test.random_state, folds))) for y in permutations]
+        return [float(roc_auc_score(y, test._oof_scores(x, y, None, test.random_state, folds)[0])) for y in permutations]
 
 
 def _batched_logreg_aucs(labels: np.ndarray, folds: list, c: float) -> np.ndarray:
@@ -222,7 +270,7 @@ def _batched_logreg_aucs(labels: np.ndarray, folds: list, c: float) -> np.ndarra
     """
     n, n_labellings = labels.shape
     scores = np.full((n, n_labellings), np.nan)
-    for train, test, x_train, x_test, _ in folds:
+    for train, test, x_train, x_test, *_ in folds:
         y = labels[train].astype(np.float64)
         prob = _mm_logreg(np.asarray(x_train, np.float64), y, np.asarray(x_test, np.float64), c)
         prior = y.mean(axis=0)

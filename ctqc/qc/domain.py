@@ -41,6 +41,7 @@ from torch import nn
 
 from ctqc import atomic
 from ctqc.errors import UserError
+from ctqc.qc.pixels import image_hashes, to_uint8_rgb
 
 FIDELITY_NAME = "ctqc-ct-domain"
 FEATURE_DIM = 128
@@ -238,8 +239,6 @@ def embed_uint8(model: DomainEncoder, images_uint8: torch.Tensor, batch_size: in
 
 def domain_features(images: torch.Tensor, weights: Path) -> np.ndarray:
     """128-d domain features of N×1×S×S float images in [-1, 1], as float64 (via the uint8 boundary)."""
-    from ctqc.qc.features import to_uint8_rgb
-
     model = _cached_encoder(str(weights), weights_digest(weights))
     return embed_uint8(model, to_uint8_rgb(images)).double().numpy()
 
@@ -255,8 +254,6 @@ def fit_fold_encoders(units, cache_dir: Path, seed: int = 0, epochs: int | None 
     sidecar recording a fingerprint of the images, labels, seed and settings; a later call
     with the same fingerprint re-uses the file instead of fitting again.
     """
-    from ctqc.qc.features import image_hashes
-
     cache_dir, epochs = Path(cache_dir), EPOCHS if epochs is None else epochs
     out: dict[int, Path] = {}
     for fold in sorted({u.fold for u in units}):

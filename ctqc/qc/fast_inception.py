@@ -42,7 +42,7 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
-from ctqc.qc import inception
+from ctqc.qc import inception_net as inception
 
 BATCH_SIZE = 16  # measured: 31.9 img/s vs 29.5 at 32 and 28.8 at 64 (smaller batches stay in cache)
 

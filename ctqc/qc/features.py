@@ -25,7 +25,6 @@ superset or a re-run of the same images costs only the images not seen before.
 from __future__ import annotations
 
 import functools
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,14 +32,8 @@ import numpy as np
 import torch
 
 from ctqc import atomic
-
-
-def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
-    """N×1×H×W float in [-1, 1] → N×3×H×W uint8 (the torch-fidelity boundary)."""
-    if images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"expected N×1×H×W images, got {tuple(images.shape)}")
-    u8 = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return u8.expand(-1, 3, -1, -1).contiguous()
+from ctqc.qc import domain
+from ctqc.qc.pixels import image_hashes, to_uint8_rgb
 
 
 class FidelityInput(torch.utils.data.Dataset):
@@ -129,8 +122,6 @@ def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, doma
     if name == DOMAIN:
         if domain_weights is None:
             raise ValueError("the 'domain' extractor needs domain_weights: an encoder fitted on the real training images (ctqc.qc.domain)")
-        from ctqc.qc import domain
-
         compute = functools.partial(domain.domain_features, weights=Path(domain_weights))
         cache_name = f"{DOMAIN}-{domain.weights_digest(domain_weights)}"
     elif name in EXTRACTORS:
@@ -164,13 +155,6 @@ def _read_cache(path: Path) -> tuple[list[str], np.ndarray | None]:
             return z["keys"].tolist(), z["features"]
     except (OSError, ValueError, KeyError):  # a damaged cache is recomputed, never trusted
         return [], None
-
-
-def image_hashes(images: torch.Tensor) -> list[str]:
-    """Per-image hash of shape and float32 bytes (identical images → identical key)."""
-    x = images.detach().float().contiguous().cpu().numpy()
-    shape = str(tuple(x.shape[1:])).encode()
-    return [hashlib.sha256(shape + img.tobytes()).hexdigest()[:24] for img in x]
 
 
 def feature_matrix(

@@ -28,6 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from ctqc.config import QCConfig
+from ctqc.data import LabelledImages, load_dataset
+from ctqc.qc.c2st import configured_c2st
+from ctqc.qc.domain import fit_domain_encoder
+from ctqc.qc.features import feature_matrix
+from ctqc.qc.memorisation import check_copies
+from ctqc.splits import Splits
 
 STRENGTHS = ("low", "medium", "high")
 
@@ -112,8 +118,6 @@ def _rises(weaker: float, stronger: float, tolerance: float = 0.02, saturated: f
 
 
 def _features(images: torch.Tensor, qc: QCConfig, domain_weights=None) -> tuple[np.ndarray, int | None]:
-    from ctqc.qc.features import feature_matrix
-
     return feature_matrix(images, qc.features, domain_weights=domain_weights)
 
 
@@ -124,13 +128,9 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     """
     from sklearn.metrics import roc_auc_score
 
-    from ctqc.qc.memorisation import check_copies
-
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     n = len(images)
-    from ctqc.filtering import make_c2st
-
     feats, pixel_columns = _features(images, qc, domain_weights)
 
     # (a) null: random halves, one scored as synthetic
@@ -138,7 +138,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     for r in range(null_repeats):
         order = rng.permutation(n)
         a, b = order[: n // 2], order[n // 2 :]
-        test = make_c2st(qc, seed + r, pixel_columns, n_permutations=null_permutations).fit(feats[a], feats[b])
+        test = configured_c2st(qc, seed + r, pixel_columns, n_permutations=null_permutations).fit(feats[a], feats[b])
         aucs.append(test.auc_)
         p_values.append(test.p_value_)
         discarded.append(float((test.synthetic_scores_ > qc.c2st_threshold).mean()))
@@ -158,7 +158,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
         planted[name] = {}
         for strength, apply in levels.items():
             pool = torch.cat([images[clean], apply(images[defect])])
-            test = make_c2st(qc, seed, pixel_columns, n_permutations=0).fit(feats[reference], _features(pool, qc, domain_weights)[0])
+            test = configured_c2st(qc, seed, pixel_columns, n_permutations=0).fit(feats[reference], _features(pool, qc, domain_weights)[0])
             is_defect = np.r_[np.zeros(len(clean)), np.ones(len(defect))]
             planted[name][strength] = round(float(roc_auc_score(is_defect, test.synthetic_scores_)), 4)
     rising = all(_rises(v["low"], v["medium"]) and _rises(v["medium"], v["high"]) for v in planted.values())
@@ -193,19 +193,18 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     }
 
 
-def selftest(config, null_permutations: int = 100) -> dict:
-    """Self-test on the development images (train + val, fold 0) of ``config``'s data."""
-    from ctqc.data import load_dataset
-    from ctqc.splits import Splits
+def selftest(config, null_permutations: int = 100, data: LabelledImages | None = None, splits: Splits | None = None) -> dict:
+    """Self-test on the development images (train + val, fold 0) of ``config``'s data.
 
-    data = load_dataset(config.data)
-    dev = Splits.make(data, config.split, config.split_seed).development(data)
+    ``data`` and ``splits``: already loaded (a run's); by default loaded and split from ``config``.
+    """
+    data = load_dataset(config.data) if data is None else data
+    splits = Splits.make(data, config.split, config.split_seed) if splits is None else splits
+    dev = splits.development(data)
     images = torch.cat([dev.train.images, dev.val.images])
     with tempfile.TemporaryDirectory(prefix="ctqc-selftest-") as tmp:
         weights = None
         if "domain" in config.qc.features:  # the encoder learns from fold 0's training images only, as in ctqc qc
-            from ctqc.qc.domain import fit_domain_encoder
-
             weights = Path(tmp) / "domain.pt"
             fit_domain_encoder(dev.train.images, dev.train.labels, seed=config.seed, path=weights)
         report = run_selftest(images, config.qc, seed=config.seed, null_permutations=null_permutations, domain_weights=weights)

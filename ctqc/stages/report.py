@@ -16,11 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
+import torch
+
 from ctqc import atomic
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
-
-REPORT_DIR = "report"
+from ctqc.run import Run
+from reports.render import build_report
 
 
 @dataclass(frozen=True)
@@ -32,32 +33,22 @@ class ReportResult:
     size_bytes: int
 
 
-def real_images_for(run: RunDir) -> tuple[dict[str, np.ndarray] | None, str | None]:
+def real_images_for(run: Run) -> tuple[dict[str, np.ndarray] | None, str | None]:
     """The run's real images as id → uint8 H×W (preprocessed as the run saw them), or (None, why not)."""
-    import torch
-
-    from ctqc.data import load_dataset
-
     try:
-        cfg = run.config()
-        data = load_dataset(cfg.data)
+        data = run.data()  # checks the fingerprint
     except UserError as exc:
         return None, f"the run's data could not be loaded ({exc})"
-    recorded = run.manifest().get("data", {}).get("fingerprint")
-    if recorded and recorded != data.source.fingerprint:
-        return None, f"the data at {data.source.location} changed since the run was created (fingerprint {data.source.fingerprint} ≠ {recorded})"
     pixels = ((data.images[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
     return {str(i): pixels[n] for n, i in enumerate(data.ids)}, None
 
 
-def make_report(run: RunDir, out: str | Path | None = None, html: bool = True, real_images: bool = True) -> ReportResult:
+def make_report(run: Run, out: str | Path | None = None, html: bool = True, real_images: bool = True) -> ReportResult:
     """Render ``run``'s report into ``<run>/report/`` (and copy the HTML to ``out``).
 
     With ``html=False`` only ``summary.json`` is written. ``real_images=False``
     skips reloading the data (the report then shows no real images).
     """
-    from reports.render import build_report
-
     out_path = Path(out) if out is not None else None
     if out_path is not None:
         if not html:
@@ -68,14 +59,13 @@ def make_report(run: RunDir, out: str | Path | None = None, html: bool = True, r
             raise UserError(f"--out {out_path}: folder {out_path.parent} does not exist")
     images, note = real_images_for(run) if real_images else (None, "real images were not requested for this report")
     report = build_report(run.path, images, note)
-    folder = run.path / REPORT_DIR
-    html_path, summary_path = folder / "report.html", folder / "summary.json"
+    html_path, summary_path = run.layout.report_html, run.layout.report_summary
     with run.stage("report") as outputs:
         if html:
             atomic.write_text(html_path, report.html)
-            outputs.append(f"{REPORT_DIR}/report.html")
+            outputs.append(run.layout.rel(html_path))
         atomic.write_json(summary_path, report.summary)
-        outputs.append(f"{REPORT_DIR}/summary.json")
+        outputs.append(run.layout.rel(summary_path))
     if html and out_path is not None:
         with atomic.atomic_path(out_path) as tmp:
             shutil.copyfile(html_path, tmp)

@@ -6,13 +6,13 @@ from dataclasses import dataclass
 
 from ctqc.config import Config
 from ctqc.data import LabelledImages, load_dataset
-from ctqc.rundir import RunDir
+from ctqc.run import Run
 from ctqc.splits import Splits
 
 
 @dataclass(frozen=True)
 class PreparedRun:
-    run: RunDir
+    run: Run
     data: LabelledImages
     splits: Splits
 
@@ -21,19 +21,17 @@ def prepare_run(config: Config, pipeline: bool = False) -> PreparedRun:
     """Validate everything first, then create the run with ``config.yaml``, ``splits.csv``, ``manifest.json``.
 
     Bad input raises :class:`~ctqc.errors.UserError` before anything is written. ``pipeline``
-    marks a run made by ``ctqc run`` (which a later ``ctqc run`` may resume).
+    marks a run made by ``ctqc run`` (which a later ``ctqc run`` may resume). The returned
+    run already holds the loaded data, config and splits (:meth:`Run.adopt`): nothing is read twice.
     """
     data = load_dataset(config.data)
     splits = Splits.make(data, config.split, config.split_seed)
     summary = data_summary(data)
-    with RunDir.create(config, summary) as run:
-        if pipeline:
-            manifest = run.manifest()
-            manifest["pipeline"] = True
-            run._write_manifest(manifest)
+    with Run.create(config, summary, pipeline=pipeline) as run:
         with run.stage("data") as outputs:
-            splits.save(run.path / "splits.csv")
-            outputs += ["config.yaml", "splits.csv"]
+            splits.save(run.layout.splits)
+            outputs += [run.layout.rel(run.layout.config), run.layout.rel(run.layout.splits)]
+    run.adopt(config, data, splits)
     return PreparedRun(run=run, data=data, splits=splits)
 
 

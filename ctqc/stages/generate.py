@@ -11,12 +11,16 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from ctqc import __version__, atomic
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
-from ctqc.splits import Splits
-from ctqc.train import class_slug, unit_seed
+from ctqc.layout import CONDITIONAL_UNIT, class_slug
+from ctqc.run import Run
+from ctqc.seeds import unit_seed
+from gan.sampling import load_generator, sample
 
 INDEX_COLUMNS = ["sample_id", "file", "class", "label", "fold", "seed", "checkpoint", "synthetic"]
 
@@ -32,7 +36,7 @@ def allocate(total: int, counts: dict[int, int]) -> dict[int, int]:
     return {k: int(s) for k, s in zip(keys, shares)}
 
 
-def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: int | None = None) -> Path:
+def generate(run: Run, n: int | None = None, per_class: bool = False, seed: int | None = None) -> Path:
     """(Re)write ``samples/`` for ``run``; ``n`` defaults to ``gan.n_synthetic`` per fold.
 
     With ``per_class`` every class gets ``n`` images, otherwise ``n`` is shared in
@@ -41,15 +45,15 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
     import pandas as pd
 
     run.require_stage("train", "ctqc train")
-    cfg = run.config()
+    cfg = run.config
     seed = cfg.seed if seed is None else seed
     n = cfg.gan.n_synthetic if n is None else n
     if n < 1:
         raise UserError(f"--n must be at least 1 (got {n})")
-    splits = Splits.load(run.path / "splits.csv")
+    splits = run.splits
     classes = sorted(cfg.data.classes)
     rows = []
-    staging = run.path / ".samples.new"
+    staging = run.layout.staging(run.layout.samples)
     shutil.rmtree(staging, ignore_errors=True)  # left over by an interrupted run
     with run.stage("generate") as outputs:
         with atomic.atomic_dir(staging) as tmp:
@@ -60,31 +64,26 @@ def generate(run: RunDir, n: int | None = None, per_class: bool = False, seed: i
                 for k in classes:
                     if wanted[k]:
                         rows += _write_class_samples(run, cfg, tmp, fold, k, wanted[k], seed)
-            pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp / "index.csv", index=False)
-        atomic.replace_dir(staging, run.path / "samples")
-        outputs += ["samples/index.csv"]
-    return run.path / "samples"
+            pd.DataFrame(rows, columns=INDEX_COLUMNS).to_csv(tmp / run.layout.samples_index.name, index=False)
+        atomic.replace_dir(staging, run.layout.samples)
+        run.forget_pool()
+        outputs += [run.layout.rel(run.layout.samples_index)]
+    return run.layout.samples
 
 
-def _write_class_samples(run: RunDir, cfg, folder: Path, fold: int, key: int, n: int, seed: int) -> list[list]:
+def _write_class_samples(run: Run, cfg, folder: Path, fold: int, key: int, n: int, seed: int) -> list[list]:
     """Sample ``n`` images of class ``key`` from fold ``fold``'s generator into ``folder``; return index rows."""
-    import torch
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    from gan.sampling import load_generator, sample
-
     name = cfg.data.classes[key]
     slug = class_slug(name, key)
-    unit = "conditional" if cfg.gan.mode == "conditional" else slug
-    ckpt = run.path / "gan" / f"fold{fold}" / unit / "checkpoints" / "generator.pt"
+    unit = CONDITIONAL_UNIT if cfg.gan.mode == "conditional" else slug
+    ckpt = run.layout.generator(fold, unit)
     if not ckpt.is_file():
         raise UserError(f"{ckpt} is missing: training of fold {fold} ({unit}) did not finish; run `ctqc train --resume`")
     G, meta = load_generator(ckpt)
     s = unit_seed(seed, fold, key) ^ 0x5EED  # not the training seed: fresh z
     y = sorted(cfg.data.classes).index(key) if meta["n_classes"] else None
     pixels = ((sample(G, n, s, y=y)[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
-    rel_ckpt = str(ckpt.relative_to(run.path))
+    rel_ckpt = run.layout.rel(ckpt)
     rows = []
     for i, arr in enumerate(pixels):
         file = f"syn_{slug}_{fold}_{i:05d}.png"

@@ -49,7 +49,7 @@ from ctqc import atomic
 from ctqc import distributed as ddp
 from ctqc.config import ARMS, ClassifierConfig, Config
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
+from ctqc.run import Run
 
 UNIT_FORMAT = 1
 METRICS = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")
@@ -172,7 +172,7 @@ def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_se
 
 
 def compare(
-    run: RunDir,
+    run: Run,
     *,
     seeds: int | None = None,
     jobs: int | None = None,
@@ -183,9 +183,6 @@ def compare(
     """Train and evaluate every arm × fold × seed of ``run``; write ``compare/``. See the module docstring."""
     import pandas as pd
 
-    from ctqc.pools import load_synthetic
-    from ctqc.train import open_for_resume
-
     if seeds is not None and seeds < 1:
         raise UserError(f"--seeds must be at least 1 (got {seeds})")
     if jobs is not None and jobs < 0:
@@ -194,30 +191,17 @@ def compare(
     if unknown or arms == []:
         raise UserError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}" if unknown else "no arms to compare: name at least one with --arm")
     run.require_stage("generate", "ctqc train")
-    cfg, data, splits = open_for_resume(run)
+    cfg, data, splits = run.config, run.data(), run.splits
     seeds = cfg.compare.seeds if seeds is None else seeds
     jobs = cfg.compare.jobs if jobs is None else jobs
     arms = list(cfg.compare.arms if arms is None else arms)
     arms = [a for a in ARMS if a in arms]  # canonical order, no duplicates
 
-    samples = run.path / "samples"
-    index_path = samples / "index.csv"
-    if not index_path.is_file():
-        raise UserError(f"{index_path} is missing: no GAN samples; run `ctqc train` first (or `ctqc generate`)")
-    index = pd.read_csv(index_path, dtype={"sample_id": str, "file": str})
-    if index.empty:
-        raise UserError(f"{index_path} lists no synthetic images: run `ctqc train` first (or `ctqc generate --n N`)")
+    index = run.pool()
     skipped: dict[str, str] = {}
     kept_table = None
-    kept_path = run.path / "filter" / "kept.csv"
-    if run.stage_status("filter") == "done" and kept_path.is_file():
-        kept_table = pd.read_csv(kept_path, dtype={"sample_id": str, "file": str})
-        stages = run.manifest().get("stages", {})
-        stale = sorted(set(kept_table["sample_id"]) - set(index["sample_id"]))
-        if str(stages.get("generate", {}).get("finished") or "") > str(stages.get("filter", {}).get("finished") or ""):
-            raise UserError(f"{kept_path} is older than the synthetic pool (`ctqc generate` ran after `ctqc filter`): run `ctqc filter` again")
-        if stale:
-            raise UserError(f"{kept_path} names {stale[0]!r}, which is not in samples/index.csv: the pool was regenerated after filtering; run `ctqc filter` again")
+    if run.stage_status("filter") == "done":
+        kept_table = run.kept()
     else:
         for arm in NEEDS_FILTER:
             if arm in arms:
@@ -233,8 +217,8 @@ def compare(
     keys = class_keys(cfg)
     folds = splits.folds
     seed_list = list(range(seeds))
-    folder = run.path / "compare"
-    units_dir = folder / "units"
+    folder = run.layout.compare
+    units_dir = run.layout.compare_units
 
     def fold_data(fold: int) -> FoldData:
         dev = splits.development(data, fold)
@@ -244,7 +228,7 @@ def compare(
         bad = sorted(set(pool["label"]) - set(keys))
         if bad:
             raise UserError(f"samples/index.csv: label {bad[0]} is not a configured class ({keys})")
-        pool_images = load_synthetic(samples, pool["file"], cfg.data.max_image_pixels)
+        pool_images = run.pool_images(pool["file"])
         if pool_images.shape[-1] != data.images.shape[-1]:
             raise UserError(f"synthetic images are {pool_images.shape[-1]} px but the data are {data.images.shape[-1]} px: run `ctqc generate` again")
         kept = None if kept_table is None else frozenset(kept_table.loc[kept_table["fold"] == fold, "sample_id"])

@@ -1,0 +1,179 @@
+"""Score once, decide cheaply: per-image C2ST and copy-check scores of every QC unit.
+
+:func:`score_units` does the expensive work once per fold × class: feature
+extraction, the classifier two-sample test (:mod:`ctqc.qc.c2st`) fitted on the
+unit's *reference* real images (the GAN's own training images) vs its synthetic
+pool, and the copy check (:mod:`ctqc.qc.memorisation`). It returns a
+:class:`ScoreSet`: one table row per image, synthetic and real, with each real
+image's role —
+
+- ``fit``: a reference image, used to fit the C2ST; its score is out of fold;
+- ``heldout``: a held-out real image of the same class (a run's validation split),
+  never used to fit; scored by every fold model of the C2ST —
+
+plus the global results per unit and the C2ST feature matrices, so that thresholds
+(:func:`decide`) and the after-filter check (:func:`after_check`) need no re-fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ctqc.qc.c2st import c2st_summary, fit_c2st
+from ctqc.qc.domain import encoders_if_used
+from ctqc.qc.features import feature_matrix
+from ctqc.qc.memorisation import check_copies
+
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
+
+
+@dataclass
+class UnitFeatures:
+    """The C2ST feature matrices of one unit (rows in the order of the score table's rows)."""
+
+    reference: np.ndarray  # n_reference × d
+    synthetic: np.ndarray  # n_synthetic × d
+    heldout: np.ndarray  # n_heldout × d
+    pixel_columns: int | None  # the leading pixel block that PCA reduces (None: no pixel block)
+
+
+@dataclass
+class ScoreSet:
+    """What :func:`score_units` found: per-image rows, per-unit results and features.
+
+    ``table`` has :data:`SCORE_COLUMNS`; ``units`` maps a unit label (``fold<k>/<class>``)
+    to its JSON-ready results (C2ST AUC/accuracy/p-value, copy threshold, counts);
+    ``features`` maps the same labels to :class:`UnitFeatures`; ``embeddings`` holds
+    t-SNE/UMAP coordinates of reference + synthetic images (or None).
+    """
+
+    table: object  # pandas DataFrame
+    units: dict[str, dict]
+    features: dict[str, UnitFeatures] = field(default_factory=dict)
+    embeddings: object = None  # pandas DataFrame or None
+
+
+def score_units(units, cfg, cache, memorisation: bool = True) -> ScoreSet:
+    """Fit the C2ST and the copy check of every unit once (``cfg``: :class:`ctqc.config.Config`)."""
+    import pandas as pd
+
+    domain = encoders_if_used(units, cfg.qc.features, cache, cfg.seed)  # {fold: encoder}; {} unless "domain" is used
+    rows, results, features, embedding_parts = [], {}, {}, []
+    for unit in units:
+        unit_rows, results[unit.label], features[unit.label] = _score_unit(unit, cfg, cache, memorisation, domain.get(unit.fold))
+        rows += unit_rows
+        if cfg.qc.embeddings:
+            embedding_parts.append(_embedding_rows(cfg.qc.embeddings, cfg.seed, unit, features[unit.label]))
+    table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    embeddings = pd.concat(embedding_parts, ignore_index=True) if embedding_parts else None
+    return ScoreSet(table=table, units=results, features=features, embeddings=embeddings)
+
+
+def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
+    """(score rows, results, features) of one fold × class."""
+    qc = cfg.qc
+    reference, pixel_columns = feature_matrix(unit.reference, qc.features, cache, domain_weights)
+    synthetic, _ = feature_matrix(unit.synthetic, qc.features, cache, domain_weights)
+    heldout, _ = feature_matrix(unit.heldout, qc.features, cache, domain_weights) if len(unit.heldout) else (np.zeros((0, reference.shape[1])), None)
+    test = fit_c2st(reference, synthetic, qc, cfg.seed + unit.fold, pixel_columns, heldout=heldout if len(heldout) else None)
+    nan = lambda n: np.full(n, np.nan)  # noqa: E731
+    syn_scores = test.synthetic_scores_ if test is not None else nan(len(synthetic))
+    ref_scores = test.real_scores_ if test is not None else nan(len(reference))
+    held_scores = test.heldout_scores_ if test is not None and len(heldout) else nan(len(heldout))
+    check = memorisation and len(unit.heldout) >= 2 and len(unit.reference) >= 2
+    copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
+    base = {"fold": unit.fold, "class": unit.name, "label": unit.key}
+    rows = []
+    for i, (sample_id, file) in enumerate(zip(unit.pool["sample_id"], unit.pool["file"])):
+        copy = (None, None, None, None) if copies is None else (
+            round(float(copies.distance[i]), 6), round(float(copies.ratio[i]), 6),
+            unit.reference_ids[int(copies.nearest_train[i])], bool(copies.flagged[i]),
+        )  # fmt: skip
+        rows.append({**base, "source": "synthetic", "role": "synthetic", "id": str(sample_id), "file": str(file), "c2st_score": _round(syn_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
+    for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
+        rows += [{**base, "source": "real", "role": role, "id": str(i), "file": None, "c2st_score": _round(s)} for i, s in zip(ids, scores)]
+    results = {
+        "fold": unit.fold,
+        "class": unit.name,
+        "label": unit.key,
+        "n_synthetic": len(synthetic),
+        "n_reference": len(reference),
+        "n_heldout": len(heldout),
+        "c2st": {**c2st_summary(test), "n_real": len(reference), "n_synthetic": len(synthetic)},
+        "copy_threshold": None if copies is None else round(float(copies.threshold), 6),
+    }
+    return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns)
+
+
+def _round(value: float) -> float:
+    return round(float(value), 6)
+
+
+def decide(table, threshold: float, memorisation: bool):
+    """The filter's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
+
+    ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
+    p(synthetic) exceeds ``threshold``, as ``copy`` when the copy check flagged it (only with
+    ``memorisation``); both reasons are joined with ``+``. Returns a copy with ``reasons``.
+    """
+    out = table.copy()
+    too_synthetic = (out["c2st_score"] > threshold).to_numpy()
+    copied = out["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation else np.zeros(len(out), bool)
+    out["reasons"] = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
+    return out
+
+
+def after_check(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fold: int) -> dict:
+    """A fresh C2ST (new folds) of the kept synthetic images vs the unit's reference images."""
+    kept = features.synthetic[np.asarray(kept_mask, bool)]
+    test = fit_c2st(features.reference, kept, qc, seed + fold + AFTER_SEED_OFFSET, features.pixel_columns) if len(kept) else None
+    return c2st_summary(test)
+
+
+def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures):
+    """t-SNE / UMAP coordinates of one fold and class: reference real images and the synthetic pool."""
+    import pandas as pd
+
+    from ctqc.qc.embeddings import embed
+
+    table = pd.DataFrame(
+        {
+            "id": list(unit.reference_ids) + unit.pool["sample_id"].astype(str).tolist(),
+            "source": ["real"] * len(unit.reference_ids) + ["synthetic"] * len(unit.pool),
+            "class": unit.name,
+            "fold": unit.fold,
+        }
+    )
+    stacked = np.vstack([features.reference, features.synthetic])
+    for method in methods:
+        coords = embed(stacked, method, seed=seed + unit.fold)
+        table[f"{method}_x"], table[f"{method}_y"] = coords[:, 0].round(5), coords[:, 1].round(5)
+    return table
+
+
+def save_features(path, features: dict[str, UnitFeatures]) -> None:
+    """All units' C2ST feature matrices in one ``.npz`` (atomic)."""
+    from ctqc import atomic
+
+    arrays = {}
+    for n, (label, f) in enumerate(features.items()):
+        arrays.update({f"u{n}_reference": f.reference, f"u{n}_synthetic": f.synthetic, f"u{n}_heldout": f.heldout})
+        arrays[f"u{n}_meta"] = np.array([label, "" if f.pixel_columns is None else str(f.pixel_columns)])
+    with atomic.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_features(path) -> dict[str, UnitFeatures]:
+    """What :func:`save_features` wrote, by unit label."""
+    out = {}
+    with np.load(path, allow_pickle=False) as npz:
+        n = 0
+        while f"u{n}_meta" in npz:
+            label, columns = (str(v) for v in npz[f"u{n}_meta"])
+            out[label] = UnitFeatures(npz[f"u{n}_reference"], npz[f"u{n}_synthetic"], npz[f"u{n}_heldout"], int(columns) if columns else None)
+            n += 1
+    return out

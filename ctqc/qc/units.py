@@ -1,0 +1,89 @@
+"""What QC compares: per fold and class, a synthetic pool against real images.
+
+A :class:`QCUnit` holds one class of one fold: the *reference* real images (the
+images the generator learned from — a run's training split; never validation or
+test), *held-out* real images of the same class (the real-vs-real floor and the
+copy check's reference: a run's validation split), and the synthetic pool.
+
+Two sources: a ctqc run (:func:`ctqc.stages.score.units_from_run`) or two folders of
+images from any generator (:func:`units_from_folders`), where the real folder is
+split per class into reference and held-out parts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ctqc.config import DataConfig
+from ctqc.data import load_dataset
+from ctqc.errors import UserError
+
+POOL_COLUMNS = ["sample_id", "file", "class", "label", "fold"]
+
+
+@dataclass
+class QCUnit:
+    fold: int
+    key: int
+    name: str
+    reference: torch.Tensor  # real images the generator learned from, N×1×S×S in [-1, 1]
+    reference_ids: tuple[str, ...]
+    heldout: torch.Tensor  # real images of the class it never saw
+    heldout_ids: tuple[str, ...]
+    synthetic: torch.Tensor
+    pool: object  # pandas DataFrame with POOL_COLUMNS, one row per synthetic image
+
+    @property
+    def label(self) -> str:
+        return f"fold{self.fold}/{self.name}"
+
+
+def units_from_folders(real_dir: Path, synthetic_dir: Path, cfg, heldout_fraction: float = 0.2):
+    """Units from two folders (labels from a CSV or class subfolders, as ``ctqc data inspect`` reads them).
+
+    The real images of each class are split at random (seeded by ``cfg.seed``) into a reference
+    part, which the C2ST and the copy search compare against, and a held-out part of
+    ``heldout_fraction`` for the real-vs-real floor and the copy threshold.
+    """
+    import pandas as pd
+
+    for role, folder in (("--real", real_dir), ("--synthetic", synthetic_dir)):
+        if not Path(folder).is_dir():
+            raise UserError(f"{role} {folder}: not a folder")
+    settings = cfg.data.model_dump(exclude={"path", "format"})
+    real = load_dataset(DataConfig(**settings, path=Path(real_dir), format="folder"))
+    synthetic = load_dataset(DataConfig(**settings, path=Path(synthetic_dir), format="folder"), require_all_classes=False)
+    rng = np.random.default_rng(cfg.seed)
+    units = []
+    for key, name in cfg.data.classes.items():
+        syn_idx = np.flatnonzero(synthetic.labels == key)
+        if len(syn_idx) == 0:
+            continue
+        real_idx = rng.permutation(np.flatnonzero(real.labels == key))
+        n_held = max(2, int(round(heldout_fraction * len(real_idx))))
+        if len(real_idx) - n_held < 2:
+            raise UserError(f"{real_dir}: class {name!r} has {len(real_idx)} real image(s); QC needs at least 4 per class")
+        held, ref = np.sort(real_idx[:n_held]), np.sort(real_idx[n_held:])
+        files = [synthetic.source.files[i] for i in syn_idx]
+        pool = pd.DataFrame({"sample_id": [synthetic.ids[i] for i in syn_idx], "file": files, "class": name, "label": key, "fold": 0})
+        units.append(
+            QCUnit(
+                fold=0,
+                key=key,
+                name=name,
+                reference=real.images[ref],
+                reference_ids=tuple(real.ids[i] for i in ref),
+                heldout=real.images[held],
+                heldout_ids=tuple(real.ids[i] for i in held),
+                synthetic=synthetic.images[syn_idx],
+                pool=pool,
+            )
+        )
+    if not units:
+        raise UserError(f"--synthetic {synthetic_dir}: no images of the configured classes ({', '.join(cfg.data.classes.values())})")
+    return units
+

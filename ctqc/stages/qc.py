@@ -1,0 +1,147 @@
+"""The QC stage (``ctqc qc``): how close, how diverse, how copied — without filtering anything.
+
+Per class (and over all classes), against the real images the generator learned from:
+
+- FID, KID, precision/recall (:mod:`ctqc.qc.metrics`) with bootstrap 95 % CIs, next to
+  the real-vs-real floor (held-out real vs the same reference images, same n);
+- the classifier two-sample test: AUC, accuracy, permutation p-value, read from the
+  score stage's stored results (``qc/scoring.json``; nothing is re-fitted);
+- memorisation: copies flagged by the stored copy check, the nearest pairs, and the
+  data-copying statistic C_T.
+
+When ``ctqc filter`` has run, the distribution metrics are also computed for the
+kept images (``after_filter``). Writes ``qc/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ctqc import atomic
+from ctqc.artefacts import Scoring, read_artefact
+from ctqc.errors import UserError
+from ctqc.qc.domain import describe_encoder, encoders_if_used
+from ctqc.qc.features import extract
+from ctqc.qc.memorisation import data_copying_statistic
+from ctqc.qc.metrics import distribution_metrics
+from ctqc.qc.scoring import ScoreSet, score_units
+from ctqc.qc.units import units_from_folders
+from ctqc.run import Run
+from ctqc.stages.score import units_from_run
+
+PAIRS_SHOWN = 8  # nearest-training-image pairs kept per class for the report
+
+
+def run_qc(run: Run) -> dict:
+    """QC metrics of ``run``'s synthetic pool (and its kept set, when filtered); returns metrics.json's content."""
+    run.require_stage("score", "ctqc filter")
+    layout = run.layout
+    with run.stage("qc") as outputs:  # the stage's time covers the computation, not just the writing
+        units = units_from_run(run)
+        kept = units_from_run(run, kept_only=True) if run.stage_status("filter") == "done" else None
+        scoring = read_artefact(layout.scoring, Scoring)
+        scores = ScoreSet(table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str}), units=scoring.model_dump(by_alias=True)["units"])
+        metrics = _qc(units, kept, run.config, layout.features, scores)
+        atomic.write_json(layout.metrics, metrics)
+        outputs.append(layout.rel(layout.metrics))
+    return metrics
+
+
+def qc_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg) -> dict:
+    """Bring-your-own images: QC of ``synthetic_dir`` against ``real_dir``, written to ``out/`` all at once."""
+    from ctqc.qc.inception import cache_dir
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
+        raise UserError(f"--out {out}: exists and is not an earlier ctqc qc output; choose a new folder")
+    atomic.check_can_create(out)
+    units = units_from_folders(real_dir, synthetic_dir, cfg)
+    cache = cache_dir() / "features"
+    scores = score_units(units, cfg.model_copy(update={"qc": cfg.qc.model_copy(update={"embeddings": []})}), cache)
+    metrics = _qc(units, None, cfg, cache, scores)
+    metrics["real"], metrics["synthetic"] = str(real_dir), str(synthetic_dir)
+    staging = out.parent / f".{out.name}.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    with atomic.atomic_dir(staging) as tmp:
+        atomic.write_json(tmp / "metrics.json", metrics)
+        scores.table.to_csv(tmp / "scores.csv", index=False)
+    atomic.replace_dir(staging, out)
+    return metrics
+
+
+def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
+    """metrics.json content over all units; the C2ST and copy check come from ``scores``."""
+    qc = cfg.qc
+    single_fold = len({u.fold for u in units}) == 1
+    scope = (lambda u: u.name) if single_fold else (lambda u: u.label)
+    # {fold: weights of the domain encoder fitted on that fold's real training images}; {} unless "domain" is used
+    domain = encoders_if_used(units, [*qc.features, qc.metric_features], cache, cfg.seed)
+    metrics: dict = {
+        "extractor": qc.metric_features,
+        "n_bootstrap": qc.n_bootstrap,
+        "c2st_features": qc.features,
+        "c2st_classifier": qc.classifier,
+        "reference": "real training images of each class (the GAN's own); floor: held-out (validation) real images vs the same reference",
+        "warnings": [],
+        "scopes": _scopes(units, scope, qc, cfg.seed, cache, domain),
+        "c2st": {},
+        "memorisation": {},
+    }
+    if domain:  # provenance of the fitted encoders (what they saw, their weights' hash)
+        metrics["domain_encoders"] = {f"fold{k}": describe_encoder(path) for k, path in domain.items()}
+    if kept_units is not None:  # the filter has run (scopes with fewer than two kept images are left out)
+        kept_counts = {scope(u): len(u.pool) for u in kept_units}
+        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain)}
+    for unit in units:
+        metrics["c2st"][scope(unit)] = scores.units[unit.label]["c2st"]
+        metrics["memorisation"][scope(unit)] = _memorisation(unit, qc, cache, scores, domain.get(unit.fold))
+    for name, entry in metrics["scopes"].items():
+        metrics["warnings"] += [f"{name}: {w}" for w in entry.pop("warnings", [])]
+    for entry in metrics.get("after_filter", {}).get("scopes", {}).values():
+        entry.pop("warnings", None)
+    return metrics
+
+
+def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None) -> dict:
+    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder})."""
+
+    def features(images, fold):
+        return extract(qc.metric_features, images, cache, (domain or {}).get(fold))
+
+    out = {}
+    for unit in units:
+        if len(unit.synthetic) < 2:
+            continue
+        synthetic, reference, heldout = (features(x, unit.fold) for x in (unit.synthetic, unit.reference, unit.heldout))
+        out[scope(unit)] = distribution_metrics(synthetic, reference, heldout, qc.n_bootstrap, seed + unit.fold)
+    first = [u for u in units if u.fold == units[0].fold] if units else []
+    if len(first) > 1:
+        cat = lambda attr: features(torch.cat([getattr(u, attr) for u in first]), first[0].fold)  # noqa: E731
+        out["all"] = distribution_metrics(cat("synthetic"), cat("reference"), cat("heldout"), qc.n_bootstrap, seed)
+    return out
+
+
+def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dict:
+    """Copies flagged by the stored copy check, the nearest pairs, and C_T on the metric features, for one unit."""
+    table = scores.table
+    rows = table[(table["source"] == "synthetic") & (table["fold"] == unit.fold) & (table["label"] == unit.key)]
+    if len(unit.heldout) < 2 or len(unit.reference) < 2 or rows["copy_ratio"].isna().all():
+        return {"c_t": None, "n_flagged": None, "pairs": [], "note": "fewer than two held-out or reference images"}
+    feats = [extract(qc.metric_features, x, cache, domain_weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
+    c_t = data_copying_statistic(*feats, random_state=0)
+    nearest = rows.sort_values("copy_ratio", kind="stable").head(PAIRS_SHOWN)
+    pairs = [
+        {"sample_id": r.id, "file": r.file, "train_id": r.nearest_train_id, "correlation": round(1 - float(r.copy_distance), 6), "ratio": float(r.copy_ratio), "flagged": bool(r.copy_flagged)}
+        for r in nearest.itertuples()
+    ]
+    return {
+        "c_t": None if np.isnan(c_t) else round(c_t, 4),
+        "n_flagged": int(rows["copy_flagged"].fillna(False).astype(bool).sum()),
+        "copy_threshold": scores.units[unit.label]["copy_threshold"],
+        "pairs": pairs,
+    }

@@ -1,0 +1,90 @@
+"""The train stage: GAN(s) on each fold's training images only.
+
+Per-class mode trains one GAN per class (as the paper does); conditional mode
+one GAN for all classes. Outputs go to ``gan/fold<k>/<class-or-conditional>/``
+(:meth:`ctqc.layout.RunLayout.gan_unit`). The pool is the generate stage's job.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from ctqc import distributed as ddp
+from ctqc.config import Config
+from ctqc.device import resolve_device
+from ctqc.layout import CONDITIONAL_UNIT, class_slug
+from ctqc.run import Run
+from ctqc.seeds import unit_seed
+from ctqc.splits import DevelopmentData
+from gan.trainer import train_gan
+
+
+@dataclass(frozen=True)
+class GanUnit:
+    """One GAN to train: its directory name, training images and (conditional) labels."""
+
+    name: str
+    class_key: int | None  # None for the conditional GAN
+    images: torch.Tensor
+    labels: torch.Tensor | None
+    val_images: torch.Tensor
+    seed: int
+
+
+def gan_units(cfg: Config, dev: DevelopmentData) -> list[GanUnit]:
+    train, val = dev.train, dev.val
+    if cfg.gan.mode == "conditional":
+        return [
+            GanUnit(CONDITIONAL_UNIT, None, train.images, torch.from_numpy(train.targets), val.images, unit_seed(cfg.seed, dev.fold, -1))
+        ]
+    units = []
+    for key, name in train.class_names.items():
+        units.append(
+            GanUnit(
+                class_slug(name, key),
+                key,
+                train.images[torch.from_numpy(train.labels == key)],
+                None,
+                val.images[torch.from_numpy(val.labels == key)],
+                unit_seed(cfg.seed, dev.fold, key),
+            )
+        )
+    return units
+
+
+def train(run: Run, *, progress: bool = True) -> Run:
+    """Train every GAN of ``run`` (each fold × class, or one conditional GAN per fold); resumable.
+
+    A GAN whose final generator exists is not trained again; one interrupted mid-way
+    resumes from its last checkpoint. Under ``torchrun`` every rank trains every GAN
+    on its shard of each batch; rank 0 alone writes checkpoints and the manifest.
+    """
+    cfg, data, splits = run.config, run.data(), run.splits
+    world = ddp.init(resolve_device(cfg.device))
+    with run.stage("train") if world.is_main else contextlib.nullcontext([]) as outputs:
+        for fold in splits.folds:
+            dev = splits.development(data, fold)
+            for unit in gan_units(cfg, dev):
+                out = run.layout.gan_unit(fold, unit.name)
+                if run.layout.generator(fold, unit.name).is_file():  # finished before an interruption: not redone
+                    outputs.append(run.layout.rel(out))
+                    continue
+                train_gan(
+                    unit.images,
+                    cfg.gan,
+                    out,
+                    labels=unit.labels,
+                    n_classes=len(data.class_names) if unit.labels is not None else 0,
+                    val_images=unit.val_images,
+                    seed=unit.seed,
+                    device=cfg.device,
+                    resume=True,
+                    progress=progress,
+                    progress_label=f"GAN fold {fold} {unit.name}",
+                    description={"fold": fold, "unit": unit.name, "class_key": unit.class_key, "n_train": int(len(unit.images))},
+                )
+                outputs.append(run.layout.rel(out))
+    return run
