@@ -1,4 +1,4 @@
 """ResNet classifiers, training and evaluation metrics.
 
-Knows nothing of GANs (see DESIGN.md). Filled in by the classifier issue.
+Knows nothing of GANs (see docs/architecture.md); methods in docs/comparison.md.
 """

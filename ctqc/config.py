@@ -10,6 +10,7 @@ scalars and applied before validation.
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ctqc.errors import UserError
 
-CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 #: DICOM display windows as (level, width) in Hounsfield units.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
@@ -271,8 +271,21 @@ class Config(_Strict):
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def presets_dir() -> Path:
+    """The folder of YAML presets.
+
+    In a source checkout (plain, or an editable install) that is ``configs/`` beside
+    ``ctqc/``, so a worktree reads its own presets; after a regular install it is the
+    copy shipped as the package ``ctqc.presets`` (pyproject.toml maps ``configs/`` onto it).
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "configs").is_dir():
+        return checkout / "configs"
+    return Path(str(importlib.resources.files("ctqc.presets")))
+
+
 def preset_names() -> list[str]:
-    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+    return sorted(p.stem for p in presets_dir().glob("*.yaml"))
 
 
 def resolve_config_path(config: str | Path | None) -> Path | None:
@@ -284,7 +297,7 @@ def resolve_config_path(config: str | Path | None) -> Path | None:
         if not path.is_file():
             raise UserError(f"config file not found: {path}")
         return path
-    preset = CONFIGS_DIR / f"{config}.yaml"
+    preset = presets_dir() / f"{config}.yaml"
     if preset.is_file():
         return preset
     raise UserError(f"unknown config '{config}': give a YAML path or one of {', '.join(preset_names())}")

@@ -1,4 +1,4 @@
 """DCGAN networks, losses, augmentations, trainer and sampling.
 
-Knows nothing of QC or classifiers (see DESIGN.md). Filled in by the GAN issue.
+Knows nothing of QC or classifiers (see docs/architecture.md); methods in docs/gan.md.
 """
