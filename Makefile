@@ -10,7 +10,7 @@ PIP    := $(BIN)/pip install --progress-bar off -c constraints.txt
 
 .PHONY: demo test install install-dev lock clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) -q -e '.[fid]'
 	touch $@

@@ -8,11 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
-from ctqc.compare import ARMS, RESULT_COLUMNS, FoldData, build_arm, comparisons_for, training_seed
+from ctqc.stages.compare import ARMS, RESULT_COLUMNS, FoldData, build_arm, comparisons_for, training_seed
 from ctqc.config import DataConfig, PhantomConfig, SplitConfig
 from ctqc.data import load_dataset
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
+from ctqc.run import Run
 from ctqc.splits import Splits
 
 
@@ -115,7 +115,7 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert comp["reference"] == "original" and comp["test"] == "wilcoxon" and comp["n_pairs"] == 2 and 0 <= comp["p_value"] <= 1
     table = (folder / "table.txt").read_text()
     assert "Accuracy" in table and "Sensitivity" in table and "76.51" in table and "skipped" in table
-    assert RunDir(run).stage_status("compare") == "done"
+    assert Run(run).stage_status("compare") == "done"
 
     # a re-run trains nothing; a lost unit is retrained alone, with the same numbers
     again = run_cli("compare")
@@ -132,7 +132,7 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     # once the filter has run, the filtered arm and its random control join
     index = pd.read_csv(run / "samples" / "index.csv")
     kept = index.groupby("label").head(3)  # 3 per class "kept"
-    with RunDir(run).stage("filter"):
+    with Run(run).stage("filter"):
         (run / "filter").mkdir(exist_ok=True)
         kept.to_csv(run / "filter" / "kept.csv", index=False)
     result = run_cli("compare", "--seeds", "1", "--arm", "original,original+filtered")  # (the random-subset arm: see above)

@@ -148,13 +148,14 @@ def test_encoder_sees_only_the_images_it_is_fitted_on(train, monkeypatch):
 
 
 def _units(train, heldout, synthetic):
-    from ctqc.pools import POOL_COLUMNS, QCUnit
+    from ctqc.qc.units import POOL_COLUMNS, QCUnit
 
     units = []
     for key, name in train.class_names.items():
         ref, held, syn = (d.images[torch.from_numpy(d.labels == key)] for d in (train, heldout, synthetic))
         pool = pd.DataFrame({"sample_id": [f"s{key}-{i}" for i in range(len(syn))], "file": None, "class": name, "label": key, "fold": 0})
-        units.append(QCUnit(0, key, name, ref, tuple(f"r{key}-{i}" for i in range(len(ref))), held, syn, pool[POOL_COLUMNS]))
+        held_ids = tuple(f"h{key}-{i}" for i in range(len(held)))
+        units.append(QCUnit(0, key, name, ref, tuple(f"r{key}-{i}" for i in range(len(ref))), held, held_ids, syn, pool[POOL_COLUMNS]))
     return units
 
 
@@ -178,21 +179,23 @@ def test_fold_encoders_fit_on_training_images_only_and_are_reused(train, tmp_pat
 
 
 def test_qc_with_domain_features(tmp_path, monkeypatch):
-    from ctqc.quality import _qc
+    from ctqc.qc.scoring import score_units
+    from ctqc.stages.filter import decide_and_check
+    from ctqc.stages.qc import _qc
 
     monkeypatch.setattr(domain, "EPOCHS", 3)  # the plumbing, not the encoder's quality
     train = _phantoms(16, seed=7)
     units = _units(train, _phantoms(4, seed=5), _phantoms(6, seed=6))
     qc = QCConfig(features=["histogram", "domain"], metric_features="domain", n_bootstrap=10, n_permutations=0, n_repeats=1, n_splits=2, n_jobs=1, embeddings=[])
-    metrics, scores, _ = _qc(units, None, Config(qc=qc), tmp_path)
+    scores = score_units(units, Config(qc=qc), tmp_path)
+    metrics = _qc(units, None, Config(qc=qc), tmp_path, scores)
     assert metrics["extractor"] == "domain" and metrics["domain_encoders"]["fold0"]["n_images"] == len(train.images)
     assert metrics["scopes"]["all"]["kid"]["value"] is not None and metrics["c2st"]["normal"]["auc"] is not None
     assert (tmp_path / "domain-fold0.pt").is_file() and len(list(tmp_path.glob("domain-*.v*.npz"))) == 1
-    assert scores["c2st_score"].notna().all()
-    # ctqc filter re-uses the fold's encoder (same training images) and its cached features
-    from ctqc.filtering import _score_units
-
+    assert scores.table["c2st_score"].notna().all()
+    # scoring again (e.g. bring-your-own folders) re-uses the fold's encoder (same training images) and its cached features
     fitted = (tmp_path / "domain-fold0.json").read_text()
-    table, summary, _ = _score_units(units, Config(qc=qc), 0.6, False, tmp_path)
-    assert len(table) == sum(len(u.synthetic) for u in units) and summary["features"] == ["histogram", "domain"]
+    again = score_units(units, Config(qc=qc), tmp_path)
+    table, summary = decide_and_check(again, Config(qc=qc), 0.6, False, fitted_on="test")
+    assert len(table) == sum(len(u.synthetic) for u in units) and summary.features == ["histogram", "domain"]
     assert (tmp_path / "domain-fold0.json").read_text() == fitted and len(list(tmp_path.glob("domain-*.v*.npz"))) == 1

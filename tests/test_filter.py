@@ -72,12 +72,12 @@ def test_filter_separates_planted_images(planted_run, run_cli):
         r = summary["per_class"][unit]
         assert 5 <= r["rejected_copy"] <= 7 and 0 < r["c2st_before"]["p_value"] <= 1
         assert r["c2st_after"]["auc"] is not None
-    embeddings = pd.read_csv(run / "qc" / "embeddings.csv")
+    embeddings = pd.read_csv(run / "qc" / "embeddings.csv", dtype={"id": str})
     assert len(embeddings) == 60 + len(pd.read_csv(run / "splits.csv").query("role == 'train'"))
     assert {"tsne_x", "tsne_y", "umap_x", "umap_y"} <= set(embeddings.columns)
-    assert embeddings.loc[embeddings["source"] == "synthetic", "kept"].astype(bool).sum() == len(kept)
+    assert embeddings.loc[embeddings["source"] == "synthetic", "id"].isin(kept["sample_id"].astype(str)).sum() == len(kept)
     for method in ("tsne", "umap"):
-        assert Image.open(run / "qc" / f"embedding_{method}.png").size[0] > 300
+        assert Image.open(run / "filter" / f"embedding_{method}.png").size[0] > 300
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["filter"]["status"] == "done"
     # deterministic: the same run filtered again gives identical files
@@ -102,3 +102,34 @@ def test_filter_needs_a_trained_run(tmp_path, run_cli):
     assert run_cli("-q", "data", "prepare", "--config", "smoke").code == 0
     result = run_cli("filter")
     assert result.code == 2 and "stage 'generate' has not run; run `ctqc train` first" in result.err
+
+
+def test_rethresholding_refits_nothing(planted_run, run_cli, monkeypatch):
+    """A second `ctqc filter` is a decision over stored scores: no feature extraction, no copy check,
+    no scoring C2ST; only the after-filter check (one C2ST per fold × class) is fitted again."""
+    from ctqc.qc import c2st, features, memorisation, scoring
+
+    run, _ = planted_run
+    assert run_cli("-q", "filter").code == 0
+    scores_before = (run / "qc" / "scores.csv").read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("re-thresholding must not re-fit or re-extract anything")
+
+    for module, name in ((features, "extract"), (features, "feature_matrix"), (scoring, "feature_matrix"), (memorisation, "check_copies"), (scoring, "check_copies"), (scoring, "_score_unit")):
+        monkeypatch.setattr(module, name, refuse)
+    fits = []
+    real_fit = c2st.C2ST.fit
+    monkeypatch.setattr(c2st.C2ST, "fit", lambda self, *a, **k: fits.append(k.get("heldout")) or real_fit(self, *a, **k))
+    result = run_cli("filter", "--c2st-threshold", "0.7")
+    assert result.code == 0, result.err
+    summary = json.loads((run / "filter" / "filter.json").read_text())
+    assert summary["c2st_threshold"] == 0.7
+    assert len(fits) == len(summary["per_class"]) and all(h is None for h in fits)  # the after-checks only
+    assert (run / "qc" / "scores.csv").read_bytes() == scores_before
+    scores = pd.read_csv(run / "qc" / "scores.csv")
+    synthetic = scores[scores["source"] == "synthetic"]
+    expected_c2st = int((synthetic["c2st_score"] > 0.7).sum())
+    assert sum(u["rejected_c2st"] for u in summary["per_class"].values()) == expected_c2st
+    assert set(scores["role"]) == {"synthetic", "fit", "heldout"}  # every real image's role is stored
+    assert scores.loc[scores["role"] == "heldout", "c2st_score"].between(0, 1).all()

@@ -197,16 +197,16 @@ class SharedRuns:
 
     def _build(self, kind: str) -> Path:
         from ctqc.config import load_config
-        from ctqc.filtering import run_filter
-        from ctqc.rundir import RunDir
-        from ctqc.train import train
+        from ctqc.pipeline import run_pipeline
+        from ctqc.run import Run
 
+        quiet = {"progress": False, "say": lambda _: None}
         if kind == "trained":
             cfg = load_config("smoke", [*LIGHT, f"run.root={self.base / kind}"])
-            return train(cfg, progress=False).path
+            return run_pipeline(cfg, new=True, stages=("train", "generate"), **quiet).run.path
         if kind == "filtered":
             path = copy_run(self.get("trained"), self.base / kind)
-            run_filter(RunDir(path))
+            run_pipeline(run=Run(path), stages=("score", "filter"), **quiet)
             return path
         raise KeyError(kind)
 

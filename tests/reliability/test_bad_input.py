@@ -96,7 +96,7 @@ def _on_run(kind: str | None, *args, change: Callable[[Path], None] | None = Non
     def setup(root: Path, runs: SharedRuns) -> list:
         if kind is None:
             from ctqc.config import load_config
-            from ctqc.prepare import prepare_run
+            from ctqc.stages.prepare import prepare_run
 
             run = prepare_run(load_config("smoke", [f"run.root={root / 'runs'}"])).run.path
         else:
@@ -162,16 +162,16 @@ def _huge_png(run: Path) -> None:
 
 def _regenerate(run: Path) -> None:
     """`ctqc generate --seed 9` on a filtered run, a second after its filter finished."""
-    from ctqc.generate import generate
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
+    from ctqc.stages.generate import generate
 
     time.sleep(1.1)  # the manifest's timestamps have a resolution of one second
-    generate(RunDir(run), seed=9)
+    generate(Run(run), seed=9)
 
 
 def _change_data_after_prepare(root: Path, runs: SharedRuns) -> list:
     from ctqc.config import load_config
-    from ctqc.prepare import prepare_run
+    from ctqc.stages.prepare import prepare_run
 
     data = make_folder(root / "data")
     prepare_run(load_config("smoke", [f"run.root={root / 'runs'}"], data))

@@ -7,7 +7,7 @@ import pytest
 from ctqc import atomic
 from ctqc.config import load_config
 from ctqc.errors import UserError
-from ctqc.rundir import RunDir
+from ctqc.run import Run
 
 
 def _config(tmp_path, name="t"):
@@ -16,7 +16,7 @@ def _config(tmp_path, name="t"):
 
 def test_run_is_created_whole_with_manifest_and_latest_link(tmp_path):
     cfg = _config(tmp_path)
-    with RunDir.create(cfg, {"fingerprint": "abc"}) as run:
+    with Run.create(cfg, {"fingerprint": "abc"}) as run:
         assert run.path.name.startswith(".")  # still under its temporary name
         with run.stage("data") as outputs:
             atomic.write_text(run.path / "splits.csv", "x\n")
@@ -26,14 +26,14 @@ def test_run_is_created_whole_with_manifest_and_latest_link(tmp_path):
     assert manifest["config_hash"] == cfg.hash() and manifest["data"] == {"fingerprint": "abc"}
     assert manifest["stages"]["data"]["status"] == "done" and manifest["stages"]["data"]["outputs"] == ["splits.csv"]
     assert (run.path / "config.yaml").is_file()
-    assert RunDir.open(None, tmp_path / "runs").path == run.path.resolve()
+    assert Run.open(None, tmp_path / "runs").path == run.path.resolve()
     assert load_config(run.path / "config.yaml") == cfg
 
 
 def test_failure_during_creation_leaves_nothing(tmp_path):
     cfg = _config(tmp_path)
     with pytest.raises(RuntimeError):
-        with RunDir.create(cfg, {}) as run:
+        with Run.create(cfg, {}) as run:
             (run.path / "half.txt").write_text("partial")
             raise RuntimeError("boom")
     assert list((tmp_path / "runs").iterdir()) == []
@@ -41,16 +41,16 @@ def test_failure_during_creation_leaves_nothing(tmp_path):
 
 def test_two_runs_in_one_second_get_distinct_names_and_latest_follows(tmp_path):
     cfg = _config(tmp_path)
-    with RunDir.create(cfg, {}) as first:
+    with Run.create(cfg, {}) as first:
         pass
-    with RunDir.create(cfg, {}) as second:
+    with Run.create(cfg, {}) as second:
         pass
     assert first.path != second.path
-    assert RunDir.open(None, tmp_path / "runs").path == second.path.resolve()
+    assert Run.open(None, tmp_path / "runs").path == second.path.resolve()
 
 
 def test_failed_stage_is_recorded_and_required_stage_refuses(tmp_path):
-    with RunDir.create(_config(tmp_path), {}) as run:
+    with Run.create(_config(tmp_path), {}) as run:
         pass
     with pytest.raises(ValueError):
         with run.stage("train"):
@@ -62,10 +62,10 @@ def test_failed_stage_is_recorded_and_required_stage_refuses(tmp_path):
 
 def test_open_errors_name_the_path(tmp_path):
     with pytest.raises(UserError, match="no run found"):
-        RunDir.open(None, tmp_path / "runs")
+        Run.open(None, tmp_path / "runs")
     (tmp_path / "notarun").mkdir()
     with pytest.raises(UserError, match="not a ctqc run directory"):
-        RunDir.open(tmp_path / "notarun")
+        Run.open(tmp_path / "notarun")
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):
