@@ -37,7 +37,7 @@ from classify.augment import classical_augment
 from classify.metrics import balanced_accuracy
 from classify.models import build_classifier, use_matmul_convs
 from ctqc import distributed as ddp
-from ctqc.config import ClassifierConfig
+from classify.config import ClassifierConfig
 from ctqc.device import configure, resolve_device, use_bf16
 
 

@@ -25,7 +25,7 @@ import torch
 
 from ctqc import atomic
 from ctqc import distributed as ddp
-from ctqc.config import GanConfig
+from gan.config import GanConfig
 from ctqc.device import configure, resolve_device, use_bf16
 from ctqc.errors import UserError
 from gan import losses

@@ -1,77 +1,36 @@
-"""The ``ctqc`` command line: thin wrappers over importable stage functions.
+"""The ``ctqc`` commands: thin wrappers over importable stage functions.
 
-Heavy modules (torch, pandas, sklearn) are imported inside the commands so that
-``ctqc --help`` stays fast. User mistakes print one ``error:`` line and exit 2;
-``--debug`` shows the traceback instead.
+Heavy modules (torch, pandas, sklearn) and the stages are imported inside the
+commands so that ``ctqc --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from ctqc import __version__, allocator
-from ctqc.errors import UserError
-
-app = typer.Typer(
-    name="ctqc",
-    help="Quality control for synthetic medical images (GAN → QC → filter → classifier comparison → report).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+from ctqc.cli.options import (
+    ConfigOpt,
+    DataOpt,
+    OutOpt,
+    RealOpt,
+    RunOpt,
+    SetOpt,
+    SyntheticOpt,
+    _byo_config,
+    _console,
+    _load_config,
+    _single_process,
+    _State,
+    app,
+    data_app,
 )
-data_app = typer.Typer(help="Inspect and prepare the real labelled images.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-
-
-class _State:
-    debug = False
-    quiet = False
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(quiet=_State.quiet, highlight=False, soft_wrap=True)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"ctqc {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
-    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
-) -> None:
-    _State.debug = debug
-    _State.quiet = quiet or os.environ.get("RANK", "0") not in ("", "0")  # under torchrun only rank 0 prints
-
-
-# Options shared by the commands that load data.
-ConfigOpt = Annotated[Optional[str], typer.Option("--config", "-c", help="Preset name (default, paper, smoke) or YAML path.")]
-DataOpt = Annotated[Optional[Path], typer.Option("--data", "-d", help="Folder with images + labels.csv, or a .npz. Default: built-in phantoms.")]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a config key, e.g. --set gan.epochs=10 (repeatable).")]
-
-
-def _single_process(command: str) -> None:
-    """Only train, compare and run use several torchrun processes; refuse the others there (they would all write)."""
-    if os.environ.get("WORLD_SIZE", "1") not in ("", "1"):
-        raise UserError(f"`ctqc {command}` runs in one process: start it without torchrun (only train, compare and run use several)")
-
-
-def _load_config(config: str | None, data: Path | None, overrides: list[str] | None):
-    from ctqc.config import load_config
-
-    return load_config(config, overrides or [], data)
+from ctqc.cli.show import _print_inspection, _print_qc, _print_run_summary
+from ctqc.errors import UserError
 
 
 @app.command("demo-data")
@@ -132,7 +91,7 @@ def data_prepare(data: DataOpt = None, config: ConfigOpt = None, set_: SetOpt = 
     console.print("  wrote config.yaml, splits.csv, manifest.json")
 
 
-RunOpt = Annotated[Optional[Path], typer.Option("--run", "-r", help="Run directory. Default: runs/latest.")]
+
 
 
 @app.command("train")
@@ -176,25 +135,6 @@ def generate_cmd(
     _console().print(f"wrote {len(list(folder.glob('syn_*.png')))} synthetic images and index.csv to {folder}")
 
 
-RealOpt = Annotated[Optional[Path], typer.Option("--real", help="Bring your own images: folder of real images (labels.csv or class subfolders).")]
-SyntheticOpt = Annotated[Optional[Path], typer.Option("--synthetic", help="Bring your own images: folder of any generator's images (labels.csv or class subfolders).")]
-OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Bring your own images: output folder (new, or an earlier output of this command).")]
-
-
-def _byo_config(real, synthetic, out, run, config, set_):
-    """The config for a bring-your-own-images command, or None for a run; refuses mixed options."""
-    byo = (real, synthetic, out)
-    if not any(byo):
-        if config is not None or set_:
-            raise UserError("--config/--set apply to --real/--synthetic/--out folders; a run uses its saved config")
-        return None
-    if not all(byo):
-        raise UserError("bring-your-own images need all of --real DIR --synthetic DIR --out DIR")
-    if run is not None:
-        raise UserError("--run and --real/--synthetic/--out are alternatives; use one")
-    return _load_config(config, None, set_)
-
-
 @app.command("filter")
 def filter_cmd(
     run: RunOpt = None,
@@ -226,21 +166,6 @@ def filter_cmd(
         console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after {fmt(r.c2st_after)}")
 
 
-def _scored_run(run: Path | None, check=lambda run: None):
-    """Open ``run`` and run the score stage first when its scores are missing or older than the pool."""
-    from ctqc.pipeline import needs_running
-    from ctqc.run import Run
-    from ctqc.stages.score import score
-
-    target = Run.open(run)
-    target.require_stage("generate", "ctqc train")
-    check(target)  # bad options: refused before the minutes of scoring
-    if needs_running(target, "score"):
-        with _console().status("scoring the synthetic pool (C2ST, copy check) …"):
-            score(target)
-    return target
-
-
 @app.command("qc")
 def qc_cmd(
     run: RunOpt = None,
@@ -264,33 +189,6 @@ def qc_cmd(
         where = out / "metrics.json"
     _print_qc(metrics)
     _console().print(f"wrote {where}")
-
-
-def _print_qc(metrics: dict) -> None:
-    from rich.table import Table
-
-    def cell(entry: dict, key: str = "value", digits: int = 3) -> str:
-        value, low, high = entry.get(key), entry.get("ci_low"), entry.get("ci_high")
-        text = "n/a" if value is None else f"{value:.{digits}g}"
-        return text + ("" if low is None or key != "value" else f" [{low:.{digits}g}, {high:.{digits}g}]")
-
-    table = Table(title=f"Synthetic vs real ({metrics['extractor']} features; floor = held-out real vs the same reference, same n)")
-    for column in ("scope", "n syn/real/floor", "FID", "FID at floor n", "FID floor", "KID", "KID floor", "precision", "recall", "C2ST AUC (p)"):
-        table.add_column(column)
-    for name, s in metrics["scopes"].items():
-        c2st = metrics["c2st"].get(name, {})
-        auc = "" if c2st.get("auc") is None else f"{c2st['auc']:.3f} ({c2st['p_value']:.2g})"
-        table.add_row(
-            name, f"{s['n_synthetic']}/{s['n_real']}/{s['n_floor']}", cell(s["fid"]), cell(s["fid"], "matched"), cell(s["fid"], "floor"),
-            cell(s["kid"]), cell(s["kid"], "floor"), cell(s["precision"], digits=2), cell(s["recall"], digits=2), auc,
-        )  # fmt: skip
-    console = _console()
-    console.print(table)
-    for name, m in metrics["memorisation"].items():
-        if m.get("c_t") is not None or m.get("n_flagged") is not None:
-            console.print(f"  {name}: copies flagged {m['n_flagged']}, C_T {m['c_t']} (C_T ≪ 0: samples sit closer to training images than held-out real images do)")
-    for warning in metrics["warnings"]:
-        console.print(f"  [yellow]warning[/yellow]: {warning}")
 
 
 @app.command("report")
@@ -400,89 +298,16 @@ def selftest_cmd(
     console.print(f"wrote {out}")
 
 
-def _print_run_summary(run) -> None:
-    import pandas as pd
+def _scored_run(run: Path | None, check=lambda run: None):
+    """Open ``run`` and run the score stage first when its scores are missing or older than the pool."""
+    from ctqc.pipeline import needs_running
+    from ctqc.run import Run
+    from ctqc.stages.score import score
 
-    console = _console()
-    console.print(f"[bold]run[/] {run.path.resolve()}")
-    stages = run.manifest()["stages"]
-    console.print("  stages: " + ", ".join(f"{k} {v['status']} ({v.get('seconds', 0):.0f} s)" for k, v in stages.items()))
-    for stats in sorted(run.path.glob("gan/fold*/*/stats.jsonl")):
-        warnings = [json.loads(line)["message"] for line in stats.read_text().splitlines() if '"kind": "warning"' in line]
-        if warnings:
-            unit = stats.parent.relative_to(run.path)
-            console.print(f"  [yellow]warning:[/] {unit}: {warnings[-1]} ({len(warnings)} evaluation(s) flagged; see {stats.name})")
-    index = run.path / "samples" / "index.csv"
-    if index.is_file():
-        counts = pd.read_csv(index)["class"].value_counts().to_dict()
-        console.print(f"  synthetic pool: {index.parent.resolve()} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
-
-
-def _print_inspection(report: dict) -> None:
-    from rich.table import Table
-
-    console = _console()
-    src = report["source"]
-    console.print(f"[bold]{src['location']}[/] ({src['kind']}) — {report['n_images']} images, fingerprint {report['fingerprint']}")
-    if src.get("images_dir"):
-        console.print(f"images in {src['images_dir']}")
-    classes = Table("class", "images", title="Classes")
-    for name, n in report["class_counts"].items():
-        classes.add_row(name, str(n))
-    console.print(classes)
-    shape = Table("", "min", "median", "max", title="Original size (px)")
-    for axis in ("width_px", "height_px"):
-        r = report[axis]
-        shape.add_row(axis.split("_")[0], str(r.get("min", "-")), str(r.get("median", "-")), str(r.get("max", "-")))
-    console.print(shape)
-    console.print("longer side: " + ", ".join(f"{k}: {v}" for k, v in report["longer_side_px"].items() if v))
-    console.print("modes: " + ", ".join(f"{k}: {v}" for k, v in report["modes"].items()) + "; formats: " + ", ".join(f"{k}: {v}" for k, v in report["formats"].items()))
-    split = report["split"]["fold_0"]
-    names = list(report["class_counts"])
-    table = Table("role", *names, "total", title=f"Split (fold 0 of {report['split']['folds']})")
-    for role in ("train", "val", "test"):
-        counts = [split[role].get(n, 0) for n in names]
-        table.add_row(role, *map(str, counts), str(sum(counts)))
-    console.print(table)
-    if report["problems"]:
-        console.print("[yellow]problems found:[/]")
-        for p in report["problems"]:
-            console.print(f"  - {p}")
-    else:
-        console.print("no problems found")
-
-
-def _is_usage_error(exc: Exception) -> bool:
-    """click's own errors (typer vendors click, so matched by shape rather than by class)."""
-    return type(exc).__module__.endswith("click.exceptions") and hasattr(exc, "format_message") and hasattr(exc, "exit_code")
-
-
-def main() -> None:
-    """Entry point. Usage errors and user errors print one ``error:`` line and exit 2; internal failures exit 1."""
-    debug = "--debug" in sys.argv[1:]
-    allocator.retain_freed_memory()
-    try:
-        code = app(standalone_mode=False)  # click's usage errors are raised here and printed below as one line
-    except typer.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(1)
-    except UserError as exc:
-        if debug:
-            raise
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
-        sys.exit(2)
-    except Exception as exc:
-        if _is_usage_error(exc):
-            if type(exc).__name__ == "NoArgsIsHelpError":  # `ctqc`, `ctqc data`: the help text
-                exc.show()
-            else:
-                ctx = getattr(exc, "ctx", None)
-                hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
-                typer.echo(f"error: {' '.join(exc.format_message().split())}{hint}", err=True)
-            sys.exit(exc.exit_code)
-        if debug:
-            raise
-        message = " ".join(str(exc).split())
-        typer.echo(f"internal error: {exc.__class__.__name__}: {message} (rerun with --debug for the traceback)", err=True)
-        sys.exit(1)
-    sys.exit(code if isinstance(code, int) else 0)
+    target = Run.open(run)
+    target.require_stage("generate", "ctqc train")
+    check(target)  # bad options: refused before the minutes of scoring
+    if needs_running(target, "score"):
+        with _console().status("scoring the synthetic pool (C2ST, copy check) …"):
+            score(target)
+    return target

@@ -1,0 +1,86 @@
+"""What the CLI prints: tables and summaries of a command's result (rich)."""
+
+from __future__ import annotations
+
+import json
+
+from ctqc.cli.options import _console
+
+
+def _print_qc(metrics: dict) -> None:
+    from rich.table import Table
+
+    def cell(entry: dict, key: str = "value", digits: int = 3) -> str:
+        value, low, high = entry.get(key), entry.get("ci_low"), entry.get("ci_high")
+        text = "n/a" if value is None else f"{value:.{digits}g}"
+        return text + ("" if low is None or key != "value" else f" [{low:.{digits}g}, {high:.{digits}g}]")
+
+    table = Table(title=f"Synthetic vs real ({metrics['extractor']} features; floor = held-out real vs the same reference, same n)")
+    for column in ("scope", "n syn/real/floor", "FID", "FID at floor n", "FID floor", "KID", "KID floor", "precision", "recall", "C2ST AUC (p)"):
+        table.add_column(column)
+    for name, s in metrics["scopes"].items():
+        c2st = metrics["c2st"].get(name, {})
+        auc = "" if c2st.get("auc") is None else f"{c2st['auc']:.3f} ({c2st['p_value']:.2g})"
+        table.add_row(
+            name, f"{s['n_synthetic']}/{s['n_real']}/{s['n_floor']}", cell(s["fid"]), cell(s["fid"], "matched"), cell(s["fid"], "floor"),
+            cell(s["kid"]), cell(s["kid"], "floor"), cell(s["precision"], digits=2), cell(s["recall"], digits=2), auc,
+        )  # fmt: skip
+    console = _console()
+    console.print(table)
+    for name, m in metrics["memorisation"].items():
+        if m.get("c_t") is not None or m.get("n_flagged") is not None:
+            console.print(f"  {name}: copies flagged {m['n_flagged']}, C_T {m['c_t']} (C_T ≪ 0: samples sit closer to training images than held-out real images do)")
+    for warning in metrics["warnings"]:
+        console.print(f"  [yellow]warning[/yellow]: {warning}")
+
+
+def _print_run_summary(run) -> None:
+    import pandas as pd
+
+    console = _console()
+    console.print(f"[bold]run[/] {run.path.resolve()}")
+    stages = run.manifest()["stages"]
+    console.print("  stages: " + ", ".join(f"{k} {v['status']} ({v.get('seconds', 0):.0f} s)" for k, v in stages.items()))
+    for stats in sorted(run.path.glob("gan/fold*/*/stats.jsonl")):
+        warnings = [json.loads(line)["message"] for line in stats.read_text().splitlines() if '"kind": "warning"' in line]
+        if warnings:
+            unit = stats.parent.relative_to(run.path)
+            console.print(f"  [yellow]warning:[/] {unit}: {warnings[-1]} ({len(warnings)} evaluation(s) flagged; see {stats.name})")
+    index = run.path / "samples" / "index.csv"
+    if index.is_file():
+        counts = pd.read_csv(index)["class"].value_counts().to_dict()
+        console.print(f"  synthetic pool: {index.parent.resolve()} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
+
+
+def _print_inspection(report: dict) -> None:
+    from rich.table import Table
+
+    console = _console()
+    src = report["source"]
+    console.print(f"[bold]{src['location']}[/] ({src['kind']}) — {report['n_images']} images, fingerprint {report['fingerprint']}")
+    if src.get("images_dir"):
+        console.print(f"images in {src['images_dir']}")
+    classes = Table("class", "images", title="Classes")
+    for name, n in report["class_counts"].items():
+        classes.add_row(name, str(n))
+    console.print(classes)
+    shape = Table("", "min", "median", "max", title="Original size (px)")
+    for axis in ("width_px", "height_px"):
+        r = report[axis]
+        shape.add_row(axis.split("_")[0], str(r.get("min", "-")), str(r.get("median", "-")), str(r.get("max", "-")))
+    console.print(shape)
+    console.print("longer side: " + ", ".join(f"{k}: {v}" for k, v in report["longer_side_px"].items() if v))
+    console.print("modes: " + ", ".join(f"{k}: {v}" for k, v in report["modes"].items()) + "; formats: " + ", ".join(f"{k}: {v}" for k, v in report["formats"].items()))
+    split = report["split"]["fold_0"]
+    names = list(report["class_counts"])
+    table = Table("role", *names, "total", title=f"Split (fold 0 of {report['split']['folds']})")
+    for role in ("train", "val", "test"):
+        counts = [split[role].get(n, 0) for n in names]
+        table.add_row(role, *map(str, counts), str(sum(counts)))
+    console.print(table)
+    if report["problems"]:
+        console.print("[yellow]problems found:[/]")
+        for p in report["problems"]:
+            console.print(f"  - {p}")
+    else:
+        console.print("no problems found")
