@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from classify.augment import classical_augment
+from classify.config import ClassifierConfig
 from classify.metrics import balanced_accuracy
 from classify.models import build_classifier, use_matmul_convs
 from ctqc import distributed as ddp
-from classify.config import ClassifierConfig
 from ctqc.device import configure, resolve_device, use_bf16
 
 

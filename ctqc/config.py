@@ -26,7 +26,6 @@ from classify.config import ClassifierConfig
 from ctqc.errors import UserError
 from gan.config import GanConfig
 
-
 #: DICOM display windows as (level, width) in Hounsfield units.
 WINDOW_PRESETS: dict[str, tuple[float, float]] = {
     "brain": (40.0, 80.0),

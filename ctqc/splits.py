@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ctqc import atomic
 from ctqc.config import SplitConfig
 from ctqc.data.dataset import LabelledImages
 from ctqc.errors import UserError
@@ -95,8 +96,6 @@ class Splits:
         return cls(table[COLUMNS])
 
     def save(self, path: str | Path) -> None:
-        from ctqc import atomic
-
         atomic.write_text(path, self.table.to_csv(index=False))
 
     # ---------------------------------------------------------------- views

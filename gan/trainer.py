@@ -25,11 +25,11 @@ import torch
 
 from ctqc import atomic
 from ctqc import distributed as ddp
-from gan.config import GanConfig
 from ctqc.device import configure, resolve_device, use_bf16
 from ctqc.errors import UserError
 from gan import losses
 from gan.augment import diff_augment, parse_policy
+from gan.config import GanConfig
 from gan.monitor import COLLAPSE_RATIO, QualityMonitor
 from gan.networks import build_discriminator, build_generator
 

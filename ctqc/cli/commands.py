@@ -110,7 +110,9 @@ def train_cmd(
     if resume:
         if data is not None or config is not None or set_:
             raise UserError("--resume continues a run with its saved config; drop --data/--config/--set")
-        result = run_pipeline(run=Run.open(run), stages=stages, progress=not _State.quiet, say=lambda _: None)
+        target = Run.open(run)
+        target.data()  # the data must still be the run's (fingerprint), even when nothing is left to train
+        result = run_pipeline(run=target, stages=stages, progress=not _State.quiet, say=lambda _: None)
     else:
         if run is not None:
             raise UserError("--run is only used with --resume; a new training creates its own run")

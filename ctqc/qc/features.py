@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ctqc import atomic
-from ctqc.qc import domain
+from ctqc.qc import domain, inception
 from ctqc.qc.pixels import image_hashes, to_uint8_rgb
 
 
@@ -89,14 +89,10 @@ def histogram_features(images: torch.Tensor, n_bins: int = 32) -> np.ndarray:
 
 
 def inception_features(images: torch.Tensor) -> np.ndarray:
-    from ctqc.qc import inception
-
     return inception.inception_features(to_uint8_rgb(images)).numpy()
 
 
 def inception_bf16_features(images: torch.Tensor) -> np.ndarray:
-    from ctqc.qc import inception
-
     return inception.inception_features(to_uint8_rgb(images), precision="bf16").numpy()
 
 

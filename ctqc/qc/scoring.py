@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ctqc import atomic
 from ctqc.qc.c2st import c2st_summary, fit_c2st
 from ctqc.qc.domain import encoders_if_used
+from ctqc.qc.embeddings import embed
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
 
@@ -137,8 +139,6 @@ def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures)
     """t-SNE / UMAP coordinates of one fold and class: reference real images and the synthetic pool."""
     import pandas as pd
 
-    from ctqc.qc.embeddings import embed
-
     table = pd.DataFrame(
         {
             "id": list(unit.reference_ids) + unit.pool["sample_id"].astype(str).tolist(),
@@ -156,8 +156,6 @@ def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures)
 
 def save_features(path, features: dict[str, UnitFeatures]) -> None:
     """All units' C2ST feature matrices in one ``.npz`` (atomic)."""
-    from ctqc import atomic
-
     arrays = {}
     for n, (label, f) in enumerate(features.items()):
         arrays.update({f"u{n}_reference": f.reference, f"u{n}_synthetic": f.synthetic, f"u{n}_heldout": f.heldout})

@@ -5,7 +5,7 @@ images the generator learned from — a run's training split; never validation o
 test), *held-out* real images of the same class (the real-vs-real floor and the
 copy check's reference: a run's validation split), and the synthetic pool.
 
-Two sources: a ctqc run (:func:`ctqc.stages.score.units_from_run`) or two folders of
+Two sources: a ctqc run (:func:`units_from_run`) or two folders of
 images from any generator (:func:`units_from_folders`), where the real folder is
 split per class into reference and held-out parts.
 """
@@ -21,6 +21,7 @@ import torch
 from ctqc.config import DataConfig
 from ctqc.data import load_dataset
 from ctqc.errors import UserError
+from ctqc.run import Run
 
 POOL_COLUMNS = ["sample_id", "file", "class", "label", "fold"]
 
@@ -87,3 +88,31 @@ def units_from_folders(real_dir: Path, synthetic_dir: Path, cfg, heldout_fractio
         raise UserError(f"--synthetic {synthetic_dir}: no images of the configured classes ({', '.join(cfg.data.classes.values())})")
     return units
 
+
+def units_from_run(run: Run, kept_only: bool = False) -> list[QCUnit]:
+    """The QC units of ``run``: every fold × class with synthetic images (only kept ones with ``kept_only``)."""
+    cfg, data, splits = run.config, run.data(), run.splits
+    index = run.pool(kept_only=kept_only)
+    units = []
+    for fold in splits.folds:
+        dev = splits.development(data, fold)
+        for key, name in cfg.data.classes.items():
+            pool = index[(index["fold"] == fold) & (index["label"] == key)].reset_index(drop=True)
+            if pool.empty:
+                continue
+            real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
+            held = dev.val.subset(np.flatnonzero(dev.val.labels == key))
+            units.append(
+                QCUnit(
+                    fold=fold,
+                    key=key,
+                    name=name,
+                    reference=real.images,
+                    reference_ids=real.ids,
+                    heldout=held.images,
+                    heldout_ids=held.ids,
+                    synthetic=run.pool_images(pool["file"]) if len(pool) else torch.empty(0),
+                    pool=pool[POOL_COLUMNS],
+                )
+            )
+    return units

@@ -27,6 +27,7 @@ from ctqc.artefacts import FilterSummary, FilterUnit, Scoring, read_artefact, wr
 from ctqc.config import Config, QCConfig
 from ctqc.errors import UserError
 from ctqc.qc.embeddings import plot_embedding
+from ctqc.qc.inception import cache_dir
 from ctqc.qc.scoring import ScoreSet, after_check, decide, load_features, score_units
 from ctqc.qc.units import units_from_folders
 from ctqc.run import Run
@@ -77,8 +78,6 @@ def filter_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg: Config, 
     ``out`` gets kept.csv / rejected.csv (``file`` relative to ``synthetic_dir``), filter.json and the
     embedding plots; an existing ``out`` is replaced only if it holds an earlier filter.json.
     """
-    from ctqc.qc.inception import cache_dir
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filter.json").is_file())):
         raise UserError(f"--out {out}: exists and is not an earlier ctqc filter output; choose a new folder")

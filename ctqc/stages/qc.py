@@ -27,12 +27,12 @@ from ctqc.artefacts import Scoring, read_artefact
 from ctqc.errors import UserError
 from ctqc.qc.domain import describe_encoder, encoders_if_used
 from ctqc.qc.features import extract
+from ctqc.qc.inception import cache_dir
 from ctqc.qc.memorisation import data_copying_statistic
 from ctqc.qc.metrics import distribution_metrics
 from ctqc.qc.scoring import ScoreSet, score_units
-from ctqc.qc.units import units_from_folders
+from ctqc.qc.units import units_from_folders, units_from_run
 from ctqc.run import Run
-from ctqc.stages.score import units_from_run
 
 PAIRS_SHOWN = 8  # nearest-training-image pairs kept per class for the report
 
@@ -54,8 +54,6 @@ def run_qc(run: Run) -> dict:
 
 def qc_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg) -> dict:
     """Bring-your-own images: QC of ``synthetic_dir`` against ``real_dir``, written to ``out/`` all at once."""
-    from ctqc.qc.inception import cache_dir
-
     out = Path(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "metrics.json").is_file())):
         raise UserError(f"--out {out}: exists and is not an earlier ctqc qc output; choose a new folder")

@@ -15,45 +15,13 @@ synthetic and real, with each real image's role ``fit`` or ``heldout``),
 
 from __future__ import annotations
 
-import numpy as np
-import torch
-
 from ctqc import atomic
 from ctqc.artefacts import Scoring, write_artefact
 from ctqc.qc.scoring import ScoreSet, save_features, score_units
-from ctqc.qc.units import POOL_COLUMNS, QCUnit
+from ctqc.qc.units import units_from_run
 from ctqc.run import Run
 
 STAGE = "score"
-
-
-def units_from_run(run: Run, kept_only: bool = False) -> list[QCUnit]:
-    """The QC units of ``run``: every fold × class with synthetic images (only kept ones with ``kept_only``)."""
-    cfg, data, splits = run.config, run.data(), run.splits
-    index = run.pool(kept_only=kept_only)
-    units = []
-    for fold in splits.folds:
-        dev = splits.development(data, fold)
-        for key, name in cfg.data.classes.items():
-            pool = index[(index["fold"] == fold) & (index["label"] == key)].reset_index(drop=True)
-            if pool.empty:
-                continue
-            real = dev.train.subset(np.flatnonzero(dev.train.labels == key))
-            held = dev.val.subset(np.flatnonzero(dev.val.labels == key))
-            units.append(
-                QCUnit(
-                    fold=fold,
-                    key=key,
-                    name=name,
-                    reference=real.images,
-                    reference_ids=real.ids,
-                    heldout=held.images,
-                    heldout_ids=held.ids,
-                    synthetic=run.pool_images(pool["file"]) if len(pool) else torch.empty(0),
-                    pool=pool[POOL_COLUMNS],
-                )
-            )
-    return units
 
 
 def score(run: Run) -> ScoreSet:
