@@ -89,10 +89,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.run is None:
         from ctqc.config import load_config
-        from ctqc.train import train
+        from ctqc.pipeline import run_pipeline
 
         start = time.perf_counter()
-        run = train(load_config(args.config, args.overrides), progress=True).path
+        run = run_pipeline(load_config(args.config, args.overrides), new=True, stages=("train", "generate")).run.path
         print(f"trained {run} in {time.perf_counter() - start:.0f} s")
     else:
         run = args.run.resolve()

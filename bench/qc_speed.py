@@ -24,7 +24,8 @@ import torch
 from ctqc import allocator
 from ctqc.config import DataConfig, PhantomConfig, load_config
 from ctqc.data import load_dataset
-from ctqc.pools import QCUnit
+from ctqc.qc.scoring import score_units
+from ctqc.qc.units import QCUnit
 
 
 def images(n_per_class: int, seed: int):
@@ -39,7 +40,8 @@ def units(real, synthetic) -> list[QCUnit]:
         s = torch.from_numpy((synthetic.labels == key).nonzero()[0])
         n_held = len(r) // 5
         pool = pd.DataFrame({"sample_id": [f"s{int(i)}" for i in s], "file": [f"s{int(i)}.png" for i in s], "class": name, "label": key, "fold": 0})
-        out.append(QCUnit(0, key, name, real.images[r[n_held:]], tuple(real.ids[int(i)] for i in r[n_held:]), real.images[r[:n_held]], synthetic.images[s], pool))
+        held_ids = tuple(real.ids[int(i)] for i in r[:n_held])
+        out.append(QCUnit(0, key, name, real.images[r[n_held:]], tuple(real.ids[int(i)] for i in r[n_held:]), real.images[r[:n_held]], held_ids, synthetic.images[s], pool))
     return out
 
 
@@ -71,18 +73,20 @@ def main() -> None:
     args = parser.parse_args()
     # as the ctqc command does (process-wide: the plain reference below gets it too)
     tuned = not args.no_malloc_tuning and allocator.retain_freed_memory()
-    from ctqc.quality import _qc
+    from ctqc.stages.qc import _qc
 
     real, synthetic = images(args.real // 2, seed=0), images(args.synthetic // 2, seed=1)
-    cfg = load_config("default", [f"qc.metric_features={args.extractor}"])
+    cfg = load_config("default", [f"qc.metric_features={args.extractor}", "qc.embeddings=[]"])  # as before: the embeddings are not QC metrics
     print(f"{len(real.images)} real + {len(synthetic.images)} synthetic 32×32 images, {torch.get_num_threads()} threads, extractor {args.extractor}, malloc tuning {'on' if tuned else 'off'}")
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) / "features"
         start = time.perf_counter()
-        metrics, _, _ = _qc(units(real, synthetic), None, cfg, cache)
+        qc_units = units(real, synthetic)
+        metrics = _qc(qc_units, None, cfg, cache, score_units(qc_units, cfg, cache))  # scoring + metrics, as filter + qc
         cold = time.perf_counter() - start
         start = time.perf_counter()
-        _qc(units(real, synthetic), None, cfg, cache)
+        qc_units = units(real, synthetic)
+        _qc(qc_units, None, cfg, cache, score_units(qc_units, cfg, cache))
         warm = time.perf_counter() - start
     s = metrics["scopes"]["all"]
     print(f"ctqc QC: FID {s['fid']['value']:.1f} (floor {s['fid']['floor']:.1f}), KID {s['kid']['value']:.4f}, C2ST AUC " + ", ".join(f"{k} {v['auc']}" for k, v in metrics["c2st"].items()))

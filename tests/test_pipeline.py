@@ -54,3 +54,26 @@ def test_killed_run_resumes_at_the_first_unfinished_stage(tmp_path):
         assert after[stage]["status"] == "done", stage
     assert (run / "report" / "report.html").stat().st_size > 10_000
     assert (run / "compare" / "results.csv").is_file() and (run / "qc" / "metrics.json").is_file()
+
+
+def test_one_run_loads_the_data_once(run_cli, monkeypatch):
+    """`ctqc run --config smoke` (every stage, self-test included) decodes the real images exactly once."""
+    from ctqc.data import sources
+
+    original = sources.load_dataset
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[0].path if args else kwargs.get("cfg"))
+        return original(*args, **kwargs)
+
+    for module in list(sys.modules.values()):  # every module that imported the function by name
+        if getattr(module, "load_dataset", None) is original:
+            monkeypatch.setattr(module, "load_dataset", counted)
+    light = [a for a in LIGHT if a != "--no-selftest"] + ["--set", "qc.n_permutations=10"]
+    result = run_cli("-q", "run", *light)
+    assert result.code == 0, result.err
+    run = Path("runs/latest").resolve()
+    stages = _stages(run)
+    assert all(stages[s]["status"] == "done" for s in ("train", "generate", "score", "filter", "qc", "selftest", "compare", "report"))
+    assert len(calls) == 1, calls
