@@ -2,18 +2,19 @@
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from ctqc.stages.compare import ARMS, RESULT_COLUMNS, FoldData, build_arm, comparisons_for, training_seed
-from ctqc.config import DataConfig, PhantomConfig, SplitConfig
+from ctqc.config import Config, DataConfig, PhantomConfig, SplitConfig
 from ctqc.data import load_dataset
 from ctqc.errors import UserError
 from ctqc.run import Run
 from ctqc.splits import Splits
+from ctqc.stages.compare import ARMS, RESULT_COLUMNS, FoldData, build_arm, comparisons_for, make_job, training_seed
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,19 @@ def test_seeds_are_shared_across_arms_and_differ_across_folds_and_seeds():
     assert ("original+filtered", "original+random-subset") in comparisons_for(list(ARMS))
     assert ("original+filtered", "original+synthetic") in comparisons_for(list(ARMS))
     assert [a for a, ref in comparisons_for(list(ARMS)) if ref == "original"] == list(ARMS[1:])
+
+
+def test_a_job_is_picklable_and_its_signature_follows_its_inputs(fold_data, tmp_path):
+    cfg = Config(data=DataConfig(phantom=PhantomConfig(n_per_class=20, size=32)))
+    job = make_job(cfg, fold_data, "original+filtered", 0, [0, 1], tmp_path, threads=1)
+    assert job.key == "original+filtered__f0__s0" and job.out == tmp_path / "original+filtered__f0__s0.json"
+    assert job.train_x.shape == (29 + 4, 1, 32, 32) and job.train_x.dtype == np.float32 and len(job.train_ids) == 33
+    assert (job.n_real, job.n_synthetic, job.torch_seed) == (29, 4, training_seed(cfg.seed, 0, 0))
+    assert len(job.signature) == 24 and make_job(cfg, fold_data, "original+filtered", 0, [0, 1], tmp_path, threads=1).signature == job.signature
+    assert pickle.loads(pickle.dumps(job)).signature == job.signature  # what a worker process receives
+    refiltered = dataclasses.replace(fold_data, kept=frozenset(sorted(fold_data.kept)[:2]))
+    assert make_job(cfg, refiltered, "original+filtered", 0, [0, 1], tmp_path, threads=1).signature != job.signature
+    assert make_job(cfg, fold_data, "original+filtered", 1, [0, 1], tmp_path, threads=1).signature != job.signature
 
 
 def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):

@@ -1,0 +1,209 @@
+"""The compare stage: does synthetic data help the downstream classifier? (Table 1 of the paper, with CIs.)
+
+Each arm (:mod:`.arms`) is trained on its own training set and evaluated on the
+same real validation and test images of each fold; test images come from
+:meth:`~ctqc.splits.Splits.held_out_test` and are used only to evaluate.
+
+Every (arm, fold, seed) is a training job (:mod:`.jobs`) whose result is written
+atomically to ``compare/units/<arm>__f<fold>__s<seed>.json`` with a signature of
+its inputs, so a re-run after an interruption skips completed units (and redoes
+a unit whose inputs changed, e.g. after re-filtering). Jobs run in ``jobs``
+spawned processes with ``cores // jobs`` torch threads each (:mod:`.executor`).
+
+Outputs: ``compare/results.csv`` (one row per unit), ``compare/predictions/<unit>.csv``,
+``compare/summary.json`` (per-arm mean and 95 % t-interval over folds × seeds,
+paired comparisons with a Wilcoxon or paired-bootstrap test, the paper's figures;
+:mod:`.statistics`) and ``compare/table.txt`` (the paper's Table 1 layout; :mod:`.tables`).
+This module only orchestrates.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from classify.models import check_pretrained_available
+from ctqc import atomic
+from ctqc import distributed as ddp
+from ctqc.config import ARMS, Config
+from ctqc.device import resolve_device
+from ctqc.errors import UserError
+from ctqc.run import Run
+from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
+from ctqc.stages.compare.executor import available_cores, execute, load_unit
+from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, make_job, train_unit, training_seed, unit_key
+from ctqc.stages.compare.statistics import comparisons_for, summarise
+from ctqc.stages.compare.tables import arm_label, format_table, print_table
+
+__all__ = [
+    "ARMS", "METRICS", "NEEDS_FILTER", "RESULT_COLUMNS", "ArmData", "CompareResult", "FoldData", "TrainingJob",
+    "arm_label", "available_cores", "build_arm", "class_keys", "compare", "comparisons_for", "format_table",
+    "make_job", "print_table", "summarise", "train_unit", "training_seed", "unit_key",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class CompareResult:
+    """What one ``compare`` call produced (also written under ``folder``)."""
+
+    folder: Path
+    results: pd.DataFrame  # one row per arm × fold × seed
+    summary: dict
+    table: str
+    trained: int  # units trained by this call
+    reused: int  # units found complete from an earlier call
+    config: Config
+
+
+def compare(
+    run: Run,
+    *,
+    seeds: int | None = None,
+    jobs: int | None = None,
+    arms: list[str] | None = None,
+    progress: bool = True,
+    console=None,
+) -> CompareResult:
+    """Train and evaluate every arm × fold × seed of ``run``; write ``compare/``. See the module docstring."""
+    _check_arguments(seeds, jobs, arms)
+    run.require_stage("generate", "ctqc train")
+    cfg = run.config
+    seeds = cfg.compare.seeds if seeds is None else seeds
+    jobs = cfg.compare.jobs if jobs is None else jobs
+    arms = list(cfg.compare.arms if arms is None else arms)
+    arms = [a for a in ARMS if a in arms]  # canonical order, no duplicates
+    fold_data = _fold_loader(run)  # loads the data, the pool and (once filtered) the kept list
+    skipped: dict[str, str] = {}
+    if run.stage_status("filter") != "done":
+        for arm in NEEDS_FILTER:
+            if arm in arms:
+                skipped[arm] = "ctqc filter has not run on this run: run `ctqc filter` to add this arm"
+        arms = [a for a in arms if a not in skipped]
+        if not arms:
+            raise UserError(f"arm(s) {', '.join(skipped)} need the filter's output: run `ctqc filter` first, or choose other arms with --arm")
+    if cfg.classifier.pretrained:
+        check_pretrained_available(cfg.classifier.arch)  # fail before any training starts
+    keys = class_keys(cfg)
+    folds, seed_list = run.splits.folds, list(range(seeds))
+    folder, units_dir = run.layout.compare, run.layout.compare_units
+
+    cores = available_cores()
+    n_units = len(arms) * len(folds) * len(seed_list)
+    # Threads follow the requested parallelism, not the units left, so that a resumed
+    # unit runs with the same thread count (and gives the same numbers) as in one go.
+    parallel = min(jobs or cores, cores)
+    threads = max(1, cores // parallel)
+    world = ddp.init(ddp.local_device(resolve_device(cfg.device)))
+    if world.enabled:  # under torchrun every training is data-parallel over the ranks, one after another
+        parallel, threads = 1, max(1, cores // world.local_world_size)
+    print_ = console.print if console is not None else (lambda *a, **k: None)
+    if jobs > cores:
+        print_(f"[yellow]note:[/] --jobs {jobs} > {cores} CPU cores: running {parallel} at a time to avoid oversubscription")
+    for arm, why in skipped.items():
+        print_(f"[yellow]skipped[/] {arm}: {why}")
+
+    cache: dict[int, FoldData] = {}
+
+    def job(fold: int, arm: str, seed: int) -> TrainingJob:
+        """Built when needed (units come fold by fold, so one fold's images are held at a time)."""
+        if fold not in cache:
+            cache.clear()
+            cache[fold] = fold_data(fold)
+        return make_job(cfg, cache[fold], arm, seed, keys, units_dir, threads)
+
+    records: dict[str, dict] = {}
+    trained = reused = 0
+    start = time.perf_counter()
+    with run.stage("compare") if world.is_main else contextlib.nullcontext([]) as outputs:
+        pending = []
+        for fold in folds:
+            for arm in arms:
+                for seed in seed_list:
+                    j = job(fold, arm, seed)
+                    done = load_unit(j.out, j.signature)
+                    if done is not None:
+                        records[j.key] = done
+                        reused += 1
+                    else:
+                        pending.append((fold, arm, seed))
+        pending = ddp.broadcast_object(pending)  # rank 0's view of what is left
+        if reused:
+            print_(f"{reused} of {n_units} trainings already complete (compare/units/); {len(pending)} to go")
+        workers = max(1, min(parallel, len(pending)))
+        jobs_iter = (job(*item) for item in pending)
+        for record in execute(jobs_iter, len(pending), workers, threads, progress and console is not None, console, n_units, reused):
+            records[record["key"]] = record
+            trained += 1
+        results = _results_table(records)
+        summary = summarise(results, cfg, arms, skipped, seed_list, folds)
+        summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+        summary["processes"], summary["threads_per_process"] = workers, threads
+        summary["torchrun_processes"] = world.world_size
+        table = format_table(summary, cfg)
+        if world.is_main:
+            atomic.write_text(folder / "results.csv", results.to_csv(index=False))
+            _write_predictions(folder, [records[k] for k in sorted(records)])
+            atomic.write_json(folder / "summary.json", summary)
+            atomic.write_text(folder / "table.txt", table)
+        outputs += ["compare/results.csv", "compare/summary.json", "compare/table.txt", "compare/predictions"]
+    return CompareResult(folder=folder, results=results, summary=summary, table=table, trained=trained, reused=reused, config=cfg)
+
+
+def _check_arguments(seeds: int | None, jobs: int | None, arms: list[str] | None) -> None:
+    if seeds is not None and seeds < 1:
+        raise UserError(f"--seeds must be at least 1 (got {seeds})")
+    if jobs is not None and jobs < 0:
+        raise UserError(f"--jobs must be at least 1, or 0 for one per CPU core (got {jobs})")
+    unknown = [a for a in (arms or []) if a not in ARMS]
+    if unknown or arms == []:
+        raise UserError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}" if unknown else "no arms to compare: name at least one with --arm")
+
+
+def _fold_loader(run: Run) -> Callable[[int], FoldData]:
+    """A function giving each fold's :class:`FoldData` (real images from the run's data, its GAN pool, the filter's choice)."""
+    cfg, data, splits = run.config, run.data(), run.splits
+    index = run.pool()
+    kept_table = run.kept() if run.stage_status("filter") == "done" else None
+    keys = class_keys(cfg)
+
+    def fold_data(fold: int) -> FoldData:
+        dev = splits.development(data, fold)
+        pool = index[index["fold"] == fold].reset_index(drop=True)
+        if pool.empty:
+            raise UserError(f"samples/index.csv has no synthetic images for fold {fold}: run `ctqc train --resume` (or `ctqc generate`)")
+        bad = sorted(set(pool["label"]) - set(keys))
+        if bad:
+            raise UserError(f"samples/index.csv: label {bad[0]} is not a configured class ({keys})")
+        pool_images = run.pool_images(pool["file"])
+        if pool_images.shape[-1] != data.images.shape[-1]:
+            raise UserError(f"synthetic images are {pool_images.shape[-1]} px but the data are {data.images.shape[-1]} px: run `ctqc generate` again")
+        kept = None if kept_table is None else frozenset(kept_table.loc[kept_table["fold"] == fold, "sample_id"])
+        return FoldData(fold, dev.train, dev.val, splits.held_out_test(data, fold), pool, pool_images, kept)
+
+    return fold_data
+
+
+def _results_table(records: dict[str, dict]) -> pd.DataFrame:
+    """results.csv: the records' rows in arm, fold, seed order, the fixed columns first."""
+    rows = [r["row"] for r in records.values()]
+    results = pd.DataFrame(sorted(rows, key=lambda row: (arm_order(row["arm"]), row["fold"], row["seed"])))
+    results = results[RESULT_COLUMNS + [c for c in results.columns if c not in RESULT_COLUMNS]]
+    for metric in METRICS:  # NaN is stored as null in the unit files
+        results[metric] = pd.to_numeric(results[metric], errors="coerce").astype(float)
+    return results
+
+
+def _write_predictions(folder: Path, records: list[dict]) -> None:
+    """``compare/predictions/<unit>.csv`` (per test image: id, label, pred, prob), swapped in as a whole."""
+    staging = folder / ".predictions.new"
+    shutil.rmtree(staging, ignore_errors=True)
+    with atomic.atomic_dir(staging) as tmp:
+        for record in records:
+            pd.DataFrame(record["predictions"]).to_csv(tmp / f"{record['key']}.csv", index=False)
+    atomic.replace_dir(staging, folder / "predictions")

@@ -1,0 +1,110 @@
+"""The arms of the comparison and how each one's training set is built.
+
+Arms — each trained on its own training set and evaluated on the **same real
+validation and test images** of each fold:
+
+1. ``original``               the fold's real training images;
+2. ``original+classical``     the same with classical augmentation;
+3. ``synthetic-only``         the fold's GAN pool only;
+4. ``original+synthetic``     real + the whole pool (unfiltered);
+5. ``original+filtered``      real + the images ``ctqc filter`` kept (skipped when the filter has not run);
+6. ``original+random-subset`` real + a random subset of the pool with the filtered set's per-class sizes
+                              (a control: does the filter beat chance selection?).
+
+Synthetic images of fold f come only from fold f's GAN (trained on fold f's
+training part). Images are tensors N×1×S×S (S pixels a side, values in [-1, 1]);
+targets are class indices 0..K-1 into the sorted configured class keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ctqc.config import ARMS, Config
+from ctqc.errors import UserError
+
+#: The arms that need ``ctqc filter``'s output (skipped when the filter has not run).
+NEEDS_FILTER = ("original+filtered", "original+random-subset")
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """What one fold offers the arms. ``test`` is used only for evaluation."""
+
+    fold: int
+    train: object  # LabelledImages: real training images
+    val: object  # LabelledImages: real validation images
+    test: object  # LabelledImages: real held-out test images
+    pool: object  # pandas.DataFrame: this fold's rows of samples/index.csv
+    pool_images: object  # torch.Tensor N×1×S×S, aligned with ``pool``
+    kept: frozenset[str] | None  # sample_ids kept by ctqc filter; None when the filter has not run
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """The training set of one arm in one fold (and seed, for the random subset)."""
+
+    images: object  # torch.Tensor N×1×S×S
+    targets: np.ndarray  # class indices 0..K-1
+    ids: tuple[str, ...]  # real image ids and synthetic sample_ids
+    n_real: int
+    n_synthetic: int
+    augment: bool
+
+
+def class_keys(cfg: Config) -> list[int]:
+    """The configured class keys, sorted: position k is class index k of the targets."""
+    return sorted(cfg.data.classes)
+
+
+def arm_order(arm: str) -> int:
+    """The arm's position in the canonical order (:data:`ctqc.config.ARMS`)."""
+    return ARMS.index(arm)
+
+
+def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_seed: int = 0, augment_all: bool = False) -> ArmData:
+    """The training set of ``arm`` for ``fold_data`` and ``seed`` (see the module docstring)."""
+    real, pool = fold_data.train, fold_data.pool
+    real_targets = np.searchsorted(np.array(keys), real.labels).astype(np.int64)
+    use_real = arm != "synthetic-only"
+    if arm in ("original", "original+classical"):
+        chosen = np.zeros(len(pool), dtype=bool)
+    elif arm in ("synthetic-only", "original+synthetic"):
+        chosen = np.ones(len(pool), dtype=bool)
+    elif arm in NEEDS_FILTER:
+        if fold_data.kept is None:
+            raise UserError(f"arm {arm} needs the filter's output: run `ctqc filter` first")
+        kept = pool["sample_id"].isin(fold_data.kept).to_numpy()
+        if arm == "original+filtered":
+            chosen = kept
+        else:  # same per-class sizes as the filtered set, drawn at random from the whole pool
+            rng = np.random.default_rng([base_seed, fold_data.fold, seed, 6])
+            chosen = np.zeros(len(pool), dtype=bool)
+            labels = pool["label"].to_numpy()
+            for key in keys:
+                members = np.flatnonzero(labels == key)
+                n = int((kept & (labels == key)).sum())
+                chosen[rng.choice(members, size=n, replace=False)] = True
+    else:
+        raise UserError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+    index = np.flatnonzero(chosen)
+    syn_images = fold_data.pool_images[torch.from_numpy(index)]
+    syn_targets = np.searchsorted(np.array(keys), pool["label"].to_numpy()[index]).astype(np.int64)
+    syn_ids = tuple(str(s) for s in pool["sample_id"].to_numpy()[index])
+    if use_real:
+        images = torch.cat([real.images, syn_images]) if len(index) else real.images
+        targets = np.concatenate([real_targets, syn_targets])
+        ids = tuple(real.ids) + syn_ids
+    else:
+        images, targets, ids = syn_images, syn_targets, syn_ids
+    return ArmData(
+        images=images,
+        targets=targets,
+        ids=ids,
+        n_real=len(real) if use_real else 0,
+        n_synthetic=len(index),
+        augment=augment_all or arm == "original+classical",
+    )
