@@ -1,33 +1,6 @@
-"""Procedural head-CT phantoms: the built-in demo data set and a test fixture.
+"""The phantom's anatomy: head geometry, tissues, normal findings, the bleed and the acquisition.
 
-The generator mimics the Kaggle "Head CT - hemorrhage" data set: axial slices at
-the level of the lateral ventricles as they look in a brain window (8-bit
-grayscale), half of them with an acute haemorrhage. Every slice shows scalp,
-skull, cortex with sulci, white matter, ventricles and, in both classes, normal
-findings that make the task non-trivial (calcifications, partial volume near
-the skull, beam-hardening streaks, window and noise variation).
-
-Intensities are modelled in "window units": 0 is the bottom and 1 the top of a
-W80/L40 brain window (0 and 80 HU), so air and fat lie far below 0 and bone far
-above 1, and both saturate when the image is clipped to [0, 1] at the end.
-
-Contracts
----------
-* Deterministic: the same :class:`PhantomSpec` gives bit-identical images on a
-  given platform (numpy's SIMD exp/sin/arctan2 may differ in the last bit
-  between CPU types, which can move a pixel by one grey level).
-* Image ``i`` is drawn from its own generator ``np.random.default_rng([seed, i])``
-  and its class is ``i % 2``, so an image does not depend on how many are made.
-* Both classes consume the random stream identically; the haemorrhage flag only
-  decides whether the drawn bleed is painted. With equal generator states the
-  haemorrhage render is therefore >= the normal render everywhere.
-* ``difficulty`` maps the same random draws to smaller and fainter bleeds, so for
-  a fixed generator state the bleed shrinks monotonically as difficulty grows.
-  Rendered at 256 px and downsized to 32x32, 200 slices train a small CNN
-  (bench/phantom_difficulty.py) to about 99 % test accuracy at difficulty 0,
-  82 % at 0.5 and chance at 1.
-
-Only numpy and scipy are imported so that importing this module stays cheap.
+Private to :mod:`ctqc.phantoms`; intensities in window units (0 = 0 HU, 1 = 80 HU).
 """
 
 from __future__ import annotations
@@ -37,8 +10,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
-
-__all__ = ["PhantomSet", "PhantomSpec", "generate_phantoms", "render_phantom"]
 
 # Window-unit intensities (0 = 0 HU, 1 = 80 HU); the soft-tissue ones are drawn per image.
 _AIR = -1.0  # air and fat: far below the window, so noise never lifts them above 0
@@ -58,78 +29,7 @@ _SIN = np.sin(np.arange(16)[:, None] * _ANGLES)
 
 
 @dataclass(frozen=True)
-class PhantomSpec:
-    """What to generate: ``2 * n_per_class`` square slices of ``size`` pixels.
-
-    ``difficulty`` in [0, 1]: 0 gives large, bright bleeds; 1 tiny, faint ones.
-    ``seed`` must be >= 0 (it seeds numpy's ``SeedSequence``).
-    """
-
-    n_per_class: int = 100
-    size: int = 256
-    seed: int = 0
-    difficulty: float = 0.5
-
-    def __post_init__(self) -> None:
-        if self.n_per_class < 1:
-            raise ValueError(f"n_per_class must be >= 1, got {self.n_per_class}")
-        if self.size < 16:
-            raise ValueError(f"size must be >= 16, got {self.size}")
-        if self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
-        if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError(f"difficulty must be in [0, 1], got {self.difficulty}")
-
-
-@dataclass(frozen=True)
-class PhantomSet:
-    """Generated slices.
-
-    ``images``: uint8, shape (N, size, size), N = 2 * n_per_class, 0 = black.
-    ``labels``: int64, shape (N,), 0 = normal, 1 = haemorrhage; ``labels[i] == i % 2``.
-    ``ids``: zero-padded indices "000", "001", ... of width max(3, len(str(N - 1))).
-    """
-
-    images: np.ndarray
-    labels: np.ndarray
-    ids: list[str]
-
-
-def generate_phantoms(spec: PhantomSpec = PhantomSpec()) -> PhantomSet:
-    """Render the phantom set described by ``spec`` (see :class:`PhantomSet`)."""
-    n = 2 * spec.n_per_class
-    labels = np.arange(n, dtype=np.int64) % 2  # interleaved: even = normal, odd = haemorrhage
-    images = np.empty((n, spec.size, spec.size), dtype=np.uint8)
-    for i in range(n):
-        rng = np.random.default_rng([spec.seed, i])
-        image = render_phantom(rng, spec.size, bool(labels[i]), spec.difficulty)
-        images[i] = np.rint(image * 255.0).astype(np.uint8)
-    width = max(3, len(str(n - 1)))
-    return PhantomSet(images=images, labels=labels, ids=[str(i).zfill(width) for i in range(n)])
-
-
-def render_phantom(rng: np.random.Generator, size: int, haemorrhage: bool, difficulty: float) -> np.ndarray:
-    """Render one slice as float32 (size, size) in [0, 1] (0 = air, 1 = bone).
-
-    ``size`` >= 16 px; ``difficulty`` in [0, 1] (see :class:`PhantomSpec`). What
-    is drawn from ``rng`` does not depend on ``haemorrhage``: two generators in
-    the same state render the same slice, once with and once without its
-    bleed, and end in the same state.
-    """
-    head = _Head.draw(rng, size)
-    image = _anatomy(rng, head) + _distractors(rng, head)
-    bleed_mask, bleed_level = _bleed(rng, head, difficulty)
-    if haemorrhage:
-        # Blood replaces whatever is darker than itself (brain, CSF) and leaves
-        # brighter tissue alone, so the bleed can only raise intensities.
-        image += bleed_mask * np.maximum(bleed_level - image, 0.0)
-    frame = np.zeros((size, size), dtype=np.float32)  # air outside the head's box
-    frame[head.box] = _acquire(rng, image, size)
-    return frame
-
-
-@dataclass(frozen=True)
-class _Head:
+class Head:
     """Geometry of one randomly posed head, sampled on the pixels of its bounding box.
 
     All arrays are float32 with the shape of the box ``box`` (a pair of slices
@@ -163,7 +63,7 @@ class _Head:
     pixels_per_unit: float
 
     @staticmethod
-    def draw(rng: np.random.Generator, size: int) -> _Head:
+    def draw(rng: np.random.Generator, size: int) -> Head:
         """Draw pose, outline and skull of a head in a ``size`` x ``size`` frame."""
         cx, cy = (float(c) for c in rng.uniform(-0.07, 0.07, size=2))
         angle = rng.uniform(-0.25, 0.25)
@@ -204,7 +104,7 @@ class _Head:
                 [cos * half_length * aspect, -sin * half_length, cx + 1.0 - (box[1].start + 0.5) / scale],
             ]
         ) * scale
-        return _Head(
+        return Head(
             size=size,
             box=box,
             x=x,
@@ -255,7 +155,7 @@ def _span(centre: float, half_width: float, scale: float, margin: float, size: i
     return slice(max(0, int(np.floor(low))), min(size, int(np.ceil(high)) + 1))
 
 
-def _anatomy(rng: np.random.Generator, head: _Head) -> np.ndarray:
+def anatomy(rng: np.random.Generator, head: Head) -> np.ndarray:
     """Normal anatomy in window units, before any acquisition effects."""
     grey = rng.uniform(0.46, 0.54)
     white = grey - rng.uniform(0.06, 0.11)
@@ -279,7 +179,7 @@ def _anatomy(rng: np.random.Generator, head: _Head) -> np.ndarray:
 
 
 def _sulci(
-    rng: np.random.Generator, head: _Head, depth: np.ndarray, parenchyma: np.ndarray, csf: float
+    rng: np.random.Generator, head: Head, depth: np.ndarray, parenchyma: np.ndarray, csf: float
 ) -> np.ndarray:
     """Darken thin, winding clefts of CSF that reach in from the brain surface."""
     # Zero crossings of a smooth random field are winding lines, like sulci.
@@ -290,7 +190,7 @@ def _sulci(
     return parenchyma + strength * clefts * band * (csf - parenchyma)
 
 
-def _ventricles(rng: np.random.Generator, head: _Head) -> np.ndarray:
+def _ventricles(rng: np.random.Generator, head: Head) -> np.ndarray:
     """Mask of the lateral ventricles: two crescents ")(" either side of the midline."""
     scale = rng.uniform(0.7, 1.4)  # atrophy enlarges the ventricles
     gap = rng.uniform(0.05, 0.1) * scale
@@ -310,14 +210,14 @@ def _ventricles(rng: np.random.Generator, head: _Head) -> np.ndarray:
     return np.maximum(mask, third * (rng.uniform() < 0.5))
 
 
-def _falx(head: _Head) -> np.ndarray:
+def _falx(head: Head) -> np.ndarray:
     """Thin midline line (falx cerebri), only in front of and behind the ventricles."""
     line = np.exp(-np.minimum((head.x / 0.008) ** 2, 30.0))  # capped: no float32 underflow
     away_from_centre = np.clip((np.abs(head.y) - 0.3) / 0.1, 0.0, 1.0)
     return line * away_from_centre * head.inside(head.inner_skull - head.csf_rim - head.rho)
 
 
-def _distractors(rng: np.random.Generator, head: _Head) -> np.ndarray:
+def distractors(rng: np.random.Generator, head: Head) -> np.ndarray:
     """Normal findings, equally likely in both classes, some of which resemble small bleeds."""
     extra = np.zeros_like(head.rho)
 
@@ -350,7 +250,7 @@ def _distractors(rng: np.random.Generator, head: _Head) -> np.ndarray:
     return extra
 
 
-def _bleed(rng: np.random.Generator, head: _Head, difficulty: float) -> tuple[np.ndarray, np.ndarray]:
+def bleed(rng: np.random.Generator, head: Head, difficulty: float) -> tuple[np.ndarray, np.ndarray]:
     """Draw one haemorrhage: its soft mask in [0, 1] and its (mottled) window-unit level.
 
     All values are drawn whatever the class and kind; ``difficulty`` only
@@ -385,7 +285,7 @@ def _bleed(rng: np.random.Generator, head: _Head, difficulty: float) -> tuple[np
 
 
 def _blob(
-    head: _Head, centre: complex, radius: float, elongation: float, orientation: float, lumps: np.ndarray
+    head: Head, centre: complex, radius: float, elongation: float, orientation: float, lumps: np.ndarray
 ) -> np.ndarray:
     """Irregular elliptical blob with low-order boundary ``lumps``, clipped to the brain."""
     mask = np.zeros_like(head.rho)
@@ -400,7 +300,7 @@ def _blob(
     return mask * head.brain
 
 
-def _acquire(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
+def acquire(rng: np.random.Generator, image: np.ndarray, size: int) -> np.ndarray:
     """Apply window jitter, blur and scanner noise; clip to float32 [0, 1]."""
     gain, offset = rng.uniform(0.85, 1.15), rng.uniform(-0.05, 0.05)
     image = (image - 0.45) * gain + (0.45 + offset)  # slightly different window settings
@@ -435,7 +335,7 @@ def _fourier(rng: np.random.Generator, orders: range, amplitude: float) -> np.nd
     return (a * _COS[orders.start : orders.stop] + b * _SIN[orders.start : orders.stop]).sum(axis=0)
 
 
-def _smooth_noise(rng: np.random.Generator, head: _Head, cells: int) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, head: Head, cells: int) -> np.ndarray:
     """Smooth unit-variance random field on the head's box, features about size/cells px wide.
 
     A (cells + 3)^2 grid of Gaussian control points spanning the whole frame is
