@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ctqc import __version__, atomic
+from ctqc.artefacts import Manifest, write_artefact
 from ctqc.config import Config, load_config
 from ctqc.data import LabelledImages, load_dataset
 from ctqc.data.synthetic import load_synthetic
@@ -134,7 +135,8 @@ class Run:
             raise UserError(f"{self.manifest_path}: unreadable manifest ({exc.__class__.__name__})") from None
 
     def _write_manifest(self, manifest: dict[str, Any]) -> None:
-        atomic.write_json(self.manifest_path, manifest)
+        """Validate ``manifest`` against :class:`ctqc.artefacts.Manifest` and write what it holds."""
+        write_artefact(self.manifest_path, Manifest.model_validate(manifest))
 
     def stage_status(self, stage: str) -> str | None:
         return self.manifest().get("stages", {}).get(stage, {}).get("status")

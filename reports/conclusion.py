@@ -8,6 +8,8 @@ effect; nothing is said about a stage that did not run.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 # the arm whose comparison with "original" is the headline, then the others
 ARM_ORDER = ["original+filtered", "original+synthetic", "synthetic-only", "original+classical", "original+random-subset"]
@@ -69,9 +71,10 @@ def comparison_sentence(c: dict) -> str | None:
 
 
 def classification_sentences(summary: dict | None) -> list[str]:
-    if not isinstance(summary, dict):
+    """The headline metric's comparisons (arms against ``original`` first), then the skipped arms."""
+    if not summary:
         return []
-    comps = [c for c in summary.get("comparisons") or [] if isinstance(c, dict)]
+    comps = list(summary.get("comparisons") or [])
     metrics_present = {c.get("metric") for c in comps}
     metric = HEADLINE_METRIC if HEADLINE_METRIC in metrics_present else (sorted(m for m in metrics_present if m) or [None])[0]
     chosen = [c for c in comps if c.get("metric") == metric]
@@ -127,3 +130,55 @@ def ct_sentence(name: str, c_t) -> str | None:
     if c_t < -2:
         return f"{name}: C_T = {shown}, below −2: the synthetic images sit closer to training images than fresh real images do — evidence of copying."
     return f"{name}: C_T = {shown} (copying would push it well below 0): no evidence of data copying."
+
+
+# ----------------------------------------------------------------------------- the conclusion section
+
+
+class SectionLike(Protocol):
+    id: str
+    title: str
+    ran: bool
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+
+def paragraphs(sections: Mapping[str, SectionLike], headlines: Mapping[str, Any]) -> list[tuple[str, list[str]]]:
+    """(question, sentences) from the other sections' sentences and headline numbers (``report/summary.json``)."""
+    out: list[tuple[str, list[str]]] = []
+    cls = headlines.get("classification")
+    if cls:
+        lines = classification_sentences({"comparisons": cls.get("comparisons"), "skipped": cls.get("skipped")})
+        if not lines:
+            lines = ["The comparison ran, but its summary holds no paired comparisons, so no difference between arms can be stated."]
+        out.append(("Does augmentation help?", lines))
+    realism = list(sections["c2st"].get("sentences") or []) + list(sections["metrics"].get("sentences") or [])
+    if realism:
+        out.append(("Are the synthetic images realistic?", realism))
+    filt = headlines.get("filter")
+    if filt:
+        lines = [f"The filter (threshold {filt['c2st_threshold']}) kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images."]
+        for unit, v in filt["per_class"].items():
+            after = c2st_sentence(unit, v.get("c2st_after") or {})
+            if after:
+                lines.append(f"After filtering — {after}")
+        out.append(("Filtering", lines))
+    mem = sections["memorisation"].get("sentences") or []
+    if mem:
+        out.append(("Copies of training images?", list(mem)))
+    gan = sections["gan"]
+    if gan.ran and gan.get("warnings"):
+        out.append(("GAN training", [f"The trainer warned: {w}." for w in gan.get("warnings")]))
+    st = headlines.get("selftest")
+    if st:
+        verdict = "passed" if st.get("pass") else "did not pass every check"
+        checks = f"null: {passfail(st.get('null_pass'))}, planted artifacts: {passfail(st.get('planted_pass'))}, copies: {passfail(st.get('copies_pass'))}"
+        out.append(("Can the QC be trusted?", [f"The planted-defect self-test {verdict} ({checks})."]))
+    missing = [s.title for s in sections.values() if not s.ran and s.id != "conclusion"]
+    if missing:
+        out.append(("Not covered", [f"No conclusion is drawn about: {', '.join(missing)} (not run)."]))
+    return out
+
+
+def passfail(v) -> str:
+    return "pass" if v is True else "fail" if v is False else "not recorded"

@@ -96,14 +96,14 @@ METRIC_LABELS = {
 
 def distribution_metrics(scopes: dict[str, dict]) -> str | None:
     """Per metric a panel: each scope's synthetic-vs-real value with its CI next to the real-vs-real floor."""
-    metrics = [m for m in METRIC_LABELS if any(isinstance(s.get(m), dict) and s[m].get("value") is not None for s in scopes.values())]
+    metrics = [m for m in METRIC_LABELS if any((s.get(m) or {}).get("value") is not None for s in scopes.values())]
     if not metrics:
         return None
     names = list(scopes)
     fig, axes = new_figure(len(metrics), width=max(6.0, 3.0 * len(metrics)), height=1.9 + 0.45 * len(names))
     for ax, metric in zip(axes[0], metrics):
         for j, name in enumerate(names):
-            entry = scopes[name].get(metric) if isinstance(scopes[name].get(metric), dict) else {}
+            entry = scopes[name].get(metric) or {}
             for offset, key, lo, hi, col, marker, label in (
                 (-0.13, "value", "ci_low", "ci_high", SYNTHETIC, "o", "synthetic vs real"),
                 (0.13, "floor", "floor_ci_low", "floor_ci_high", FLOOR, "s", "real vs real (floor)"),
@@ -221,7 +221,7 @@ def classification_dots(results, arms_summary: dict, metrics: list[str], paper: 
                 ax.errorbar([j + 0.3], [mean], yerr=err, fmt="o", color="black", ms=5, capsize=3, lw=1.3, zorder=3, label="mean, 95 % CI" if j == 0 else None)
             ref = ((paper or {}).get(arm) or {}).get(metric)
             if _num(ref) is not None:
-                ax.scatter([j + 0.3], [_fraction(ref)], marker="D", s=36, facecolor="white", edgecolor=THRESHOLD, lw=1.3, zorder=4, label="paper (Table 1)" if "paper (Table 1)" not in ax.get_legend_handles_labels()[1] else None)
+                ax.scatter([j + 0.3], [float(ref)], marker="D", s=36, facecolor="white", edgecolor=THRESHOLD, lw=1.3, zorder=4, label="paper (Table 1)" if "paper (Table 1)" not in ax.get_legend_handles_labels()[1] else None)
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
         ax.set(title=metric.replace("_", " "), ylabel=f"{metric.replace('_', ' ')} (fraction, test split)", ylim=(-0.02, 1.02))
         handles, labels = ax.get_legend_handles_labels()
@@ -270,12 +270,6 @@ def _num(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
-
-
-def _fraction(v) -> float:
-    """The paper reports percentages; everything else here is a fraction."""
-    f = float(v)
-    return f / 100.0 if f > 1.0 else f
 
 
 def _floats(values) -> list[float]:

@@ -2,11 +2,11 @@
 
 Runs shared by this module and tests/test_report_browser.py (built once per session):
 
-- ``smoke``: a real smoke run on the built-in phantoms, ``train`` then ``filter`` (t-SNE only);
-- ``full``: a copy of it plus fabricated ``qc/metrics.json``, ``qc/c2st_scores.csv``,
-  ``qc/selftest.json`` and ``compare/`` files that follow the stages' contracts
-  (those stages are being written; the report must render what they will write);
-- ``xss``: a ``train``-only run over a data folder with a file named
+- ``smoke``: a real smoke run on the built-in phantoms, ``train`` → ``generate`` → ``score`` →
+  ``filter`` (t-SNE only);
+- ``full``: a copy of it plus fabricated ``qc/metrics.json``, ``qc/selftest.json`` and
+  ``compare/`` files that follow the artefact models (:mod:`ctqc.artefacts`) with chosen numbers;
+- ``xss``: a ``train`` + ``generate`` run over a data folder with a file named
   ``<img src=x onerror=alert(1)>.png`` and a class named ``<script>``;
 - ``xss_full``: a copy of it with the fabricated downstream files, so user
   strings reach every section.
@@ -35,12 +35,12 @@ _RUNS: dict[str, Path] = {}
 # ----------------------------------------------------------------------------- shared runs
 
 
-def _train(root: Path, data: Path | None = None, extra: tuple[str, ...] = ()) -> Path:
+def _train(root: Path, data: Path | None = None, extra: tuple[str, ...] = (), stages: tuple[str, ...] = ("train", "generate")) -> Path:
     from ctqc.config import load_config
-    from ctqc.train import train
+    from ctqc.pipeline import run_pipeline
 
     cfg = load_config("smoke", [f"run.root={root}", *extra], data)
-    return train(cfg, progress=False).path
+    return run_pipeline(cfg, stages=stages, progress=False, say=lambda _: None).run.path
 
 
 def shared_run(name: str, tmp_path_factory) -> Path:
@@ -48,12 +48,8 @@ def shared_run(name: str, tmp_path_factory) -> Path:
     if name in _RUNS:
         return _RUNS[name]
     if name == "smoke":
-        from ctqc.filtering import run_filter
-        from ctqc.rundir import RunDir
-
         # t-SNE only: UMAP's numba compilation costs ~20-60 s per process here and adds nothing to the report's tests
-        path = _train(tmp_path_factory.mktemp("report_smoke") / "runs", extra=("qc.embeddings=[tsne]",))
-        run_filter(RunDir.open(path))
+        path = _train(tmp_path_factory.mktemp("report_smoke") / "runs", extra=("qc.embeddings=[tsne]",), stages=("train", "generate", "score", "filter"))
     elif name == "full":
         path = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path_factory.mktemp("report_full"))
         fabricate_downstream(path)
@@ -91,9 +87,10 @@ def write_xss_data(folder: Path) -> Path:
 
 
 def fabricate_downstream(run: Path) -> dict:
-    """qc/metrics.json, qc/c2st_scores.csv, qc/selftest.json and compare/* following the stage contracts.
+    """qc/metrics.json, qc/selftest.json and compare/* following the artefact models, with chosen numbers.
 
-    Returns the numbers the report must show.
+    The run's own qc/scores.csv (score stage) stays: the calibration plot reads it. Returns the
+    numbers the report must show.
     """
     splits = pd.read_csv(run / "splits.csv", dtype={"id": str})
     index = pd.read_csv(run / "samples" / "index.csv")
@@ -118,12 +115,6 @@ def fabricate_downstream(run: Path) -> dict:
     }
     (run / "qc").mkdir(exist_ok=True)
     (run / "qc" / "metrics.json").write_text(json.dumps(metrics))
-    rows = []
-    for c in classes:
-        for i in range(40):
-            syn = i % 2 == 1
-            rows.append({"id": f"{c}-{i}", "class": c, "fold": 0, "source": "synthetic" if syn else "real", "p_synthetic": float(np.clip(rng.normal(0.65 if syn else 0.35, 0.15), 0, 1))})
-    pd.DataFrame(rows).to_csv(run / "qc" / "c2st_scores.csv", index=False)
     selftest = {
         "n_images": 178, "features": ["pixels", "fft", "histogram"], "classifier": "logreg", "threshold": 0.6,
         "null": {"auc": [0.49, 0.52, 0.45], "p_values": [0.4, 0.9, 0.09], "discarded_fraction": [0.02, 0.07, 0.0], "pass": True},
@@ -167,11 +158,11 @@ def report_of(name: str, tmp_path_factory):
     """(run path, ReportResult) — the report of a shared run, rendered once per session."""
     key = f"report:{name}"
     if key not in _RUNS:
-        from ctqc.report import make_report
-        from ctqc.rundir import RunDir
+        from ctqc.run import Run
+        from ctqc.stages.report import make_report
 
         run = shared_run(name, tmp_path_factory)
-        _RUNS[key] = make_report(RunDir.open(run))  # type: ignore[assignment]
+        _RUNS[key] = make_report(Run.open(run))  # type: ignore[assignment]
     return shared_run(name, tmp_path_factory), _RUNS[key]
 
 
@@ -254,7 +245,7 @@ def test_full_report_renders_every_section_with_the_saved_numbers(full_report):
     # 5 distribution metrics with CIs and floors, and how to read them
     assert "120 [100, 140]" in text["metrics"] and "30 [20, 45]" in text["metrics"] and "How to read" in text["metrics"]
     assert "lies above the real-vs-real floor" in text["metrics"] and "no evidence of a distribution gap" in text["metrics"] and "without CIs no conclusion is drawn" in text["metrics"]
-    # 7 C2ST: per-class AUC with permutation p; histogram with threshold; calibration from c2st_scores.csv
+    # 7 C2ST: per-class AUC with permutation p; histogram with threshold; calibration from qc/scores.csv
     assert "0.912" in text["c2st"] and "p = 0.005" in text["c2st"] and "Calibration plot: not available" not in text["c2st"]
     # 8 memorisation: the fabricated pair and C_T
     assert "\u22123.5" in text["memorisation"] and "evidence of copying" in text["memorisation"]
@@ -363,8 +354,8 @@ def test_cli_report_writes_html_summary_and_manifest_stage(tmp_path_factory, run
 
 def test_galleries_are_capped_and_thumbnails_small(tmp_path_factory, tmp_path):
     """A big pool does not make a big report: at most MAX_SAMPLES per class, each thumbnail ≤ 64 px."""
-    from ctqc.report import make_report
-    from ctqc.rundir import RunDir
+    from ctqc.run import Run
+    from ctqc.stages.report import make_report
     from reports.sections import MAX_GALLERY, MAX_SAMPLES
 
     run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
@@ -381,7 +372,7 @@ def test_galleries_are_capped_and_thumbnails_small(tmp_path_factory, tmp_path):
     rejected = pd.read_csv(run / "filter" / "rejected.csv", dtype=str)
     big_rejected = pd.concat([rejected.assign(file=rejected["file"].str.replace(".png", f"_{k:02d}.png")) for k in range(25)])
     big_rejected.to_csv(run / "filter" / "rejected.csv", index=False)
-    result = make_report(RunDir.open(run), real_images=False)
+    result = make_report(Run.open(run), real_images=False)
     doc = parse(result.html_path.read_text())
     imgs = [a for t, a in doc.tags if t == "img"]
     assert sum(a.get("title", "").startswith("synthetic normal") for a in imgs) == MAX_SAMPLES
@@ -450,3 +441,20 @@ def test_kfold_run_shows_every_fold(tmp_path_factory, tmp_path):
     assert report.summary["data"]["folds"] == 2 and set(report.summary["gan"]) == {"fold0/normal", "fold0/haemorrhage", "fold1/normal", "fold1/haemorrhage"}
     assert "fold 1 / haemorrhage" in doc.sections["gan"] and "split (fold 0)" in doc.sections["data"]
     assert report.html.count("<figcaption>epoch 2</figcaption>") == 2  # grids of fold 0 only
+
+
+def test_reports_imports_only_the_layout_artefacts_and_foundations():
+    """reports/ reads run files; it never imports stage, pipeline or QC code (import-linter checks the same)."""
+    import ast
+
+    import reports
+
+    allowed = {"ctqc.layout", "ctqc.artefacts", "ctqc.paper", "ctqc.errors", "ctqc.atomic"}
+    for file in Path(reports.__file__).parent.rglob("*.py"):
+        for node in ast.walk(ast.parse(file.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                if name == "ctqc":
+                    assert isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["__version__"], (file, name)
+                elif name.startswith("ctqc."):
+                    assert name in allowed, (file, name)

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 
 from ctqc import atomic
-from ctqc.artefacts import Scoring, read_artefact
+from ctqc.artefacts import QCMetrics, Scoring, read_artefact, write_artefact
 from ctqc.errors import UserError
 from ctqc.qc.domain import describe_encoder, encoders_if_used
 from ctqc.qc.features import extract
@@ -46,10 +46,10 @@ def run_qc(run: Run) -> dict:
         kept = units_from_run(run, kept_only=True) if run.stage_status("filter") == "done" else None
         scoring = read_artefact(layout.scoring, Scoring)
         scores = ScoreSet(table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str}), units=scoring.model_dump(by_alias=True)["units"])
-        metrics = _qc(units, kept, run.config, layout.features, scores)
-        atomic.write_json(layout.metrics, metrics)
+        metrics = QCMetrics.model_validate(_qc(units, kept, run.config, layout.features, scores))
+        write_artefact(layout.metrics, metrics)
         outputs.append(layout.rel(layout.metrics))
-    return metrics
+    return metrics.model_dump(by_alias=True, exclude_unset=True)
 
 
 def qc_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg) -> dict:
@@ -61,15 +61,14 @@ def qc_folders(real_dir: Path, synthetic_dir: Path, out: Path, cfg) -> dict:
     units = units_from_folders(real_dir, synthetic_dir, cfg)
     cache = cache_dir() / "features"
     scores = score_units(units, cfg.model_copy(update={"qc": cfg.qc.model_copy(update={"embeddings": []})}), cache)
-    metrics = _qc(units, None, cfg, cache, scores)
-    metrics["real"], metrics["synthetic"] = str(real_dir), str(synthetic_dir)
+    metrics = QCMetrics.model_validate({**_qc(units, None, cfg, cache, scores), "real": str(real_dir), "synthetic": str(synthetic_dir)})
     staging = out.parent / f".{out.name}.new"
     shutil.rmtree(staging, ignore_errors=True)
     with atomic.atomic_dir(staging) as tmp:
-        atomic.write_json(tmp / "metrics.json", metrics)
+        write_artefact(tmp / "metrics.json", metrics)
         scores.table.to_csv(tmp / "scores.csv", index=False)
     atomic.replace_dir(staging, out)
-    return metrics
+    return metrics.model_dump(by_alias=True, exclude_unset=True)
 
 
 def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
@@ -134,7 +133,7 @@ def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dic
     c_t = data_copying_statistic(*feats, random_state=0)
     nearest = rows.sort_values("copy_ratio", kind="stable").head(PAIRS_SHOWN)
     pairs = [
-        {"sample_id": r.id, "file": r.file, "train_id": r.nearest_train_id, "correlation": round(1 - float(r.copy_distance), 6), "ratio": float(r.copy_ratio), "flagged": bool(r.copy_flagged)}
+        {"sample_id": r.id, "file": r.file, "train_id": _text(r.nearest_train_id), "correlation": round(1 - float(r.copy_distance), 6), "ratio": float(r.copy_ratio), "flagged": bool(r.copy_flagged)}
         for r in nearest.itertuples()
     ]
     return {
@@ -143,3 +142,8 @@ def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dic
         "copy_threshold": scores.units[unit.label]["copy_threshold"],
         "pairs": pairs,
     }
+
+
+def _text(value) -> str | None:
+    """A CSV cell as a string, None where pandas read an empty cell (NaN)."""
+    return None if pd.isna(value) else str(value)

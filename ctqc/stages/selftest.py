@@ -7,7 +7,7 @@ copies — see :mod:`ctqc.qc.selftest`. Uses the run's data and splits as loaded
 
 from __future__ import annotations
 
-from ctqc import atomic
+from ctqc.artefacts import Selftest, write_artefact
 from ctqc.qc.selftest import selftest
 from ctqc.run import Run
 
@@ -16,7 +16,7 @@ def run_selftest(run: Run) -> dict:
     """Self-test of ``run``'s QC settings; writes ``qc/selftest.json`` and returns its content."""
     cfg = run.config
     with run.stage("selftest") as outputs:
-        report = selftest(cfg, null_permutations=cfg.qc.n_permutations // 2 or 20, data=run.data(), splits=run.splits)
-        atomic.write_json(run.layout.selftest, report)
+        report = Selftest.model_validate(selftest(cfg, null_permutations=cfg.qc.n_permutations // 2 or 20, data=run.data(), splits=run.splits))
+        write_artefact(run.layout.selftest, report)
         outputs.append(run.layout.rel(run.layout.selftest))
-    return report
+    return report.model_dump(by_alias=True, exclude_unset=True)

@@ -1,0 +1,67 @@
+"""5 Distribution metrics: FID, KID, precision/recall per scope next to the real-vs-real floor (qc/metrics.json)."""
+
+from __future__ import annotations
+
+from ctqc.artefacts import Estimate, ScopeMetrics
+from reports import conclusion as concl
+from reports import figures
+from reports.rundata import RunData
+from reports.sections.common import Section, ci
+
+
+def value_ci(e: Estimate) -> str:
+    return ci(e.value, e.ci_low, e.ci_high)
+
+
+def floor_ci(e: Estimate) -> str:
+    return ci(e.floor, e.floor_ci_low, e.floor_ci_high)
+
+
+def headline(scopes: dict[str, ScopeMetrics]) -> dict[str, dict[str, dict]]:
+    """scope → metric → estimate, for report/summary.json (metrics a scope lacks are left out)."""
+    return {name: {m: e.model_dump(exclude_unset=True) for m, e in s.estimates().items()} for name, s in scopes.items()}
+
+
+def rows(scopes: dict[str, ScopeMetrics]) -> list[dict]:
+    """Long format: one row per scope × metric, with the value, its size-matched value and the floor."""
+    out = []
+    for name, s in scopes.items():
+        for metric, e in s.estimates().items():
+            if concl.num(e.value) is None:
+                continue
+            matched = concl.num(e.matched)
+            out.append(
+                {
+                    "scope": name,
+                    "metric": figures.METRIC_LABELS[metric][0],
+                    "value": value_ci(e),
+                    "matched": "–" if matched is None else concl.sig(matched, 4),
+                    "floor": floor_ci(e),
+                    "n": " / ".join("–" if n is None else str(n) for n in (s.n_synthetic, s.n_real, s.n_floor)),
+                }
+            )
+    return out
+
+
+def build(run: RunData) -> Section:
+    metrics = run.metrics()
+    if metrics is None or not metrics.scopes:
+        return Section("metrics", "Distribution metrics", False)
+    scopes = metrics.scopes
+    sentences = []
+    for name, s in scopes.items():
+        for metric in ("fid", "kid"):
+            e = getattr(s, metric)
+            sentence = concl.distribution_sentence(name, metric, e.model_dump()) if e is not None else None
+            if sentence:
+                sentences.append(sentence)
+    content = {
+        "extractor": metrics.extractor,
+        "n_bootstrap": metrics.n_bootstrap,
+        "reference": metrics.reference,
+        "warnings": list(metrics.warnings),
+        "rows": rows(scopes),
+        "figure": figures.distribution_metrics(headline(scopes)),
+        "sentences": sentences,
+    }
+    return Section("metrics", "Distribution metrics", True, content, {"extractor": metrics.extractor, "scopes": headline(scopes)})

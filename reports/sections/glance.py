@@ -1,0 +1,47 @@
+"""At a glance: short headline facts for the top of the page, from the sections' headline numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reports import conclusion as concl
+from reports.sections.common import Section, auc, ci
+
+
+def facts(sections: list[Section], headlines: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) pairs, each with its uncertainty where it has one."""
+    out: list[tuple[str, str]] = []
+    data = headlines.get("data") or {}
+    if data.get("class_counts"):
+        sizes = data.get("split_sizes") or {}
+        split = f"; split {sizes.get('train')} / {sizes.get('val')} / {sizes.get('test')} train / val / test" if sizes else ""
+        out.append(("Data", f"{data.get('n_images')} images — " + ", ".join(f"{n} {c}" for c, n in data["class_counts"].items()) + split))
+    gan = headlines.get("gan") or {}
+    if gan:
+        warned = sum(1 for u in gan.values() if u["warnings"])
+        out.append(("GAN", f"{len(gan)} GAN(s) trained" + (f"; {warned} with trainer warnings" if warned else "")))
+    c2st = headlines.get("c2st") or {}
+    source = c2st.get("qc") or c2st.get("filter") or {}
+    parts = [f"{k} AUC {auc(v.get('auc'))} ({concl.fmt_p(v.get('p_value'))})" for k, v in source.items() if concl.num(v.get("auc")) is not None]
+    if parts:
+        out.append(("Realism (C2ST, 0.5 = indistinguishable)", "; ".join(parts)))
+    scopes = (headlines.get("distribution_metrics") or {}).get("scopes") or {}
+    fid = [(k, v["fid"]) for k, v in scopes.items() if concl.num((v.get("fid") or {}).get("value")) is not None]
+    if fid:
+        text = "; ".join(f"{k} {ci(e.get('value'), e.get('ci_low'), e.get('ci_high'))} vs {ci(e.get('floor'), e.get('floor_ci_low'), e.get('floor_ci_high'))}" for k, e in fid)
+        out.append(("FID vs real-vs-real floor", text))
+    filt = headlines.get("filter")
+    if filt:
+        out.append(("Filter", f"kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images (threshold {filt['c2st_threshold']})"))
+    cls = headlines.get("classification")
+    if cls:
+        lines = concl.classification_sentences({"comparisons": cls.get("comparisons")})
+        out.append(("Augmentation", lines[0] if lines else "no paired comparisons in compare/summary.json"))
+    st = headlines.get("selftest")
+    if st:
+        out.append(("QC self-test", "passed" if st.get("pass") else "did not pass every check"))
+    missing = [s.title for s in sections if not s.ran]
+    if missing:
+        out.append(("Not run", ", ".join(missing)))
+    return out

@@ -1,0 +1,49 @@
+"""11 QC self-test: null, planted artefacts and planted copies (qc/selftest.json)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ctqc.artefacts import CopyCheck, NullCheck, PlantedCheck
+from reports.rundata import RunData
+from reports.sections.common import Section, auc, percent
+
+STRENGTHS = ["low", "medium", "high"]
+
+
+def _finite(values: list[float | None]) -> list[float]:
+    return [v for v in values if v is not None and np.isfinite(v)]
+
+
+def build(run: RunData) -> Section:
+    st = run.selftest()
+    if st is None:
+        return Section("selftest", "QC self-test", False)
+    null, planted, copies = st.null or NullCheck(), st.planted or PlantedCheck(), st.copies or CopyCheck()
+    aucs, pvals, disc = _finite(null.auc), _finite(null.p_values), _finite(null.discarded_fraction)
+    null_row = {
+        "auc": f"{np.mean(aucs):.3f} ({min(aucs):.3f}–{max(aucs):.3f} over {len(aucs)} splits)" if aucs else "–",
+        "p": f"{min(pvals):.2g}–{max(pvals):.2g}" if pvals else "–",
+        "discarded": f"≤ {max(disc):.0%}" if disc else "–",
+        "pass": null.passed,
+    }
+    planted_rows = [{"name": name.replace("_", " "), "cells": [auc(levels.get(s)) for s in STRENGTHS]} for name, levels in planted.auroc.items()]
+    copy_rows = [(kind.replace("_", " "), percent(v)) for kind, v in copies.flagged.items()]
+    summary = {"pass": st.passed, "null_pass": null.passed, "planted_pass": planted.passed, "copies_pass": copies.passed}
+    content = {
+        "overall": st.passed,
+        "null": null_row,
+        "planted_rows": planted_rows,
+        "strengths": STRENGTHS,
+        "rising": planted.rising_with_strength,
+        "medium_ok": planted.medium_at_least_0_9,
+        "planted_pass": planted.passed,
+        "copy_rows": copy_rows,
+        "genuine": percent(copies.genuine_flagged),
+        "copies_pass": copies.passed,
+        "n_images": st.n_images,
+        "features": ", ".join(st.features),
+        "threshold": st.threshold,
+        "images_used": st.data.images_used if st.data else None,
+    }
+    return Section("selftest", "QC self-test", True, content, summary)
