@@ -124,14 +124,6 @@ class RunLayout:
         return self.qc / "metrics.json"
 
     @property
-    def c2st_scores(self) -> Path:
-        return self.qc / "c2st_scores.csv"
-
-    @property
-    def memorisation(self) -> Path:
-        return self.qc / "memorisation.csv"
-
-    @property
     def embeddings(self) -> Path:
         return self.qc / "embeddings.csv"
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ctqc import __version__
+from reports.sections import build
+
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 
@@ -38,8 +41,6 @@ def environment():
 
 
 def render_html(context: dict) -> str:
-    from ctqc import __version__
-
     template = environment().get_template(TEMPLATE)
     return template.render(ctqc_version=__version__, generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), **context)
 
@@ -51,7 +52,5 @@ def build_report(run_path: str | Path, real_images: Mapping[str, np.ndarray] | N
     examples and nearest-training-image pairs); ``real_images_note`` says why
     they are absent when ``None``.
     """
-    from reports.sections import build
-
     context, summary = build(Path(run_path), real_images, real_images_note)
     return Report(html=render_html(context), summary=summary)

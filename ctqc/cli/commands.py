@@ -280,6 +280,7 @@ def selftest_cmd(
     """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies."""
     _single_process("selftest")
     from ctqc import atomic
+    from ctqc.artefacts import Selftest, write_artefact
     from ctqc.qc.selftest import selftest
 
     cfg = _load_config(config, data, set_)
@@ -287,7 +288,7 @@ def selftest_cmd(
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'selftest.json'}")
     atomic.check_can_create(out)  # before the minute of work, not after
     report = selftest(cfg, null_permutations=permutations)
-    atomic.write_json(out, report)
+    write_artefact(out, Selftest.model_validate(report))
     console = _console()
     null, planted, copies = report["null"], report["planted"], report["copies"]
     mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"

@@ -31,6 +31,7 @@ import pandas as pd
 from classify.models import check_pretrained_available
 from ctqc import atomic
 from ctqc import distributed as ddp
+from ctqc.artefacts import CompareSummary, write_artefact
 from ctqc.config import ARMS, Config
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
@@ -149,7 +150,7 @@ def compare(
         if world.is_main:
             atomic.write_text(folder / "results.csv", results.to_csv(index=False))
             _write_predictions(folder, [records[k] for k in sorted(records)])
-            atomic.write_json(folder / "summary.json", summary)
+            write_artefact(run.layout.compare_summary, CompareSummary.model_validate(atomic.jsonable(summary)))
             atomic.write_text(folder / "table.txt", table)
         outputs += ["compare/results.csv", "compare/summary.json", "compare/table.txt", "compare/predictions"]
     return CompareResult(folder=folder, results=results, summary=summary, table=table, trained=trained, reused=reused, config=cfg)
