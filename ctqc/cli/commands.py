@@ -140,7 +140,7 @@ def generate_cmd(
 @app.command("filter")
 def filter_cmd(
     run: RunOpt = None,
-    c2st_threshold: Annotated[Optional[float], typer.Option("--c2st-threshold", help="Drop images with calibrated p(synthetic) above this (default: qc.c2st_threshold, 0.6).")] = None,
+    c2st_threshold: Annotated[Optional[float], typer.Option("--c2st-threshold", help="Drop images whose out-of-fold, equal-prior p(synthetic) is above this (default: qc.c2st_threshold, 0.6).")] = None,
     no_memorisation: Annotated[bool, typer.Option("--no-memorisation", help="Skip the copy check.")] = False,
     real: RealOpt = None,
     synthetic: SyntheticOpt = None,
