@@ -200,15 +200,18 @@ def _filter_unit(unit, cfg, threshold: float, memorisation: bool, cache, domain_
         ]
         for i, (sample_id, file) in enumerate(zip(pool["sample_id"], pool["file"]))
     ]  # fmt: skip
-    embedding = _embedding_rows(qc, cfg.seed, unit, real_f, syn_f, kept_mask) if qc.embeddings else None
+    embedding = _embedding_rows(qc, cfg.seed, unit, real_f, syn_f, kept_mask, report) if qc.embeddings else None
     return rows, report, embedding
 
 
-def _embedding_rows(qc: QCConfig, seed: int, unit, real_f, syn_f, kept_mask):
-    """t-SNE / UMAP coordinates of one fold and class: real reference images and the synthetic pool."""
+def _embedding_rows(qc: QCConfig, seed: int, unit, real_f, syn_f, kept_mask, report: dict):
+    """t-SNE / UMAP coordinates of one fold and class: real reference images and the synthetic pool.
+
+    A method skipped for too few images leaves its columns empty and a note in ``report["notes"]``.
+    """
     import pandas as pd
 
-    from ctqc.qc.embeddings import embed
+    from ctqc.qc.embeddings import embed, skip_note
 
     table = pd.DataFrame(
         {
@@ -222,6 +225,9 @@ def _embedding_rows(qc: QCConfig, seed: int, unit, real_f, syn_f, kept_mask):
     features = np.vstack([real_f, syn_f])
     for method in qc.embeddings:
         coords = embed(features, method, seed=seed + unit.fold)
+        if coords is None:
+            coords = np.full((len(features), 2), np.nan)
+            report.setdefault("notes", []).append(skip_note(method, len(features), unit.label))
         table[f"{method}_x"], table[f"{method}_y"] = coords[:, 0].round(5), coords[:, 1].round(5)
     return table
 

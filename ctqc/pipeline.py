@@ -7,7 +7,8 @@ resume inside themselves too (GAN checkpoints, one file per compare training).
 
 Re-running ``ctqc run`` with the same config and data picks up the newest
 unfinished run made by ``ctqc run`` (``runs/latest``) at its first unfinished
-stage; ``--run DIR`` names one, ``--new`` forces a fresh run.
+stage; ``--run DIR`` names one, ``--new`` forces a fresh run. A run that another live
+process holds (``ctqc.runlock``) is never resumed: a new run is started, and said so.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ctqc import runlock
 from ctqc.config import Config
 from ctqc.errors import UserError
 from ctqc.rundir import RunDir
@@ -31,8 +33,9 @@ class PipelineResult:
     skipped: list[str]
 
 
-def resumable(config: Config) -> RunDir | None:
-    """The latest run, if ``ctqc run`` made it with this very config and did not finish it."""
+def resumable(config: Config, say: Callable[[str], None] | None = None) -> RunDir | None:
+    """The latest run, if ``ctqc run`` made it with this very config, did not finish it, and no
+    other live process holds it (``say`` is then told why it is not resumed)."""
     try:
         run = RunDir.open(None, root=config.run.root)
         manifest = run.manifest()
@@ -40,7 +43,13 @@ def resumable(config: Config) -> RunDir | None:
         return None
     if not manifest.get("pipeline") or manifest.get("config_hash") != config.hash():
         return None
-    return None if run.stage_status("report") == "done" else run
+    if run.stage_status("report") == "done":
+        return None
+    if runlock.is_held(run.path):
+        if say is not None:
+            say(f"not resuming {run.path}: in use by {runlock.holder(run.path)}; starting a new run")
+        return None
+    return run
 
 
 def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new: bool = False, selftest: bool = True, progress: bool = True, say: Callable[[str], None] = print) -> PipelineResult:
@@ -52,16 +61,25 @@ def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new
     """
     from ctqc import distributed as ddp
     from ctqc.device import resolve_device
-    from ctqc.train import train
 
     ddp.init(resolve_device((config or run.config()).device))  # no-op without torchrun
 
     def pick() -> RunDir:
         chosen = run
         if chosen is None and config is not None and not new:
-            chosen = resumable(config)
+            chosen = resumable(config, say)
+            if chosen is not None:
+                try:
+                    with runlock.hold(chosen.path, wait=0):  # inside the session: held until the pipeline ends
+                        pass
+                except UserError:  # another process took it a moment ago
+                    say(f"not resuming {chosen.path}: in use by {runlock.holder(chosen.path)}; starting a new run")
+                    chosen = None
             if chosen is not None:
                 say(f"resuming {chosen.path} (same config, unfinished)")
+        elif chosen is not None:
+            with runlock.hold(chosen.path):  # --run DIR: refused (one line) if another process holds it
+                pass
         if chosen is None:
             from ctqc.prepare import prepare_run
 
@@ -70,7 +88,14 @@ def run_pipeline(config: Config | None = None, *, run: RunDir | None = None, new
             say(f"new run {chosen.path}")
         return chosen
 
-    run = RunDir(ddp.from_main(lambda: pick().path))
+    with runlock.session():  # the run stays held from its pick to the last stage (rank 0 holds it)
+        return _run_stages(RunDir(ddp.from_main(lambda: pick().path)), selftest, progress, say)
+
+
+def _run_stages(run: RunDir, selftest: bool, progress: bool, say: Callable[[str], None]) -> PipelineResult:
+    from ctqc import distributed as ddp
+    from ctqc.train import train
+
     ran: list[str] = []
     stages: dict[str, Callable[[RunDir], object]] = {
         "train": lambda r: train(run=r, progress=progress),

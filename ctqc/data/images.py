@@ -229,9 +229,11 @@ def _read_dicom(path: Path, *, max_pixels: int, dicom: DicomConfig) -> tuple[np.
     check_pixel_count(path, cols, rows, max_pixels)
     if "PixelData" not in ds:
         raise UserError(f"{path}: DICOM file has no pixel data")
+    vr = ""
     if headerless:  # the encoding pydicom detected while parsing, or the DICOM default
-        implicit = getattr(ds, "original_encoding", (True, True))[0]
-        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit in (True, None) else ExplicitVRLittleEndian
+        implicit = getattr(ds, "original_encoding", (True, True))[0] in (True, None)
+        ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        vr = "implicit" if implicit else "explicit"
     try:
         pixels = ds.pixel_array.astype(np.float64)
     except Exception as exc:  # pydicom raises several types for missing decoders / bad data
@@ -248,7 +250,7 @@ def _read_dicom(path: Path, *, max_pixels: int, dicom: DicomConfig) -> tuple[np.
     photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
     if photometric == "MONOCHROME1":  # low values are meant to be shown bright
         display = 1.0 - display
-    handling = f"HU window {_window_name(dicom)}" + (" (no DICOM header: read as implicit VR)" if headerless else "")
+    handling = f"HU window {_window_name(dicom)}" + (f" (no DICOM header: read as {vr} VR)" if headerless else "")
     info = ImageInfo(width=cols, height=rows, mode=f"DICOM/{photometric}", format="DICOM", value_min=float(hu.min()), value_max=float(hu.max()), handling=handling)
     return display.astype(np.float32), info
 
