@@ -306,3 +306,17 @@ def test_fingerprint_includes_the_preprocessing_version(tmp_path, monkeypatch):
     monkeypatch.setattr(sources, "PREPROCESSING_VERSION", sources.PREPROCESSING_VERSION - 1)
     before = load_dataset(DataConfig(path=tmp_path)).source
     assert before.content_hash == now.content_hash and before.fingerprint != now.fingerprint
+
+
+def test_data_inspect_prints_orientation_intensity_and_value_ranges(tmp_path, run_cli):
+    data = make_folder(tmp_path / "d")
+    _save_oriented(data / "head_ct" / "000.png", _upright(20, 24), 6)
+    Image.fromarray(_ct_slice(np.int16)).save(data / "head_ct" / "001.tif")
+    (data / "head_ct" / "001.png").unlink()
+    result = run_cli("data", "inspect", "--data", data)
+    assert result.code == 0, result.err
+    text = " ".join(result.out.split())
+    assert "EXIF orientation applied: tag 6 (rotated 90° clockwise) × 1" in text
+    assert "intensity (data.intensity=absolute):" in text
+    assert "HU window brain (L40/W80) (values look like HU): 1 image(s), stored values -1024..1000" in text
+    assert "/255: 9 image(s), stored values 0..254" in text
