@@ -106,7 +106,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         with _write_errors_as_user_errors(path):
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
             failpoint(path)
-            os.rename(tmp, path)  # replaces an empty folder (a reserved name) atomically
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+            os.rename(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

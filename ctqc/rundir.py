@@ -60,34 +60,31 @@ class RunDir:
 
         Inside the ``with`` block the yielded run lives under a temporary name;
         write the initial files there. On success it is renamed into place. The name is
-        reserved atomically first (``ctqc.runlock.reserve_name``: parallel processes get
+        reserved atomically first (``ctqc.runlock.reserved_name``: parallel processes get
         ``-2``, ``-3``…), and the run is held (``ctqc.runlock.hold``) while it is built.
         """
         root = Path(config.run.root)
         _ensure_writable(root)
-        atomic.remove_stale_temporaries(root, recursive=False)  # runs whose creation was killed
+        runlock.drop_stale_reservations(atomic.remove_stale_temporaries(root, recursive=False))  # runs whose creation was killed
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        try:
-            name = runlock.reserve_name(root, f"{stamp}-{config.name}")
-        except OSError as exc:
-            raise UserError(f"cannot write run directories under {root} ({exc.strerror or exc.__class__.__name__}); set run.root=DIR") from None
-        final = root / name
-        with _unreserve_on_failure(final), atomic.atomic_dir(final) as tmp, runlock.hold(tmp):
-            run = cls(tmp)
-            atomic.write_text(tmp / "config.yaml", config.to_yaml())
-            run._write_manifest(
-                {
-                    "ctqc_version": __version__,
-                    "git_commit": git_commit(),
-                    "created": _now(),
-                    "name": config.name,
-                    "config_hash": config.hash(),
-                    "data": data_summary,
-                    "stages": {},
-                }
-            )
-            yield run
-            run.path = final  # the rename happens as the context exits
+        with runlock.reserved_name(root, f"{stamp}-{config.name}") as name:
+            final = root / name
+            with atomic.atomic_dir(final) as tmp, runlock.hold(tmp):
+                run = cls(tmp)
+                atomic.write_text(tmp / "config.yaml", config.to_yaml())
+                run._write_manifest(
+                    {
+                        "ctqc_version": __version__,
+                        "git_commit": git_commit(),
+                        "created": _now(),
+                        "name": config.name,
+                        "config_hash": config.hash(),
+                        "data": data_summary,
+                        "stages": {},
+                    }
+                )
+                yield run
+                run.path = final  # the rename happens as the context exits
         atomic.replace_symlink(root / LATEST, name)
 
     @classmethod
@@ -178,16 +175,6 @@ class RunDir:
         from ctqc.config import load_config
 
         return load_config(self.path / "config.yaml")
-
-
-@contextlib.contextmanager
-def _unreserve_on_failure(final: Path) -> Iterator[None]:
-    """Give the reserved name back (its folder is still empty) when creating the run fails."""
-    try:
-        yield
-    except BaseException:
-        runlock.unreserve(final)
-        raise
 
 
 def _ensure_writable(root: Path) -> None:

@@ -2,9 +2,9 @@
 
 Two mechanisms, both safe between processes started in the same second:
 
-- :func:`reserve_name` reserves ``<root>/<name>`` (or ``<name>-2``, ``<name>-3``…) with an
-  atomic ``os.mkdir``: exactly one process gets each name. The reserved folder stays empty
-  until the finished run is renamed onto it (a rename may replace an empty folder).
+- :func:`reserved_name` reserves ``<root>/<name>`` (or ``<name>-2``, ``<name>-3``…) with an
+  atomic ``os.mkdir`` of ``<root>/.<name>.reserved``: exactly one process gets each name,
+  and holds it until its run is renamed into place.
 - :func:`hold` takes the lock ``<run>/.lock`` (an ``flock`` through the ``filelock`` package,
   released by the system when the process dies). While held, the file records the holder
   (``pid``, host, command) for messages; released, it is empty again, so a command that
@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -45,27 +46,52 @@ _held: dict[tuple[int, int], _Held] = {}
 _session_depth = 0
 
 
-def reserve_name(root: Path, base: str) -> str:
-    """Reserve and return the first free name of ``base``, ``base-2``, ``base-3``… under ``root``.
+@contextlib.contextmanager
+def reserved_name(root: Path, base: str) -> Iterator[str]:
+    """Reserve the first free name of ``base``, ``base-2``, ``base-3``… under ``root`` for the block.
 
-    The reservation is the empty folder ``root/<name>``, made with ``os.mkdir`` (atomic: two
-    processes never get the same name). Remove it with :func:`unreserve` if the run is not created.
-    Raises ``OSError`` when ``root`` is not writable.
+    The reservation is the hidden folder ``root/.<name>.reserved``, made with ``os.mkdir``
+    (atomic: two processes never hold the same one); a name is free when neither it nor its
+    reservation exists. Create ``root/<name>`` inside the block; the reservation is given
+    back when the block ends, whether or not the run was created. Raises :class:`UserError`
+    when ``root`` is not writable.
     """
+    root = Path(root)
     n = 1
     while True:
         name = base if n == 1 else f"{base}-{n}"
+        marker = root / f".{name}.reserved"
         try:
-            os.mkdir(Path(root) / name)
-            return name
+            os.mkdir(marker)
         except FileExistsError:
             n += 1
+            continue
+        except OSError as exc:
+            raise UserError(f"cannot write run directories under {root} ({exc.strerror or exc.__class__.__name__}); set run.root=DIR") from None
+        if os.path.lexists(root / name):  # finished by someone before us: not free
+            _rmdir(marker)
+            n += 1
+            continue
+        break
+    try:
+        yield name
+    finally:
+        _rmdir(marker)
 
 
-def unreserve(path: Path) -> None:
-    """Give back a name reserved by :func:`reserve_name` (only while its folder is still empty)."""
+def drop_stale_reservations(stale_temporaries: list[Path]) -> None:
+    """Give back the names reserved by creators that were killed: ``stale_temporaries`` are their
+    temporary run folders (``.<name>.<pid>.<random>.tmp``, already removed by
+    ``ctqc.atomic.remove_stale_temporaries``); their ``.<name>.reserved`` go too."""
+    for tmp in stale_temporaries:
+        match = re.fullmatch(r"\.(.+)\.\d+\.(?:[a-z0-9_]{8}\.)?tmp", tmp.name)
+        if match:
+            _rmdir(tmp.parent / f".{match.group(1)}.reserved")
+
+
+def _rmdir(path: Path) -> None:
     with contextlib.suppress(OSError):
-        Path(path).rmdir()
+        path.rmdir()
 
 
 def _key(run_path: Path) -> tuple[int, int] | None:

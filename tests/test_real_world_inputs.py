@@ -299,7 +299,7 @@ def test_semicolon_csv_and_pandas_index_column(tmp_path):
 
 
 def test_fingerprint_includes_the_preprocessing_version(tmp_path, monkeypatch):
-    import ctqc.data.sources as sources
+    from ctqc.data import sources
 
     make_folder(tmp_path)
     now = load_dataset(DataConfig(path=tmp_path)).source

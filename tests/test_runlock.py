@@ -39,7 +39,9 @@ def other_process():
 def _reserve(args) -> str:
     root, barrier = args
     barrier.wait()  # all at once
-    return runlock.reserve_name(Path(root), "20250101-120000-smoke")
+    with runlock.reserved_name(Path(root), "20250101-120000-smoke") as name:
+        (Path(root) / name).mkdir()  # the run, created under the reservation
+    return name
 
 
 def test_names_reserved_at_the_same_moment_never_collide(tmp_path):
@@ -50,7 +52,7 @@ def test_names_reserved_at_the_same_moment_never_collide(tmp_path):
             names = pool.map(_reserve, [(str(tmp_path), barrier)] * 6)
     base = "20250101-120000-smoke"
     assert sorted(names) == sorted([base] + [f"{base}-{n}" for n in range(2, 7)])
-    assert all((tmp_path / n).is_dir() for n in names)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names)  # every reservation given back
 
 
 def test_a_held_run_is_refused_with_one_line_naming_it_and_the_holder(tmp_path, other_process):
@@ -103,3 +105,18 @@ def test_parallel_sweep_of_four_trainings_in_one_folder_gives_four_complete_runs
         assert (run / runlock.LOCK_NAME).read_bytes() == b""  # nobody holds it any more
         seeds.add(json.loads((run / "manifest.json").read_text())["config_hash"])
     assert len(seeds) == 4  # each run is one process's own, not a shared or overwritten one
+
+
+def test_a_name_reserved_by_a_killed_creator_is_given_back(tmp_path):
+    from ctqc import atomic
+
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    name = "20250101-120000-smoke"
+    (runs / f".{name}.reserved").mkdir()  # its reservation
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True).stdout.strip()
+    (runs / f".{name}.{dead}.abcdefgh.tmp").mkdir()  # its half-built run, the creator killed
+    (runs / "20250101-120000-other").mkdir()
+    (runs / "20250101-120000-other" / "manifest.json").write_text("{}")
+    runlock.drop_stale_reservations(atomic.remove_stale_temporaries(runs, recursive=False))
+    assert sorted(p.name for p in runs.iterdir()) == ["20250101-120000-other"]
