@@ -39,7 +39,7 @@ class _Strict(BaseModel):
 
 
 class DicomConfig(_Strict):
-    """How DICOM pixel data become display intensities."""
+    """How Hounsfield units (DICOM, and HU rasters/arrays) become display intensities."""
 
     window: Literal["brain", "subdural", "bone", "custom"] = "brain"
     level: float | None = None  # HU, only with window=custom
@@ -84,9 +84,11 @@ class DataConfig(_Strict):
     classes: dict[int, str] = Field(default_factory=lambda: {0: "normal", 1: "haemorrhage"})
     image_size: Literal[32, 64, 128, 256] = 32
     unlabelled_images: Literal["error", "skip"] = "error"
-    # 16-bit and float images: "absolute" scales by the type's full range,
-    # "per_image" stretches each image's min..max to 0..1.
-    intensity: Literal["absolute", "per_image"] = "absolute"
+    # 16/32-bit integer and float images (docs/data.md): "absolute" keeps absolute intensities
+    # (0..65535 → /65535, float [0, 1] kept, float [0, 255] → /255, signed values that look
+    # like Hounsfield units → the data.dicom.window, as DICOM); "hu" treats every such image
+    # as Hounsfield units; "per_image" stretches each image's min..max to 0..1.
+    intensity: Literal["absolute", "per_image", "hu"] = "absolute"
     max_image_pixels: int = Field(50_000_000, gt=0)  # decompression-bomb guard
     dicom: DicomConfig = Field(default_factory=DicomConfig)
     phantom: PhantomConfig = Field(default_factory=PhantomConfig)

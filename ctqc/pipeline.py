@@ -9,7 +9,8 @@ No stage calls another: this module (and the CLI) chain them.
 
 Re-running ``ctqc run`` with the same config and data picks up the newest
 unfinished run made by ``ctqc run`` (``runs/latest``) at its first unfinished
-stage; ``--run DIR`` names one, ``--new`` forces a fresh run.
+stage; ``--run DIR`` names one, ``--new`` forces a fresh run. A run that another live
+process holds (``ctqc.runlock``) is never resumed: a new run is started, and said so.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ctqc import distributed as ddp
+from ctqc import runlock
 from ctqc.config import Config
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
@@ -46,8 +48,9 @@ class PipelineResult:
     skipped: list[str]
 
 
-def resumable(config: Config) -> Run | None:
-    """The latest run, if ``ctqc run`` made it with this very config and did not finish it."""
+def resumable(config: Config, say: Callable[[str], None] | None = None) -> Run | None:
+    """The latest run, if ``ctqc run`` made it with this very config, did not finish it, and no
+    other live process holds it (``say`` is then told why it is not resumed)."""
     try:
         run = Run.open(None, root=config.run.root)
         manifest = run.manifest()
@@ -55,7 +58,13 @@ def resumable(config: Config) -> Run | None:
         return None
     if not manifest.get("pipeline") or manifest.get("config_hash") != config.hash():
         return None
-    return None if run.stage_status("report") == "done" else run
+    if run.stage_status("report") == "done":
+        return None
+    if runlock.is_held(run.path):
+        if say is not None:
+            say(f"not resuming {run.path}: in use by {runlock.holder(run.path)}; starting a new run")
+        return None
+    return run
 
 
 def stage_functions(progress: bool = True) -> dict[str, Callable[[Run], object]]:
@@ -103,9 +112,19 @@ def run_pipeline(
     def pick() -> str:
         chosen = run
         if chosen is None and config is not None and not new:
-            chosen = resumable(config)
+            chosen = resumable(config, say)
+            if chosen is not None:
+                try:
+                    with runlock.hold(chosen.path, wait=0):  # inside the session: held until the pipeline ends
+                        pass
+                except UserError:  # another process took it a moment ago
+                    say(f"not resuming {chosen.path}: in use by {runlock.holder(chosen.path)}; starting a new run")
+                    chosen = None
             if chosen is not None:
                 say(f"resuming {chosen.path} (same config, unfinished)")
+        elif chosen is not None:
+            with runlock.hold(chosen.path):  # --run DIR: refused (one line) if another process holds it
+                pass
         if chosen is None:
             assert config is not None
             chosen = prepare_run(config, pipeline=tuple(stages) == STAGES).run
@@ -113,8 +132,13 @@ def run_pipeline(
         picked["run"] = chosen
         return str(chosen.path)
 
-    path = ddp.from_main(pick)
-    target = picked.get("run") or Run(path)
+    with runlock.session():  # the run stays held from its pick to the last stage (rank 0 holds it)
+        path = ddp.from_main(pick)
+        return _run_stages(picked.get("run") or Run(path), stages, selftest, progress, say)
+
+
+def _run_stages(target: Run, stages: Sequence[str], selftest: bool, progress: bool, say: Callable[[str], None]) -> PipelineResult:
+    """Run ``stages`` of ``target`` in pipeline order, skipping finished stages whose inputs did not change."""
     functions = stage_functions(progress)
     ran: list[str] = []
     skipped: list[str] = []

@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from ctqc import __version__, atomic
+from ctqc import __version__, atomic, runlock
 from ctqc.artefacts import Manifest, write_artefact
 from ctqc.config import Config, load_config
 from ctqc.data import LabelledImages, load_dataset
@@ -79,34 +79,33 @@ class Run:
         """Create ``<config.run.root>/<timestamp>-<name>`` atomically and point ``latest`` at it.
 
         Inside the ``with`` block the yielded run lives under a temporary name;
-        write the initial files there. On success it is renamed into place.
+        write the initial files there. On success it is renamed into place. The name is
+        reserved atomically first (``ctqc.runlock.reserved_name``: parallel processes get
+        ``-2``, ``-3``…), and the run is held (``ctqc.runlock.hold``) while it is built.
         """
         root = Path(config.run.root)
         _ensure_writable(root)
-        atomic.remove_stale_temporaries(root, recursive=False)  # runs whose creation was killed
+        runlock.drop_stale_reservations(atomic.remove_stale_temporaries(root, recursive=False))  # runs whose creation was killed
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        name, n = f"{stamp}-{config.name}", 1
-        while (root / name).exists():
-            n += 1
-            name = f"{stamp}-{config.name}-{n}"
-        final = root / name
-        with atomic.atomic_dir(final) as tmp:
-            run = cls(tmp)
-            atomic.write_text(RunLayout(tmp).config, config.to_yaml())
-            run._write_manifest(
-                {
-                    "ctqc_version": __version__,
-                    "git_commit": git_commit(),
-                    "created": _now(),
-                    "name": config.name,
-                    "config_hash": config.hash(),
-                    "data": data_summary,
-                    **({"pipeline": True} if pipeline else {}),
-                    "stages": {},
-                }
-            )
-            yield run
-            run.path = final  # the rename happens as the context exits
+        with runlock.reserved_name(root, f"{stamp}-{config.name}") as name:
+            final = root / name
+            with atomic.atomic_dir(final) as tmp, runlock.hold(tmp):
+                run = cls(tmp)
+                atomic.write_text(RunLayout(tmp).config, config.to_yaml())
+                run._write_manifest(
+                    {
+                        "ctqc_version": __version__,
+                        "git_commit": git_commit(),
+                        "created": _now(),
+                        "name": config.name,
+                        "config_hash": config.hash(),
+                        "data": data_summary,
+                        **({"pipeline": True} if pipeline else {}),
+                        "stages": {},
+                    }
+                )
+                yield run
+                run.path = final  # the rename happens as the context exits
         atomic.replace_symlink(root / LATEST, name)
 
     @classmethod
@@ -160,22 +159,26 @@ class Run:
         stage's manifest entry back as it was, so a refused command leaves the run
         as before; any other failure marks the stage ``failed``. Either way the
         exception propagates.
+
+        The run is held by this process meanwhile (``ctqc.runlock.hold``): a run another
+        process holds is refused with one line naming it and the holder.
         """
-        previous = self.manifest().get("stages", {}).get(stage)
-        self._update_stage(stage, status="running", started=_now(), finished=None)
-        outputs: list[str] = []
-        start = time.perf_counter()
-        try:
-            yield outputs
-        except UserError:
-            with contextlib.suppress(UserError):  # e.g. the disk is full: the first error is the one to report
-                self._restore_stage(stage, previous)
-            raise
-        except BaseException as exc:
-            with contextlib.suppress(UserError):
-                self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
-            raise
-        self._update_stage(stage, status="done", finished=_now(), seconds=round(time.perf_counter() - start, 3), outputs=outputs)
+        with runlock.hold(self.path):
+            previous = self.manifest().get("stages", {}).get(stage)
+            self._update_stage(stage, status="running", started=_now(), finished=None)
+            outputs: list[str] = []
+            start = time.perf_counter()
+            try:
+                yield outputs
+            except UserError:
+                with contextlib.suppress(UserError):  # e.g. the disk is full: the first error is the one to report
+                    self._restore_stage(stage, previous)
+                raise
+            except BaseException as exc:
+                with contextlib.suppress(UserError):
+                    self._update_stage(stage, status="failed", error=exc.__class__.__name__, seconds=round(time.perf_counter() - start, 3))
+                raise
+            self._update_stage(stage, status="done", finished=_now(), seconds=round(time.perf_counter() - start, 3), outputs=outputs)
 
     def _restore_stage(self, stage: str, entry: dict[str, Any] | None) -> None:
         manifest = self.manifest()

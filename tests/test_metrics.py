@@ -113,3 +113,15 @@ def test_bootstrap_kid_of_a_resample_without_pairs_is_nan_and_dropped():
     kid = resampled.kid(one_image, np.ones((2, 5)))
     assert np.isnan(kid[0]) and np.isfinite(kid[1])
     assert metrics._interval([float("nan")] * 5 + list(range(20)), 10.0, centred=False)[0] is not None
+
+
+def test_mode_collapse_gives_high_precision_low_recall_not_swapped():
+    """A generator stuck on one mode: every sample is realistic (precision ≈ 1) but it covers little
+    of the real set (recall ≈ 0). torch-fidelity before 0.4 returned the two swapped; this would catch it."""
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 16))
+    collapsed = real[:5].repeat(60, axis=0) + rng.normal(scale=0.01, size=(300, 16))  # 5 real points, jittered
+    precision, recall = metrics.precision_recall(collapsed, real)
+    assert precision > 0.95 and recall < 0.1
+    prec_ind, rec_ind = metrics._pr_indicators(collapsed, real, 3)  # what the bootstrap resamples
+    assert prec_ind.mean() == pytest.approx(precision) and rec_ind.mean() == pytest.approx(recall)

@@ -13,29 +13,44 @@ from pathlib import Path
 import numpy as np
 
 METHODS = ("tsne", "umap")
+#: Fewest points each method embeds; below that a unit's embedding is skipped with a note.
+#: t-SNE's perplexity (at most 30) and UMAP's n_neighbors (at most 15) shrink with the set:
+#: perplexity = max(1, (n − 1) / 3) < n, n_neighbors = n − 1.
+MIN_POINTS = {"tsne": 3, "umap": 4}
 # Okabe-Ito colours: real / synthetic per class
 PALETTE = ["#0072B2", "#56B4E9", "#D55E00", "#E69F00", "#009E73", "#F0E442", "#CC79A7", "#999999"]
 
 
-def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray:
-    """N×d features → N×2 coordinates by ``method`` ("tsne" or "umap")."""
+def embed(features: np.ndarray, method: str, seed: int = 0) -> np.ndarray | None:
+    """N×d features → N×2 coordinates by ``method`` ("tsne" or "umap"); None when N < ``MIN_POINTS[method]``.
+
+    Small sets are embedded with adapted settings (see :data:`MIN_POINTS`); raises
+    ``ValueError`` for an unknown method.
+    """
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
     if method not in METHODS:
         raise ValueError(f"unknown embedding {method!r}; choose from {', '.join(METHODS)}")
     n = len(features)
-    if n < 5:
-        raise ValueError(f"an embedding needs at least 5 points (got {n})")
+    if n < MIN_POINTS[method]:
+        return None
     x = StandardScaler().fit_transform(features)
     x = PCA(n_components=min(32, n - 1, x.shape[1]), random_state=seed).fit_transform(x)
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        return TSNE(n_components=2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(x)
+        init = "pca" if x.shape[1] >= 2 else "random"
+        return TSNE(n_components=2, perplexity=max(1.0, min(30.0, (n - 1) / 3)), init=init, random_state=seed).fit_transform(x)
     import umap  # umap-learn; imported lazily: its numba compilation takes seconds
 
     return umap.UMAP(n_components=2, n_neighbors=min(15, n - 1), random_state=seed, n_jobs=1).fit_transform(x)
+
+
+def skip_note(method: str, n: int, where: str) -> str:
+    """The note recorded when ``embed`` skipped ``method`` for ``where`` (n points)."""
+    name = "t-SNE" if method == "tsne" else "UMAP"
+    return f"{name} skipped for {where}: {n} image(s), it needs at least {MIN_POINTS[method]}"
 
 
 def plot_embedding(table, method: str, out: Path) -> None:

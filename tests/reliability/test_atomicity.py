@@ -7,7 +7,8 @@ writing. Inside the run directory each of them must be a temporary — a hidden
 hidden staging folder (``.samples.new``…) that is renamed whole — with one
 exception by design: ``gan/fold*/*/stats.jsonl``, the append-only training log
 (``gan/trainer.py``), which resuming truncates to the checkpoint's step and
-whose readers skip a cut-off last line.
+whose readers skip a cut-off last line; and ``.lock``, the run's lock file
+(``ctqc.runlock``), which records its holder in place and holds no results.
 
 The other half — a reader never sees a partial file even when the writer is
 killed in the middle — is :mod:`tests.reliability.test_kill_resume`: after
@@ -23,6 +24,7 @@ from pathlib import Path
 
 TEMPORARY = re.compile(r"\..+\.\d+\.[a-z0-9_]{8}\.tmp|\..+\.new")  # a component of a temporary path
 APPEND_ONLY = ["gan/fold*/*/stats.jsonl"]
+LOCK_FILES = [".lock"]  # ctqc.runlock: the run's lock (holder pid while held, empty otherwise); holds no results
 
 
 def test_every_file_in_a_run_is_written_under_a_temporary_name(reference_pipeline: Path):
@@ -35,7 +37,7 @@ def test_every_file_in_a_run_is_written_under_a_temporary_name(reference_pipelin
     for path in inside:
         rel = path.relative_to(runs)
         parts = rel.parts[1:]  # below runs/<run>/ (or its temporary name during creation)
-        if any(TEMPORARY.fullmatch(part) for part in rel.parts) or any(fnmatch.fnmatch("/".join(parts), g) for g in APPEND_ONLY):
+        if any(TEMPORARY.fullmatch(part) for part in rel.parts) or any(fnmatch.fnmatch("/".join(parts), g) for g in APPEND_ONLY + LOCK_FILES):
             continue
         direct.append(str(rel))
     assert direct == [], f"written in place, not through ctqc.atomic: {sorted(set(direct))[:10]}"

@@ -82,6 +82,53 @@ def _dicom_folder(data: Path, pixels: bool = True, corrupt: bool = False) -> Non
     (data / "labels.csv").write_text("\n".join(rows) + "\n")
 
 
+def _class_folders(data: Path, *names: str) -> None:
+    """Class subfolders (no labels.csv) of five 12×12 PNGs each."""
+    for k, name in enumerate(names):
+        _mkdir(data / name)
+        for i in range(5):
+            Image.new("L", (12, 12), 40 * k + i).save(data / name / f"{i}.png")
+
+
+def _float_tiff_out_of_range(data: Path) -> None:
+    """004 becomes a float TIFF of 0..5000: neither HU, [0, 1] nor [0, 255]."""
+    make_folder(data)
+    (data / "head_ct" / "004.png").unlink()
+    Image.fromarray(np.linspace(0, 5000, 480, dtype=np.float32).reshape(20, 24)).save(data / "head_ct" / "004.tif")
+
+
+def _headerless_not_dicom(data: Path) -> None:
+    """s4.dcm is a bare dataset (no preamble, no 'DICM') without image rows/columns."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    _dicom_folder(data)
+    ds = Dataset()
+    ds.PatientID = "x"
+    pydicom.dcmwrite(data / "s4.dcm", ds, implicit_vr=True, little_endian=True, enforce_file_format=False)
+
+
+def _id_without_extension_not_dicom(data: Path) -> None:
+    """labels.csv names IM003, a file without extension that is text, not DICOM."""
+    make_folder(data)
+    (data / "head_ct" / "003.png").unlink()
+    (data / "head_ct" / "IM003").write_text("not an image")
+    (data / "labels.csv").write_text((data / "labels.csv").read_text().replace("003,", "IM003,"))
+
+
+_HELD: list = []  # locks the held-run cases keep until the session ends
+
+
+def _held_by_another_process(run: Path) -> None:
+    """Hold the run's lock through a second open file (as another process would), recording a holder."""
+    from filelock import FileLock
+
+    lock = FileLock(run / ".lock", timeout=0, thread_local=False)
+    lock.acquire()
+    _HELD.append(lock)
+    (run / ".lock").write_text('{"pid": 4242, "host": "elsewhere", "command": "ctqc train", "since": "2025-01-01 12:00:00"}')
+
+
 def _cmd(*args) -> Callable[[Path, SharedRuns], list]:
     """A command needing nothing but the (empty) working folder."""
     return lambda root, runs: list(args)
@@ -216,6 +263,12 @@ CASES = [
     Case("dicom-corrupt", "data prepare", "a .dcm that is not DICOM", _prepare(lambda d: _dicom_folder(d, corrupt=True)), "s4.dcm: not a readable DICOM file"),
     Case("dicom-no-pixels", "data prepare", "a DICOM header without pixel data", _prepare(lambda d: _dicom_folder(d, pixels=False)), "s4.dcm: DICOM file has no pixel data"),
     Case("dicom-window-incomplete", "data inspect", "data.dicom.window=custom without level/width", _prepare(lambda d: _dicom_folder(d) or ["--set", "data.dicom.window=custom"]), "data.dicom"),
+    Case("image-values-fit-no-rule", "data prepare", "a float TIFF of 0..5000 (not HU, [0, 1] or [0, 255])", _prepare(_float_tiff_out_of_range), "004.tif: float values 0..5000 fit no intensity rule"),
+    Case("class-folders-unmatched", "data prepare", "class subfolders normal/ and bleed/, no labels.csv", _prepare(lambda d: _class_folders(d, "normal", "bleed")), "bleed/ hold images but match no class"),
+    Case("class-folders-twice", "data prepare", "subfolders hemorrhage/ and haemorrhage/", _prepare(lambda d: _class_folders(d, "normal", "hemorrhage", "haemorrhage")), "both name class 1"),
+    Case("id-folder-not-images-folder", "data prepare", "ids `scans/000.png` with the images in head_ct/", _csv("id,h\n" + "".join(f"scans/{i:03d}.png,{i % 2}\n" for i in range(10))), "names the folder 'scans'"),
+    Case("id-without-extension-not-dicom", "data prepare", "an id naming a file without extension that is not DICOM", _prepare(_id_without_extension_not_dicom), "IM003: not DICOM"),
+    Case("dicom-headerless-no-image", "data prepare", "a bare DICOM dataset (no preamble/'DICM') without rows/columns", _prepare(_headerless_not_dicom), "s4.dcm: not a readable DICOM file (no preamble or 'DICM' file-meta header"),
     Case("npz-garbage", "data inspect", "a .npz that is text", lambda root, runs: ["data", "inspect", "--data", _file(root / "d.npz", "not a zip")], "not a readable .npz"),
     Case("npz-no-image-arrays", "data prepare", ".npz without train_images", _prepare(lambda d: np.savez(d / "d.npz", x=np.zeros(3)) or ["--data", d / "d.npz"]), "no 'train_images'"),
     Case("npz-pickled-objects", "data prepare", ".npz holding pickled objects", _prepare(lambda d: np.savez(d / "o.npz", train_images=np.array([{"a": 1}], dtype=object), train_labels=np.zeros(1)) or ["--data", d / "o.npz"]), "not a readable .npz"),
@@ -249,6 +302,7 @@ CASES = [
     Case("generate-n-zero", "generate", "--n 0", _on_run("trained", "generate", "--n", "0"), "Invalid value for '--n'"),
     Case("generate-missing-generator", "generate", "generator.pt deleted", _on_run("trained", "generate", change=lambda r: (r / "gan" / "fold0" / "normal" / "checkpoints" / "generator.pt").unlink()), "generator.pt is missing"),
     Case("generate-pickle-exploit", "generate", "generator.pt is a code-running pickle", _on_run("trained", "generate", change=_pickle_bomb), "not a loadable ctqc checkpoint"),
+    Case("generate-run-held", "generate", "another process holds the run", _on_run("trained", "generate", change=_held_by_another_process), "in use by pid 4242 on elsewhere"),
     Case("generate-run-missing", "generate", "--run names a missing folder", lambda root, runs: ["generate", "--run", root / "gone"], "run directory not found"),
     # --- ctqc filter (a run, and bring-your-own folders)
     Case("filter-threshold-above-1", "filter", "--c2st-threshold 1.5", _on_run("trained", "filter", "--c2st-threshold", "1.5"), "--c2st-threshold must be between 0 and 1"),
@@ -265,12 +319,13 @@ CASES = [
     Case("byo-out-occupied", "filter", "--out is someone's folder", _byo("filter", out=_occupied), "is not an earlier ctqc filter output"),
     Case("byo-out-under-a-file", "filter", "--out inside a plain file", _byo("filter", out=lambda root: _file(root / "afile") / "out"), "is not a writable folder"),
     Case("byo-too-few-real", "filter", "3 real images per class", _byo("filter", real_per_class=3), "QC needs at least 4 per class"),
+    Case("byo-synthetic-class-unmatched", "filter", "--synthetic subfolders normal/ and bleed/", _byo("filter", synthetic=lambda root: _images_in(root / "syn" / "bleed", 3) and _images_in(root / "syn" / "normal", 3).parent), "bleed/ hold images but match no class"),
     Case("byo-run-and-real", "filter", "--run with --real", lambda root, runs: [*_byo("filter")(root, runs), "--run", root], "alternatives"),
     # --- ctqc qc
     Case("qc-before-train", "qc", "no synthetic pool yet", _on_run(None, "qc"), "stage 'generate' has not run; run `ctqc train` first"),
     Case("qc-real-missing", "qc", "--real names a missing folder", lambda root, runs: ["qc", "--real", root / "nope", "--synthetic", _images_in(root / "syn" / "normal", 4).parent, "--out", root / "out"], "--real"),
     Case("qc-out-occupied", "qc", "--out is someone's folder", _byo("qc", out=_occupied), "is not an earlier ctqc qc output"),
-    Case("qc-synthetic-unknown-classes", "qc", "--synthetic subfolders named after no class", _byo("qc", synthetic=lambda root: _images_in(root / "syn" / "cats", 3).parent), "labels CSV not found"),
+    Case("qc-synthetic-unknown-classes", "qc", "--synthetic subfolders named after no class", _byo("qc", synthetic=lambda root: _images_in(root / "syn" / "cats", 3).parent), "cats/ hold images but match no class"),
     # --- ctqc compare
     Case("compare-before-train", "compare", "no synthetic pool yet", _on_run(None, "compare"), "run `ctqc train` first"),
     Case("compare-jobs-negative", "compare", "--jobs -1", _on_run("trained", "compare", "--jobs", "-1"), "--jobs must be at least 1"),
