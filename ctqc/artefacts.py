@@ -49,6 +49,7 @@ class UnitScoring(Artefact):
     n_heldout: int  # held-out real images scored by every fold model (role ``heldout``)
     c2st: C2STResult
     copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
+    notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
 class Scoring(Artefact):
@@ -70,6 +71,7 @@ class FilterUnit(Artefact):
     c2st_before: C2STResult
     c2st_after: C2STResult  # a fresh C2ST of the kept images vs the same reference images
     copy_threshold: float | None
+    notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
 class FilterSummary(Artefact):

@@ -299,11 +299,11 @@ def test_semicolon_csv_and_pandas_index_column(tmp_path):
 
 
 def test_fingerprint_includes_the_preprocessing_version(tmp_path, monkeypatch):
-    from ctqc.data import sources
+    from ctqc.data import assemble
 
     make_folder(tmp_path)
     now = load_dataset(DataConfig(path=tmp_path)).source
-    monkeypatch.setattr(sources, "PREPROCESSING_VERSION", sources.PREPROCESSING_VERSION - 1)
+    monkeypatch.setattr(assemble, "PREPROCESSING_VERSION", assemble.PREPROCESSING_VERSION - 1)
     before = load_dataset(DataConfig(path=tmp_path)).source
     assert before.content_hash == now.content_hash and before.fingerprint != now.fingerprint
 

@@ -80,7 +80,7 @@ def test_holding_is_reentrant_and_leaves_the_lock_file_empty(tmp_path):
 def test_ctqc_run_does_not_resume_a_run_another_process_holds(tmp_path, other_process):
     from ctqc.config import load_config
     from ctqc.pipeline import resumable
-    from ctqc.prepare import prepare_run
+    from ctqc.stages.prepare import prepare_run
 
     config = load_config("smoke", [f"run.root={tmp_path / 'runs'}"])
     run = prepare_run(config, pipeline=True).run

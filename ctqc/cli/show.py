@@ -71,6 +71,12 @@ def _print_inspection(report: dict) -> None:
     console.print(shape)
     console.print("longer side: " + ", ".join(f"{k}: {v}" for k, v in report["longer_side_px"].items() if v))
     console.print("modes: " + ", ".join(f"{k}: {v}" for k, v in report["modes"].items()) + "; formats: " + ", ".join(f"{k}: {v}" for k, v in report["formats"].items()))
+    applied = report["orientation"]["applied"]
+    console.print("EXIF orientation applied: " + (", ".join(f"tag {k} × {v}" for k, v in applied.items()) if applied else "none (all stored upright)"))
+    console.print(f"intensity (data.intensity={report['intensity']['setting']}):")
+    for how, entry in report["intensity"]["handling"].items():
+        values = f"stored values {entry['min']:g}..{entry['max']:g}" if entry["min"] is not None else "values not recorded"
+        console.print(f"  {how}: {entry['images']} image(s), {values}")
     split = report["split"]["fold_0"]
     names = list(report["class_counts"])
     table = Table("role", *names, "total", title=f"Split (fold 0 of {report['split']['folds']})")

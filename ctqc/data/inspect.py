@@ -9,6 +9,7 @@ import numpy as np
 
 from ctqc.config import Config
 from ctqc.data.dataset import LabelledImages
+from ctqc.data.sources import load_dataset
 from ctqc.splits import Splits
 
 #: Upper edges (px) of the bins for the longer image side.
@@ -86,7 +87,5 @@ def _range(values: np.ndarray) -> dict[str, int]:
 
 
 def inspect_data(config: Config) -> dict[str, Any]:
-    from ctqc.data import load_dataset
-
     data = load_dataset(config.data)
     return inspect_dataset(data, Splits.make(data, config.split, config.split_seed), config.data.intensity)

@@ -6,33 +6,27 @@ or id. Nothing is written here: loading has no side effects.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from ctqc.config import DataConfig
-from ctqc.data.dataset import DataSource, LabelledImages
+from ctqc.data.assemble import assemble, duplicate_warnings
+from ctqc.data.dataset import LabelledImages
 from ctqc.data.images import (
     IMAGE_EXTENSIONS,
-    PREPROCESSING_VERSION,
     ImageInfo,
     is_dicom,
-    preprocess,
     read_image,
-    scale_values,
     why_not_dicom,
 )
+from ctqc.data.labels import id_key, read_labels_csv
+from ctqc.data.npz import load_npz
 from ctqc.errors import UserError
-
-_NPZ_SPLITS = ("train", "val", "test")
-_SAFE_PART = re.compile(r"^[^/\\\x00]+$")
-#: Delimiters a labels CSV may use (spreadsheets in many locales export ';').
-_DELIMITERS = ",;\t|"
+from ctqc.phantoms import PhantomSpec, generate_phantoms
 
 
 def load_dataset(cfg: DataConfig, require_all_classes: bool = True) -> LabelledImages:
@@ -45,7 +39,7 @@ def load_dataset(cfg: DataConfig, require_all_classes: bool = True) -> LabelledI
     if kind == "phantom":
         data = _load_phantoms(cfg)
     elif kind == "npz":
-        data = _load_npz(cfg)
+        data = load_npz(cfg)
     else:
         data = _load_folder(cfg)
     if require_all_classes:
@@ -78,9 +72,6 @@ def _detect_kind(cfg: DataConfig) -> str:
     return "folder"
 
 
-# --------------------------------------------------------------------- folder + CSV
-
-
 def _load_folder(cfg: DataConfig) -> LabelledImages:
     assert cfg.path is not None
     root = cfg.path
@@ -92,7 +83,7 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
         subfolders = _class_subfolders(root, cfg)
         if subfolders:
             return _load_class_subfolders(cfg, root, subfolders)
-    table = _read_labels_csv(root / cfg.labels_csv, cfg)
+    table = read_labels_csv(root / cfg.labels_csv, cfg)
     csv_name = root / cfg.labels_csv
     images_dir = _find_images_dir(root, cfg, table["ids"], table["folders"])
     _check_id_folders(csv_name, root, images_dir, table["ids"], table["folders"])
@@ -101,7 +92,7 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
 
     warnings: list[str] = list(table["notes"])
     paths = []
-    missing = [i for i in table["ids"] if _id_key(i) not in files]
+    missing = [i for i in table["ids"] if id_key(i) not in files]
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5])
         unread = ""
@@ -113,12 +104,12 @@ def _load_folder(cfg: DataConfig) -> LabelledImages:
             f"{'/'.join(IMAGE_EXTENSIONS)} and DICOM content{unread}); add the images or remove the rows"
         )
     for i in table["ids"]:
-        candidates = files[_id_key(i)]
+        candidates = files[id_key(i)]
         if len(candidates) > 1:
             names = ", ".join(p.name for p in candidates)
             raise UserError(f"{images_dir}: id {i!r} matches several files ({names}); keep one")
         paths.append(candidates[0])
-    labelled = {_id_key(i) for i in table["ids"]}
+    labelled = {id_key(i) for i in table["ids"]}
     unlabelled = sorted(p.name for key, ps in files.items() if key not in labelled for p in ps)
     if unlabelled:
         msg = f"{len(unlabelled)} image(s) in {images_dir} have no row in {csv_name} (e.g. {', '.join(unlabelled[:3])})"
@@ -137,8 +128,8 @@ def _read_files(cfg: DataConfig, root: Path, ids, labels, groups, paths: list[Pa
         gray, info = read_image(path, max_pixels=cfg.max_image_pixels, intensity=cfg.intensity, dicom=cfg.dicom)
         arrays.append(gray)
         infos.append(info)
-    warnings += _duplicate_warnings(ids, digests)
-    return _assemble(
+    warnings += duplicate_warnings(ids, digests)
+    return assemble(
         cfg,
         ids=ids,
         labels=labels,
@@ -210,108 +201,6 @@ def _load_class_subfolders(cfg: DataConfig, root: Path, subfolders: dict[int, Pa
     return _read_files(cfg, root, tuple(ids), np.asarray(labels, dtype=np.int64), None, paths, str(root), [])
 
 
-def _read_labels_csv(path: Path, cfg: DataConfig) -> dict:
-    """Read ids, labels and groups; the Kaggle header ``id, hemorrhage`` (with a space) is fine."""
-    import pandas as pd
-
-    if not path.is_file():
-        folders = ", ".join(f"{name}/" for name in cfg.classes.values())
-        raise UserError(f"labels CSV not found: {path} (set data.labels_csv=NAME if it is called otherwise, or put the images in class subfolders {folders})")
-    try:
-        delimiter = _sniff_delimiter(path)
-        df = pd.read_csv(path, sep=delimiter, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-        raise UserError(f"{path}: cannot read as CSV ({reason})") from None
-    df.columns = [str(c).strip() for c in df.columns]
-    notes = []
-    configured = (cfg.id_column, cfg.label_column, cfg.group_column)
-    for column in list(df.columns):
-        # pandas' default index, written by ``df.to_csv(path)``: an unnamed leading column of integers
-        if re.fullmatch(r"Unnamed: \d+", column) and column not in configured and all(v.strip().isdigit() for v in df[column]):
-            df = df.drop(columns=column)
-            notes.append(f"{path.name}: ignored the unnamed integer column (a pandas index)")
-    columns = list(df.columns)
-    if len(columns) == 1 and any(d in columns[0] for d in _DELIMITERS if d != delimiter):
-        raise UserError(f"{path}: one column {columns[0]!r}: the delimiter was not recognised; save it comma-separated")
-    for role, name in (("id", cfg.id_column), ("group", cfg.group_column)):
-        if name is not None and name not in columns:
-            raise UserError(f"{path}: no {role} column {name!r} (columns: {', '.join(columns)}); set data.{role}_column=NAME")
-    label_column = cfg.label_column
-    if label_column is None:
-        others = [c for c in columns if c not in (cfg.id_column, cfg.group_column)]
-        if len(others) != 1:
-            found = ", ".join(others) if others else "none"
-            raise UserError(f"{path}: cannot tell which column holds the labels (candidates: {found}); set data.label_column=NAME")
-        label_column = others[0]
-    elif label_column not in columns:
-        raise UserError(f"{path}: no label column {label_column!r} (columns: {', '.join(columns)}); set data.label_column=NAME")
-    if len(df) == 0:
-        raise UserError(f"{path}: has a header but no rows")
-
-    ids, folders = [], []
-    for row, written in enumerate((s.strip() for s in df[cfg.id_column]), start=2):  # row 1 is the header
-        if not written:
-            raise UserError(f"{path}: row {row} has an empty id")
-        parts = re.split(r"[/\\]", written)
-        if written[0] in "/\\" or any(not _SAFE_PART.match(p) or p in (".", "..") for p in parts):
-            raise UserError(
-                f"{path}: row {row}: id {written!r} is not a plain file name "
-                "(ids name a file of the images folder: 000, 000.png or images/000.png)"
-            )
-        ids.append(parts[-1])  # a leading folder is checked against the images folder later
-        folders.append("/".join(parts[:-1]) or None)
-    keys = [_id_key(i) for i in ids]
-    counts = Counter(keys)
-    dupes = sorted({i for i, k in zip(ids, keys) if counts[k] > 1})
-    if dupes:
-        raise UserError(f"{path}: duplicate id(s) {', '.join(repr(d) for d in dupes[:5])}; each image must appear once")
-    labels = np.array([_parse_label(v, row, path, cfg.classes) for row, v in enumerate(df[label_column], start=2)])
-    groups = None
-    if cfg.group_column is not None:
-        groups = tuple(s.strip() for s in df[cfg.group_column])
-        if any(not g for g in groups):
-            raise UserError(f"{path}: empty value in group column {cfg.group_column!r}")
-    return {"ids": tuple(ids), "folders": tuple(folders), "labels": labels.astype(np.int64), "groups": groups, "notes": notes}
-
-
-def _sniff_delimiter(path: Path) -> str:
-    """The CSV's delimiter (',', ';', tab or '|') by :class:`csv.Sniffer`; ',' when unsure."""
-    with open(path, encoding="utf-8-sig", newline="") as fh:
-        sample = fh.read(64 * 1024)
-    header = next((line for line in sample.splitlines() if line.strip()), "")
-    try:
-        found = csv.Sniffer().sniff(sample, delimiters=_DELIMITERS).delimiter
-    except csv.Error:
-        found = ","
-    if found not in header:
-        # the sniffer can be fooled by a ragged file; a delimiter absent from the header is not the one
-        found = next((d for d in _DELIMITERS if d in header), ",")
-    return found
-
-
-def _parse_label(value: str, row: int, path: Path, classes: dict[int, str]) -> int:
-    text = value.strip()
-    by_name = {name.lower(): key for key, name in classes.items()}
-    try:
-        number = float(text)
-        key = int(number) if number.is_integer() else None
-    except ValueError:
-        key = by_name.get(text.lower())
-    if key is None or key not in classes:
-        allowed = ", ".join(f"{k} ({n})" for k, n in classes.items())
-        raise UserError(f"{path}: row {row}: label {text!r} is not a configured class ({allowed}); fix it or set data.classes")
-    return key
-
-
-def _id_key(identifier: str) -> str:
-    """Match ids to file names: a known image extension is dropped ('007.png' → '007'), and
-    '007', '7' and 7 are the same image; other ids match exactly."""
-    suffix = Path(identifier).suffix.lower() if "." in identifier else ""
-    stem = identifier[: -len(suffix)] if suffix in IMAGE_EXTENSIONS and len(identifier) > len(suffix) else identifier
-    return str(int(stem)) if stem.isdigit() else stem
-
-
 def _find_images_dir(root: Path, cfg: DataConfig, ids: tuple[str, ...], folders: tuple[str | None, ...] = ()) -> Path:
     root_resolved = root.resolve()
     if cfg.images_dir is not None:
@@ -328,7 +217,7 @@ def _find_images_dir(root: Path, cfg: DataConfig, ids: tuple[str, ...], folders:
         if candidate.is_relative_to(root_resolved) and candidate.is_dir():
             return root / folder
     # The Kaggle archive nests images one or two levels down (head_ct/ or head_ct/head_ct/).
-    wanted = {_id_key(i) for i in ids}
+    wanted = {id_key(i) for i in ids}
     candidates = [root] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     candidates += sorted(q for p in candidates[1:] for q in p.iterdir() if q.is_dir() and not q.name.startswith("."))
     best, best_hits = root, -1
@@ -377,140 +266,11 @@ def _index_image_files(directory: Path, root: Path, skipped: dict[Path, str] | N
                 continue
         if not p.resolve().is_relative_to(root_resolved):
             raise UserError(f"{p}: links outside the data folder {root}; copy the file in instead")
-        files[_id_key(p.name)].append(p)
+        files[id_key(p.name)].append(p)
     return files
 
 
-def _duplicate_warnings(ids, digests: list[str]) -> list[str]:
-    warnings = []
-    seen: dict[str, str] = {}
-    for i, digest in zip(ids, digests):
-        if digest in seen:
-            warnings.append(f"ids {seen[digest]!r} and {i!r} are byte-identical files (possible leak between splits)")
-        seen.setdefault(digest, i)
-    return warnings
-
-
-# --------------------------------------------------------------------- npz
-
-
-def _load_npz(cfg: DataConfig) -> LabelledImages:
-    assert cfg.path is not None
-    path = cfg.path
-    try:
-        # allow_pickle=False: an .npz must never execute code when loaded.
-        with np.load(path, allow_pickle=False) as npz:
-            content = {k: npz[k] for k in npz.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__})") from None
-    present = [s for s in _NPZ_SPLITS if f"{s}_images" in content]
-    if not present:
-        raise UserError(f"{path}: no 'train_images'/'val_images'/'test_images' arrays (found: {', '.join(content) or 'none'})")
-    ids, labels, arrays, infos = [], [], [], []
-    for split in present:
-        images, key = content[f"{split}_images"], f"{split}_labels"
-        if key not in content:
-            raise UserError(f"{path}: has '{split}_images' but no '{key}'")
-        lab = content[key]
-        if lab.ndim == 2 and lab.shape[1] == 1:
-            lab = lab[:, 0]
-        if lab.ndim != 1 or len(lab) != len(images):
-            raise UserError(f"{path}: '{key}' has shape {lab.shape}; expected one class label per image ({len(images)})")
-        dtype = str(images.dtype)
-        if images.ndim not in (3, 4) or (images.ndim == 4 and images.shape[-1] not in (1, 3, 4)):
-            raise UserError(f"{path}: '{split}_images' has shape {images.shape}; expected N×H×W or N×H×W×C (C = 1, 3 or 4)")
-        _check_pixel_count_npz(path, images, cfg.max_image_pixels)
-        if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating) or images.dtype == bool):
-            raise UserError(f"{path}: '{split}_images' has dtype {dtype}; expected integer or float pixels")
-        gray_all, handling = _npz_gray(images, cfg, f"{path} '{split}_images'")
-        channels = {3: " RGB", 4: " RGBA"}.get(images.shape[-1] if images.ndim == 4 else 1, "")
-        for n, (img, y) in enumerate(zip(gray_all, lab)):
-            if not float(y).is_integer() or int(y) not in cfg.classes:
-                allowed = ", ".join(f"{k} ({v})" for k, v in cfg.classes.items())
-                raise UserError(f"{path}: {key}[{n}] = {y} is not a configured class ({allowed}); set data.classes")
-            raw = images[n]
-            ids.append(f"{split}_{n:05d}")
-            labels.append(int(y))
-            arrays.append(_minmax(img) if cfg.intensity == "per_image" else img)
-            infos.append(
-                ImageInfo(
-                    width=img.shape[1],
-                    height=img.shape[0],
-                    mode=dtype + channels,
-                    format="npz",
-                    value_min=float(raw.min()),
-                    value_max=float(raw.max()),
-                    handling="per-image stretch (data.intensity=per_image)" if cfg.intensity == "per_image" else handling,
-                )
-            )
-    digest = _file_sha256(path)
-    return _assemble(
-        cfg,
-        ids=tuple(ids),
-        labels=np.array(labels, dtype=np.int64),
-        groups=None,
-        arrays=arrays,
-        infos=infos,
-        digests=[digest] * len(ids),
-        kind="npz",
-        location=str(path),
-        images_dir=None,
-        warnings=[],
-    )
-
-
-def _npz_gray(images: np.ndarray, cfg: DataConfig, where: str) -> tuple[np.ndarray, str]:
-    """N×H×W or N×H×W×C array → (float32 N×H×W in [0, 1], what was done), decided once per array.
-
-    RGB(A) becomes luma (0.299 R + 0.587 G + 0.114 B, times alpha), as for RGB files; uint8 is
-    divided by 255, uint16 by 65535; other integers and floats follow
-    :func:`ctqc.data.images.scale_values` (floats in [0, 1] kept, [0, 255] divided by 255, HU windowed).
-    """
-    arr = images.astype(np.float64)
-    luma = ""
-    if arr.ndim == 4:
-        if arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        else:
-            gray = arr[..., 0] * 0.299 + arr[..., 1] * 0.587 + arr[..., 2] * 0.114
-            if arr.shape[-1] == 4:
-                top = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(images.dtype, 1.0)
-                gray = gray * (arr[..., 3] / top)
-            arr, luma = gray, "luma "
-    if cfg.intensity == "per_image":
-        return arr.astype(np.float32), luma + "per-image stretch"
-    full = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(bool): 1.0}.get(images.dtype)
-    if full is not None and cfg.intensity != "hu":
-        return (arr / full).astype(np.float32), f"{luma}/{full:g}"
-    gray, handling = scale_values(arr, integer=not np.issubdtype(images.dtype, np.floating), intensity=cfg.intensity, dicom=cfg.dicom, path=where)
-    return gray, luma + handling
-
-
-def _check_pixel_count_npz(path: Path, images: np.ndarray, max_pixels: int) -> None:
-    h, w = images.shape[1:3]
-    if h * w > max_pixels:
-        raise UserError(f"{path}: images are {w}×{h} pixels, over data.max_image_pixels={max_pixels:,}")
-
-
-def _minmax(arr: np.ndarray) -> np.ndarray:
-    lo, hi = float(arr.min()), float(arr.max())
-    return np.zeros_like(arr, dtype=np.float32) if hi <= lo else ((arr - lo) / (hi - lo)).astype(np.float32)
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-# --------------------------------------------------------------------- phantoms
-
-
 def _load_phantoms(cfg: DataConfig) -> LabelledImages:
-    from ctqc.phantoms import PhantomSpec, generate_phantoms
-
     p = cfg.phantom
     if sorted(cfg.classes) != [0, 1]:
         raise UserError("the built-in phantom data has two classes, 0 and 1; data.classes must use those keys")
@@ -518,7 +278,7 @@ def _load_phantoms(cfg: DataConfig) -> LabelledImages:
     arrays = [img.astype(np.float32) / 255.0 for img in phantoms.images]
     digests = [hashlib.sha256(img.tobytes()).hexdigest() for img in phantoms.images]
     infos = [ImageInfo(width=p.size, height=p.size, mode="L", format="array", value_min=float(img.min()), value_max=float(img.max()), handling="/255") for img in phantoms.images]
-    return _assemble(
+    return assemble(
         cfg,
         ids=tuple(phantoms.ids),
         labels=phantoms.labels.astype(np.int64),
@@ -530,48 +290,4 @@ def _load_phantoms(cfg: DataConfig) -> LabelledImages:
         location="built-in phantoms",
         images_dir=None,
         warnings=[],
-    )
-
-
-# --------------------------------------------------------------------- common
-
-
-def _assemble(cfg: DataConfig, *, ids, labels, groups, arrays, infos, digests, kind, location, images_dir, warnings, files=()) -> LabelledImages:
-    import torch
-
-    if len(ids) == 0:
-        raise UserError(f"{location}: no images")
-    images = torch.stack([preprocess(a, cfg.image_size) for a in arrays]) if arrays else torch.empty(0, 1, cfg.image_size, cfg.image_size)
-    content = hashlib.sha256()
-    for i, y, d, g in zip(ids, labels.tolist(), digests, groups or [None] * len(ids)):
-        content.update(f"{i}\t{y}\t{g}\t{d}\n".encode())
-    if kind == "phantom":
-        content.update(json.dumps(cfg.phantom.model_dump(), sort_keys=True).encode())
-    content_hash = content.hexdigest()
-    settings = {
-        "image_size": cfg.image_size,
-        "intensity": cfg.intensity,
-        "dicom_window": cfg.dicom.level_width(),
-        "classes": cfg.classes,
-        "preprocessing": "gray,pad-square-black,resize-bilinear-antialias,[-1,1]",
-        "preprocessing_version": PREPROCESSING_VERSION,  # decoding rules: same bytes, other pixels
-    }
-    fingerprint = hashlib.sha256((content_hash + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
-    source = DataSource(
-        kind=kind,
-        location=location,
-        images_dir=images_dir,
-        content_hash=content_hash[:16],
-        fingerprint=fingerprint[:16],
-        image_info=tuple(infos),
-        warnings=tuple(warnings),
-        files=files,
-    )
-    return LabelledImages(
-        ids=tuple(ids),
-        labels=labels,
-        images=images,
-        class_names=dict(cfg.classes),
-        groups=groups,
-        source=source,
     )

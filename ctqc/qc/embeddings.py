@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ctqc import atomic
+
 METHODS = ("tsne", "umap")
 #: Fewest points each method embeds; below that a unit's embedding is skipped with a note.
 #: t-SNE's perplexity (at most 30) and UMAP's n_neighbors (at most 15) shrink with the set:
@@ -76,8 +78,6 @@ def plot_embedding(table, method: str, out: Path) -> None:
         ax.set_xlabel(f"{method} 1 (arbitrary units)")
         ax.set_ylabel(f"{method} 2 (arbitrary units)")
         ax.legend(fontsize=7, loc="best")
-    from ctqc import atomic
-
     with atomic.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

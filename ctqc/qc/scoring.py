@@ -24,7 +24,7 @@ import numpy as np
 from ctqc import atomic
 from ctqc.qc.c2st import c2st_summary, fit_c2st
 from ctqc.qc.domain import encoders_if_used
-from ctqc.qc.embeddings import embed
+from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
 
@@ -68,7 +68,7 @@ def score_units(units, cfg, cache, memorisation: bool = True) -> ScoreSet:
         unit_rows, results[unit.label], features[unit.label] = _score_unit(unit, cfg, cache, memorisation, domain.get(unit.fold))
         rows += unit_rows
         if cfg.qc.embeddings:
-            embedding_parts.append(_embedding_rows(cfg.qc.embeddings, cfg.seed, unit, features[unit.label]))
+            embedding_parts.append(_embedding_rows(cfg.qc.embeddings, cfg.seed, unit, features[unit.label], results[unit.label]))
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
     embeddings = pd.concat(embedding_parts, ignore_index=True) if embedding_parts else None
     return ScoreSet(table=table, units=results, features=features, embeddings=embeddings)
@@ -135,8 +135,11 @@ def after_check(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fo
     return c2st_summary(test)
 
 
-def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures):
-    """t-SNE / UMAP coordinates of one fold and class: reference real images and the synthetic pool."""
+def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures, results: dict):
+    """t-SNE / UMAP coordinates of one fold and class: reference real images and the synthetic pool.
+
+    A method skipped for too few images leaves its columns empty and a note in ``results["notes"]``.
+    """
     import pandas as pd
 
     table = pd.DataFrame(
@@ -150,6 +153,9 @@ def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures)
     stacked = np.vstack([features.reference, features.synthetic])
     for method in methods:
         coords = embed(stacked, method, seed=seed + unit.fold)
+        if coords is None:
+            coords = np.full((len(stacked), 2), np.nan)
+            results.setdefault("notes", []).append(skip_note(method, len(stacked), unit.label))
         table[f"{method}_x"], table[f"{method}_y"] = coords[:, 0].round(5), coords[:, 1].round(5)
     return table
 

@@ -112,6 +112,7 @@ def decide_and_check(scores: ScoreSet, cfg: Config, threshold: float, memorisati
             c2st_before=unit["c2st"],
             c2st_after=after_check(scores.features[label], (reasons == "").to_numpy(), cfg.qc, cfg.seed, unit["fold"]),
             copy_threshold=unit["copy_threshold"],
+            notes=unit.get("notes", []),
         )
     table = decided.rename(columns={"id": "sample_id"})[FILTER_COLUMNS]
     kept = int((table["reasons"] == "").sum())
