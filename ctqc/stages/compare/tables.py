@@ -44,7 +44,8 @@ def _fmt_ci(stat: dict, scale: float = 100.0) -> str:
 def verdict_lines(summary: dict) -> list[str]:
     """The headline metric's comparisons, primary first, one :func:`classify.verdicts.describe` line each."""
     comps = [c for c in summary["comparisons"] if c["metric"] == HEADLINE]
-    comps.sort(key=lambda c: c.get("role") != "primary")
+    order = [tuple(p) for p in summary.get("primary", [])]
+    comps.sort(key=lambda c: order.index((c["arm"], c["reference"])) if (c["arm"], c["reference"]) in order else len(order))
     return [c.get("line") or describe(c) for c in comps]
 
 
