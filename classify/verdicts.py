@@ -13,7 +13,7 @@ uncertainty has two sources, and the interval includes both:
   resampled. Seeds are averaged rather than resampled because a bootstrap over 3
   to 10 seeds has a handful of distinct outcomes and shrinks their variance by
   (S − 1)/S. What averaging leaves out — a shift shared by every image of one
-  training (one seed is luckier than another) — is added as a normal component
+  training (one seed is luckier than another) — is added as a component
   whose variance is the between-seed variance of the metric net of the
   image × seed noise (two-way random-effects ANOVA, method of moments; Searle,
   Casella & McCulloch 1992, ch. 4), divided by the number of seeds, drawn from a
