@@ -1,6 +1,8 @@
 """The report's conclusion: plain sentences written from the saved numbers.
 
-Rules: every difference is stated with its 95 % CI and p-value; a CI that
+Rules: every difference is stated with its 95 % CI and p-value; "evidence"
+only when the CI excludes 0 and the test agrees at α (the compare stage's own
+verdict, ``classify.verdicts``, when summary.json carries it); a CI that
 includes 0 is reported as "no evidence of a difference", never as a small
 effect; nothing is said about a stage that did not run.
 """
@@ -48,8 +50,13 @@ def ci_includes_zero(lo, hi) -> bool:
     return lo is None or hi is None or lo <= 0 <= hi
 
 
-def comparison_sentence(c: dict) -> str | None:
-    """One paired comparison (compare/summary.json "comparisons" entry) as a sentence."""
+def comparison_sentence(c: dict, alpha: float = 0.05) -> str | None:
+    """One paired comparison (compare/summary.json "comparisons" entry) as a sentence.
+
+    The verdict is the compare stage's own (``classify.verdicts``: the interval excludes 0 *and*
+    the test agrees at α, with the minimum detectable difference otherwise) whenever the entry
+    carries one; an older entry without it is judged by the same rule from its interval and p-value.
+    """
     diff, lo, hi = num(c.get("mean_diff")), num(c.get("ci_low")), num(c.get("ci_high"))
     if diff is None:
         return None
@@ -58,16 +65,29 @@ def comparison_sentence(c: dict) -> str | None:
     ref = str(c.get("reference", "?"))
     ref_name = REFERENCE_NAMES.get(ref, f"‘{ref}’")
     ci = "95 % CI not available" if lo is None or hi is None else f"95 % CI {points(lo)} to {points(hi)}"
-    n = c.get("n_pairs")
-    pairs = f", {int(n)} paired fold×seed results" if num(n) is not None else ""
-    sentence = f"‘{c.get('arm', '?')}’ changed {name} by {points(diff)} points ({ci}, {fmt_p(c.get('p_value'))}{pairs}) compared with {ref_name}"
+    n, images, reps = c.get("n_pairs"), num(c.get("n_images")), num(c.get("n_replicates"))
+    if images:
+        pairs = f", {int(images)} test images × {int(reps or 0)} training replicate(s)"
+    else:
+        pairs = f", {int(n)} paired fold×seed results" if num(n) is not None else ""
+    p_shown = c.get("p_adjusted") if num(c.get("p_adjusted")) is not None else c.get("p_value")
+    role = f"{c['role']} comparison: " if c.get("role") else ""
+    sentence = f"{role}‘{c.get('arm', '?')}’ changed {name} by {points(diff)} points ({ci}, {fmt_p(p_shown)}{pairs}) compared with {ref_name}"
     note = f" ({c['note']})" if c.get("note") else ""
+    if c.get("verdict"):
+        mdd = num(c.get("mdd"))
+        detectable = f"; this design could only detect differences larger than {points(mdd).lstrip('+')} points" if mdd is not None and "no evidence" in c["verdict"] else ""
+        tested = f" ({c['adjustment']})" if "not tested" in str(c.get("adjustment", "")) else ""
+        return sentence + f": {c['verdict']}{tested}{detectable}{note}."
     if lo is None or hi is None:
         return sentence + f"; without a CI this is not evidence of a difference{note}."
     if ci_includes_zero(lo, hi):
         return sentence + f": the CI includes 0, so there is no evidence of a difference{note}."
+    p = num(c.get("p_value"))
+    if p is None or p > alpha:
+        return sentence + f": the CI excludes 0 but the test does not agree at α = {alpha:g}, so there is no evidence of a difference{note}."
     direction = "an improvement" if lo > 0 else "a decrease"
-    return sentence + f": the CI excludes 0, evidence of {direction} on this data{note}."
+    return sentence + f": the CI excludes 0 and the test agrees, evidence of {direction} on this data{note}."
 
 
 def classification_sentences(summary: dict | None) -> list[str]:

@@ -125,10 +125,22 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert acc["n"] == 2 and acc["mean"] == pytest.approx(results.loc[results["arm"] == "original", "accuracy"].mean())
     assert set(summary["skipped"]) == {"original+filtered", "original+random-subset"}
     assert summary["paper"]["original"]["accuracy"] == 0.7651
+    n_test = len(test_ids)
+    ba = summary["arms"]["original"]["balanced_accuracy"]  # image level: seeds averaged per image, images resampled
+    assert ba["n_images"] == n_test and ba["n_replicates"] == 2 and 0 <= ba["ci_low"] <= ba["mean"] <= ba["ci_high"] <= 1
+    assert ba["mean"] == pytest.approx(results.loc[results["arm"] == "original", "balanced_accuracy"].mean())  # linear in correctness
+    assert ba["over_trainings"]["n"] == 2 and "test images" in ba["interval"]
+    assert summary["degenerate_trainings"]["original"] == int(results.loc[results["arm"] == "original", "degenerate"].sum())
     comp = [c for c in summary["comparisons"] if c["arm"] == "original+synthetic" and c["metric"] == "balanced_accuracy"][0]
-    assert comp["reference"] == "original" and comp["test"] == "wilcoxon" and comp["n_pairs"] == 2 and 0 <= comp["p_value"] <= 1
+    assert comp["reference"] == "original" and comp["over_trainings"]["test"] == "wilcoxon" and comp["n_pairs"] == 2
+    assert comp["role"] == "secondary" and comp["n_images"] == n_test and comp["n_replicates"] == 2 and "averaged over training seeds" in comp["estimand"]
+    assert comp["verdict"] in ("evidence of an improvement", "evidence of a decrease", "no evidence of a difference", "not estimable")
+    if comp["verdict"] != "not estimable":
+        assert -1 <= comp["ci_low"] <= comp["mean_diff"] <= comp["ci_high"] <= 1 and 0 < comp["p_value"] <= comp["p_adjusted"] <= 1 and comp["mdd"] > 0
+    assert comp["line"] in result.out and results["degenerate"].dtype == bool
     table = (folder / "table.txt").read_text()
     assert "Accuracy" in table and "Sensitivity" in table and "76.51" in table and "skipped" in table
+    assert "estimand: balanced accuracy of the trained pipeline" in table and comp["line"] in table and "degen." in table
     assert Run(run).stage_status("compare") == "done"
 
     # a re-run trains nothing; a lost unit is retrained alone, with the same numbers
@@ -156,6 +168,7 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert list(results["arm"]) == ["original", "original+filtered"] and list(results["n_train_synthetic"]) == [0, 6]
     summary = json.loads((folder / "summary.json").read_text())
     assert {(c["arm"], c["reference"]) for c in summary["comparisons"]} == {("original+filtered", "original")}
+    assert summary["primary"] == []  # the random-subset and synthetic controls did not run
     assert summary["skipped"] == {} and summary["seeds"] == [0]
 
 
@@ -177,3 +190,29 @@ def test_compare_bad_input(run_cli, args, message):
 def test_compare_without_a_run(run_cli):
     result = run_cli("compare")
     assert result.code == 2 and "no run found" in result.err
+
+
+def test_a_constant_output_model_is_flagged_degenerate(fold_data, tmp_path, monkeypatch):
+    """A training whose model predicts one class for every image gets degenerate = true; a normal one does not."""
+    from classify.training import FitResult
+    from ctqc.stages.compare import jobs, summarise
+
+    class Constant(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.bias = torch.nn.Parameter(torch.tensor([2.0, -2.0]))  # always class 0
+
+        def forward(self, x):
+            return self.bias.expand(x.shape[0], 2)
+
+    monkeypatch.setattr(jobs, "fit_classifier", lambda *a, **k: FitResult(model=Constant(), best_epoch=1, epochs_run=1))
+    cfg = Config(data=DataConfig(phantom=PhantomConfig(n_per_class=20, size=32)))
+    job = make_job(cfg, fold_data, "original", 0, [0, 1], tmp_path, threads=1)
+    record = jobs.train_unit(job)
+    assert record["row"]["degenerate"] is True and set(record["predictions"]["pred"]) == {0}
+    assert record["row"]["specificity"] == 1 and record["row"]["sensitivity"] == 0
+    assert not jobs.is_degenerate([0, 1, 0], [1, 1, 0]) and jobs.is_degenerate([0, 1], [1, 1])
+    # ... and the summary counts it per arm, from results.csv's column
+    results = pd.DataFrame([record["row"]])
+    summary = summarise(results, cfg, ["original"], {}, [0], [0], {record["key"]: record["predictions"]})
+    assert summary["degenerate_trainings"]["original"] == 1

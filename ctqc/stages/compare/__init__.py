@@ -11,9 +11,9 @@ a unit whose inputs changed, e.g. after re-filtering). Jobs run in ``jobs``
 spawned processes with ``cores // jobs`` torch threads each (:mod:`.executor`).
 
 Outputs: ``compare/results.csv`` (one row per unit), ``compare/predictions/<unit>.csv``,
-``compare/summary.json`` (per-arm mean and 95 % t-interval over folds × seeds,
-paired comparisons with a Wilcoxon or paired-bootstrap test, the paper's figures;
-:mod:`.statistics`) and ``compare/table.txt`` (the paper's Table 1 layout; :mod:`.tables`).
+``compare/summary.json`` (image-level estimates, intervals, sign-flip tests, minimum
+detectable differences and verdicts, primary/secondary, from the per-image predictions;
+the per-training summaries beside them; the paper's figures; :mod:`.statistics`) and ``compare/table.txt`` (the paper's Table 1 layout; :mod:`.tables`).
 This module only orchestrates.
 """
 
@@ -38,7 +38,7 @@ from ctqc.errors import UserError
 from ctqc.run import Run
 from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
 from ctqc.stages.compare.executor import available_cores, execute, load_unit
-from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, make_job, train_unit, training_seed, unit_key
+from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, is_degenerate, make_job, train_unit, training_seed, unit_key
 from ctqc.stages.compare.statistics import comparisons_for, summarise
 from ctqc.stages.compare.tables import arm_label, format_table, print_table
 
@@ -142,7 +142,7 @@ def compare(
             records[record["key"]] = record
             trained += 1
         results = _results_table(records)
-        summary = summarise(results, cfg, arms, skipped, seed_list, folds)
+        summary = summarise(results, cfg, arms, skipped, seed_list, folds, {k: r["predictions"] for k, r in records.items()})
         summary["wall_seconds"] = round(time.perf_counter() - start, 1)
         summary["processes"], summary["threads_per_process"] = workers, threads
         summary["torchrun_processes"] = world.world_size
@@ -192,11 +192,13 @@ def _fold_loader(run: Run) -> Callable[[int], FoldData]:
 
 def _results_table(records: dict[str, dict]) -> pd.DataFrame:
     """results.csv: the records' rows in arm, fold, seed order, the fixed columns first."""
-    rows = [r["row"] for r in records.values()]
+    # units written before the flag existed are judged from their test predictions alone
+    rows = [{**r["row"], "degenerate": r["row"].get("degenerate", is_degenerate(r["predictions"]["pred"]))} for r in records.values()]
     results = pd.DataFrame(sorted(rows, key=lambda row: (arm_order(row["arm"]), row["fold"], row["seed"])))
     results = results[RESULT_COLUMNS + [c for c in results.columns if c not in RESULT_COLUMNS]]
     for metric in METRICS:  # NaN is stored as null in the unit files
         results[metric] = pd.to_numeric(results[metric], errors="coerce").astype(float)
+    results["degenerate"] = results["degenerate"].astype(bool)
     return results
 
 

@@ -41,8 +41,13 @@ METRICS = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_a
 RESULT_COLUMNS = [
     "arm", "fold", "seed", "n_train_real", "n_train_synthetic", "n_val", "n_test",
     "accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc",
-    "best_epoch", "epochs_run", "seconds",
+    "best_epoch", "epochs_run", "seconds", "degenerate",
 ]  # fmt: skip
+
+
+def is_degenerate(*predicted_classes: np.ndarray) -> bool:
+    """True when a model predicts one class for every image of any of the given prediction sets (e.g. validation, test)."""
+    return any(np.unique(np.asarray(p)).size <= 1 for p in predicted_classes if np.asarray(p).size)
 
 
 def unit_key(arm: str, fold: int, seed: int) -> str:
@@ -157,6 +162,7 @@ def train_unit(job: TrainingJob, on_epoch: Callable[[dict], None] | None = None)
         on_epoch=on_epoch,
     )
     probs = predict_proba(fit.model, torch.from_numpy(job.test_x), precision=cfg.precision)
+    val_pred = predict_proba(fit.model, torch.from_numpy(job.val_x), precision=cfg.precision).argmax(axis=1)
     metrics = classification_metrics(job.test_y, probs)
     keys = np.array(job.class_keys)
     row = {
@@ -171,6 +177,7 @@ def train_unit(job: TrainingJob, on_epoch: Callable[[dict], None] | None = None)
         "best_epoch": fit.best_epoch,
         "epochs_run": fit.epochs_run,
         "seconds": round(time.perf_counter() - start, 2),
+        "degenerate": is_degenerate(val_pred, probs.argmax(axis=1)),  # one class for every validation or test image
         **{f"recall_{name}": r for name, r in zip(job.class_names, metrics["per_class_recall"])},
         "augment": fit.augment,
         "balanced_sampling": fit.balanced,

@@ -1,19 +1,39 @@
-"""The comparison's statistics: per-arm means with 95 % t-intervals and paired tests (``summary.json``).
+"""The comparison's statistics (``summary.json``): image-level estimates, intervals, tests and verdicts.
 
-Every metric is a fraction in [0, 1]. An arm's figure is the mean over its
-folds × seeds; a paired comparison pairs the trainings of two arms that share
-fold and seed (common random numbers) and tests the differences with a Wilcoxon
-signed-rank or a paired-bootstrap test (``compare.test``), via
-:mod:`classify.stats`.
+Every metric is a fraction in [0, 1], differences in [-1, 1]. The headline numbers
+come from the per-image test predictions (:mod:`classify.verdicts`): each arm's
+correctness per test image and replicate — a replicate is one seed (holdout) or one
+(repeat, seed) whose K fold models' out-of-fold predictions are pooled so every real
+image is tested once — averaged over replicates, then a class-stratified bootstrap
+over images shared by all arms (paired), a sign-flip permutation test over images,
+the minimum detectable difference, and one verdict per comparison. Balanced
+accuracy carries the pre-specified primary comparisons (fixed sequence:
+:data:`PRIMARY`); every other comparison is secondary (Holm). ROC AUC has no
+image-level method yet: its figures stay the mean and t-interval over trainings.
+
+Beside each image-level figure, ``over_trainings`` keeps the earlier per-training
+summary (mean and t-interval over folds × seeds; Wilcoxon or paired bootstrap over
+trainings, ``compare.test``, via :mod:`classify.stats`): it measures optimisation
+noise on fixed test images only and is a secondary display.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
+from classify import verdicts
 from classify.stats import mean_ci, paired_difference
 from ctqc import paper
 from ctqc.config import Config
 from ctqc.stages.compare.arms import class_keys
 from ctqc.stages.compare.jobs import METRICS
+
+#: The pre-specified primary comparisons, in their fixed testing order (issue 16 item 4).
+PRIMARY = (("original+filtered", "original+random-subset"), ("original+filtered", "original+synthetic"))
+#: The metric of the primary comparisons and of the verdict lines.
+HEADLINE = "balanced_accuracy"
+#: Significance level of every verdict.
+ALPHA = 0.05
 
 #: Comparisons beyond "every arm vs original": does filtering beat no filtering, and beat a random subset?
 EXTRA_COMPARISONS = (("original+filtered", "original+synthetic"), ("original+filtered", "original+random-subset"))
@@ -26,38 +46,148 @@ def comparisons_for(arms: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[int], folds: list[int]) -> dict:
-    """summary.json's content from ``results`` (pandas.DataFrame, one row per arm × fold × seed)."""
-    arm_stats = {}
+def replicates(predictions: dict[str, dict] | None, arm: str, folds: list[int], seeds: list[int], cfg: Config) -> dict[tuple[int, int], dict[str, tuple[int, bool]]]:
+    """Per (repeat, seed) of ``arm``: {image id: (label, correct)} pooled over the repeat's folds.
+
+    ``predictions``: unit key → the unit's ``predictions`` ({"id", "label", "pred", ...}).
+    A replicate is kept only when every fold of its repeat has its unit (so every
+    image of the pooled test set is predicted exactly once); holdout: repeat 0 = fold 0.
+    """
+    if not predictions:
+        return {}
+    from ctqc.stages.compare.jobs import unit_key
+
+    k = cfg.split.folds if cfg.split.scheme == "kfold" else 1
+    out = {}
+    for repeat in sorted({f // k for f in folds}):
+        members = [f for f in folds if f // k == repeat]
+        for seed in seeds:
+            units = [predictions.get(unit_key(arm, f, seed)) for f in members]
+            if any(u is None for u in units):
+                continue
+            pooled: dict[str, tuple[int, bool]] = {}
+            for u in units:
+                for i, lab, pred in zip(u["id"], u["label"], u["pred"]):
+                    pooled[str(i)] = (int(lab), int(lab) == int(pred))
+            out[(repeat, seed)] = pooled
+    return out
+
+
+def correctness(reps: dict, keys: list[int], replicate_keys: list, image_ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``correct (R, N)`` (0/1) and ``labels (N,)`` as class indices into ``keys`` (binary: 1 = positive)."""
+    correct = np.array([[reps[r][i][1] for i in image_ids] for r in replicate_keys], dtype=np.float64)
+    labels = np.searchsorted(np.array(keys), [reps[replicate_keys[0]][i][0] for i in image_ids])
+    return correct, labels
+
+
+def _common(rep_sets: list[dict]) -> tuple[list, list[str]]:
+    """The replicates all arms have, and the images every one of those replicates predicts (sorted)."""
+    keys = sorted(set.intersection(*(set(r) for r in rep_sets))) if rep_sets else []
+    if not keys:
+        return [], []
+    ids = set.intersection(*(set(r[k]) for r in rep_sets for k in keys))
+    return keys, sorted(ids)
+
+
+def _image_level_arm(reps: dict, keys: list[int], metric: str, seed: int) -> dict | None:
+    rk, ids = _common([reps])
+    if not ids:
+        return None
+    correct, labels = correctness(reps, keys, rk, ids)
+    try:
+        est = verdicts.estimate_arms(correct[None], labels, metric, seed=seed)
+    except ValueError:  # e.g. sensitivity of a multi-class task, or a class absent from the test images
+        return None
+    return {
+        "mean": float(est["estimate"][0]), "ci_low": float(est["ci_low"][0]), "ci_high": float(est["ci_high"][0]),
+        "se": float(est["se"][0]), "seed_sd": float(est["seed_sd"][0]), "n_images": len(ids), "n_replicates": len(rk),
+        "interval": verdicts.INTERVAL_NOTE, "estimand": verdicts.estimand(metric),
+    }  # fmt: skip
+
+
+def _image_level_difference(reps_a: dict, reps_b: dict, keys: list[int], metric: str, seed: int) -> dict:
+    rk, ids = _common([reps_a, reps_b])
+    if not ids:
+        return verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+    a, labels = correctness(reps_a, keys, rk, ids)
+    b, _ = correctness(reps_b, keys, rk, ids)
+    try:
+        return verdicts.verdict(a, b, labels, metric, alpha=ALPHA, seed=seed)
+    except ValueError as exc:
+        out = verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+        out["why"] = str(exc)
+        return out
+
+
+def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[int], folds: list[int], predictions: dict[str, dict] | None = None) -> dict:
+    """summary.json's content from ``results`` (pandas.DataFrame, one row per arm × fold × seed) and the units' per-image ``predictions``.
+
+    ``predictions``: unit key (``<arm>__f<fold>__s<seed>``) → {"id", "label", "pred", ...}
+    lists. Without them (an older run) every comparison is "not estimable" and the
+    per-arm figures are the per-training means.
+    """
+    keys = class_keys(cfg)
+    reps = {arm: replicates(predictions, arm, folds, seeds, cfg) for arm in arms}
+    arm_stats: dict[str, dict] = {}
+    degenerate: dict[str, int] = {}  # trainings that predicted one class for every validation or test image
     for arm in arms:
         rows = results[results["arm"] == arm]
-        arm_stats[arm] = {m: mean_ci(rows[m].to_numpy()) for m in METRICS}
+        arm_stats[arm] = {}
+        for m in METRICS:
+            over = mean_ci(rows[m].to_numpy())
+            image = _image_level_arm(reps[arm], keys, m, cfg.seed) if m in verdicts.METRICS else None
+            if image is None:
+                note = "over trainings only (folds × seeds): test images are not resampled"
+                arm_stats[arm][m] = {**over, "interval": note, "over_trainings": over}
+            else:
+                arm_stats[arm][m] = {**image, "n": over["n"], "over_trainings": over}
+        degenerate[arm] = int(rows["degenerate"].sum()) if "degenerate" in rows else 0
     comparisons = []
-    for arm, ref in comparisons_for(arms):
-        a = results[results["arm"] == arm].set_index(["fold", "seed"])
-        b = results[results["arm"] == ref].set_index(["fold", "seed"])
-        common = a.index.intersection(b.index).sort_values()
-        for metric in METRICS:
-            test = paired_difference(
+    for metric in METRICS:
+        family = []
+        for arm, ref in comparisons_for(arms):
+            a = results[results["arm"] == arm].set_index(["fold", "seed"])
+            b = results[results["arm"] == ref].set_index(["fold", "seed"])
+            common = a.index.intersection(b.index).sort_values()
+            over = paired_difference(
                 a.loc[common, metric].to_numpy(), b.loc[common, metric].to_numpy(), cfg.compare.test, n_bootstrap=cfg.compare.n_bootstrap, seed=cfg.seed
             )
-            comparisons.append({"arm": arm, "reference": ref, "metric": metric, **test})
+            if metric in verdicts.METRICS:
+                image = _image_level_difference(reps[arm], reps[ref], keys, metric, cfg.seed)
+            else:
+                image = verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+                image["why"] = "no image-level method for ROC AUC yet: see over_trainings"
+            c = {"arm": arm, "reference": ref, "metric": metric, **image, "n_pairs": over["n_pairs"], "over_trainings": over}
+            c["mean_diff"] = c["estimate"]  # the name earlier readers of summary.json use
+            family.append(c)
+        verdicts.adjust(family, PRIMARY if metric == HEADLINE else (), ALPHA)
+        for c in family:
+            c["line"] = verdicts.describe(c)
+        comparisons += family
     notes = [paper.NOTE]
+    if not predictions:
+        notes.append("no per-image predictions: image-level intervals, tests and verdicts are not estimable")
     n_runs = len(folds) * len(seeds)
     if n_runs == 1:
         notes.append("one fold × one seed: no confidence intervals or tests possible; use --seeds 3 or more")
     return {
         "metrics": list(METRICS),
         "arms": arm_stats,
+        "degenerate_trainings": degenerate,
         "comparisons": comparisons,
         "skipped": skipped,
         "paper": {arm: dict(v) for arm, v in paper.TABLE1.items()},
         "seeds": seeds,
         "folds": folds,
         "config": {"classifier": cfg.classifier.model_dump(mode="json"), "compare": cfg.compare.model_dump(mode="json")},
-        "ci": "95 % two-sided t-interval of the mean over folds × seeds",
-        "paired_by": ["fold", "seed"],
-        "test": cfg.compare.test,
+        "ci": verdicts.INTERVAL_NOTE + "; ROC AUC and over_trainings: 95 % two-sided t-interval of the mean over folds × seeds",
+        "estimand": verdicts.estimand(HEADLINE),
+        "primary": [list(p) for p in PRIMARY if p[0] in arms and p[1] in arms],
+        "alpha": ALPHA,
+        "paired_by": ["test image", "fold", "seed"],
+        "test": "paired sign-flip permutation over images (seed-averaged per-image differences)",
+        "test_over_trainings": cfg.compare.test,
+        "replicates": "one per seed (holdout) or per (repeat, seed) with the folds' out-of-fold predictions pooled (k-fold)",
         "positive_class": cfg.data.classes[class_keys(cfg)[-1]] if len(cfg.data.classes) == 2 else None,
         "evaluated_on": "each fold's real held-out test images; epochs chosen on its real validation images",
         "notes": notes,
