@@ -33,7 +33,7 @@ from ctqc.stages.qc import run_qc
 from ctqc.stages.report import make_report
 from ctqc.stages.score import score
 from ctqc.stages.selftest import run_selftest
-from ctqc.stages.train import train
+from ctqc.stages.train import train, untrained
 
 STAGES = ("train", "generate", "score", "filter", "qc", "selftest", "compare", "report")
 DATA_PARALLEL = ("train", "compare")  # the stages that use every torchrun process
@@ -84,6 +84,8 @@ def stage_functions(progress: bool = True) -> dict[str, Callable[[Run], object]]
 def needs_running(run: Run, stage: str) -> bool:
     """Not finished, or finished before the stage whose output it reads (then its output is stale)."""
     if run.stage_status(stage) != "done":
+        return True
+    if stage == "train" and untrained(run):  # a generator went missing since: train (resume) it again
         return True
     upstream = UPSTREAM.get(stage)
     return upstream is not None and run.finished_after(upstream, stage)

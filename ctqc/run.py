@@ -2,7 +2,7 @@
 
 Every stage takes a :class:`Run` and reads nothing else from disk: ``run.config``
 (the saved, resolved config), ``run.data()`` (the real images, fingerprint-checked
-against the manifest and decoded once per process), ``run.splits`` and
+against the manifest and decoded once per Run: the pipeline passes one Run along), ``run.splits`` and
 ``run.pool()`` / ``run.pool_images()`` (the synthetic pool and its pixels). Paths
 come from :class:`ctqc.layout.RunLayout` (``run.layout``), the one place that spells
 them out.
@@ -33,9 +33,6 @@ from ctqc.errors import UserError
 from ctqc.layout import LATEST, RunLayout
 from ctqc.splits import Splits
 
-#: Real datasets decoded in this process, keyed by the data settings that decode them:
-#: one ``ctqc run`` (or any chain of stages in one process) loads the data once.
-_DATA_CACHE: dict[str, LabelledImages] = {}
 
 
 def _now() -> str:
@@ -62,6 +59,7 @@ class Run:
         self.path = Path(path)
         self._config: Config | None = None
         self._splits: Splits | None = None
+        self._data: LabelledImages | None = None  # decoded once per Run object: the pipeline passes one along
         self._pool_pixels: dict[str, Any] = {}  # samples/ file name → 1×S×S tensor
 
     def __repr__(self) -> str:
@@ -206,14 +204,16 @@ class Run:
         return self._config
 
     def data(self) -> LabelledImages:
-        """The real images, decoded once per process, checked against the manifest's fingerprint.
+        """The real images, decoded once per :class:`Run` object, checked against the manifest's fingerprint.
+
+        The pipeline hands one ``Run`` from stage to stage, so ``ctqc run`` decodes the data once;
+        each CLI command opens its own ``Run`` and so sees the data as they are on disk now.
 
         Raises :class:`UserError` when the data changed since the run was created.
         """
-        settings = self.config.data.model_dump_json()
-        data = _DATA_CACHE.get(settings)
-        if data is None:
-            data = _DATA_CACHE[settings] = load_dataset(self.config.data)
+        if self._data is None:
+            self._data = load_dataset(self.config.data)
+        data = self._data
         recorded = self.manifest().get("data", {}).get("fingerprint")
         if recorded and recorded != data.source.fingerprint:
             raise UserError(f"{self.path}: the data changed since this run was created (fingerprint {data.source.fingerprint} ≠ {recorded}); start a new run")
@@ -222,7 +222,7 @@ class Run:
     def adopt(self, config: Config, data: LabelledImages, splits: Splits | None = None) -> Run:
         """Hand over what the caller already loaded (the run's creator), so nothing is read twice."""
         self._config = config
-        _DATA_CACHE[config.data.model_dump_json()] = data
+        self._data = data
         self._splits = splits
         return self
 

@@ -83,10 +83,11 @@ def test_filter_and_qc_on_two_plain_folders(byo_folders, run_cli, tmp_path):
     assert haem["kid"]["ci_low"] <= haem["kid"]["value"] <= haem["kid"]["ci_high"] and haem["kid"]["floor"] is not None
     assert metrics["c2st"]["haemorrhage"]["auc"] > metrics["c2st"]["normal"]["auc"]  # the noise images give it away
     assert len(metrics["memorisation"]["normal"]["pairs"]) > 0
-    scores = pd.read_csv(tmp_path / "qc" / "c2st_scores.csv")
-    synthetic_scores = scores[scores["source"] == "synthetic"].set_index("sample_id")
+    scores = pd.read_csv(tmp_path / "qc" / "scores.csv", dtype={"id": str})
+    synthetic_scores = scores[scores["source"] == "synthetic"].set_index("id")
     assert len(synthetic_scores) == 24 and synthetic_scores.loc["noise0", "c2st_score"] > 0.6
-    assert (scores["source"] == "real").sum() == metrics["scopes"]["all"]["n_real"]  # for the calibration plot
+    assert (scores["role"] == "fit").sum() == metrics["scopes"]["all"]["n_real"]  # for the calibration plot
+    assert (scores["role"] == "heldout").sum() == metrics["scopes"]["all"]["n_floor"]  # scored, never fitted
 
 
 def test_bring_your_own_mistakes_are_one_line_errors(byo_folders, run_cli, tmp_path):

@@ -55,6 +55,23 @@ def gan_units(cfg: Config, dev: DevelopmentData) -> list[GanUnit]:
     return units
 
 
+def unit_names(cfg: Config) -> list[str]:
+    """The GAN units of one fold: one per class slug, or the conditional GAN."""
+    if cfg.gan.mode == "conditional":
+        return [CONDITIONAL_UNIT]
+    return [class_slug(name, key) for key, name in cfg.data.classes.items()]
+
+
+def untrained(run: Run) -> list[str]:
+    """``gan/fold<k>/<unit>`` folders without a final generator (reads only the config and splits)."""
+    return [
+        run.layout.rel(run.layout.gan_unit(fold, name))
+        for fold in run.splits.folds
+        for name in unit_names(run.config)
+        if not run.layout.generator(fold, name).is_file()
+    ]
+
+
 def train(run: Run, *, progress: bool = True) -> Run:
     """Train every GAN of ``run`` (each fold × class, or one conditional GAN per fold); resumable.
 

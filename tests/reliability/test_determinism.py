@@ -3,7 +3,7 @@
 Two uninterrupted ``ctqc run`` of :data:`~tests.reliability.conftest.PIPELINE`
 (train → generate → filter → qc → compare → report) in separate folders must
 give identical bytes of ``filter/kept.csv``, ``filter/rejected.csv``,
-``samples/index.csv``, ``qc/c2st_scores.csv`` and ``qc/memorisation.csv``;
+``samples/index.csv``, ``qc/scores.csv`` and ``qc/embeddings.csv``;
 identical ``qc/metrics.json`` and ``filter/filter.json`` once the wall-clock
 ``fit_seconds`` of the domain encoder is dropped; identical
 ``compare/results.csv`` once its ``seconds`` and ``train_images_per_second``
