@@ -49,7 +49,7 @@ def test_prepare_creates_a_run_and_latest(tmp_path, phantom_folder):
     assert result.returncode == 0, result.stderr
     latest = tmp_path / "runs" / "latest"
     assert latest.is_symlink()
-    files = sorted(p.name for p in latest.iterdir())
+    files = sorted(p.name for p in latest.iterdir() if p.name != ".lock")  # .lock: the run lock (ctqc.runlock)
     assert files == ["config.yaml", "manifest.json", "splits.csv"]
     manifest = json.loads((latest / "manifest.json").read_text())
     assert manifest["stages"]["data"]["status"] == "done"
