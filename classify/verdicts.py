@@ -61,6 +61,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ctqc.numbers import finite as _num
+
 #: The image-level metrics (all weighted means of per-image correctness).
 METRICS = ("balanced_accuracy", "sensitivity", "specificity", "accuracy")
 #: Exact enumeration of sign patterns up to this many non-zero differences (2¹⁶ = 65 536 patterns).
@@ -418,9 +420,3 @@ def describe(c: dict, scale: float = 100.0) -> str:
     return text
 
 
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None

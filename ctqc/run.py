@@ -34,7 +34,6 @@ from ctqc.layout import LATEST, RunLayout
 from ctqc.splits import Splits
 
 
-
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 

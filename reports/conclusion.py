@@ -9,9 +9,10 @@ effect; nothing is said about a stage that did not run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any, Protocol
+
+from ctqc.numbers import finite as num
 
 # the arm whose comparison with "original" is the headline, then the others
 ARM_ORDER = ["original+filtered", "original+synthetic", "synthetic-only", "original+classical", "original+random-subset"]
@@ -20,12 +21,6 @@ METRIC_NAMES = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
 HEADLINE_METRIC = "balanced_accuracy"
 
 
-def num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def fmt_p(p) -> str:

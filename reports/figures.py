@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from ctqc.numbers import finite as _num
 from reports.style import FLOOR, KEPT, REJECTED, SYNTHETIC, THRESHOLD, colour, figure_data_uri, new_figure
 
 # ----------------------------------------------------------------------------- GAN training
@@ -264,12 +265,6 @@ def filter_scores(kept, rejected, threshold: float | None) -> str | None:
 # ----------------------------------------------------------------------------- helpers
 
 
-def _num(v) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
 
 
 def _floats(values) -> list[float]:
