@@ -28,18 +28,18 @@ def test_killed_run_resumes_at_the_first_unfinished_stage(tmp_path):
     first = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     latest = tmp_path / "runs" / "latest"
     deadline = time.time() + 240
-    while time.time() < deadline:  # kill as soon as the filter stage has started
-        if latest.exists() and _stages(latest.resolve()).get("filter", {}).get("status") == "running":
+    while time.time() < deadline:  # kill as soon as the score stage (the filter's fitting) has started
+        if latest.exists() and _stages(latest.resolve()).get("score", {}).get("status") == "running":
             break
         assert first.poll() is None, first.stderr.read().decode()
         time.sleep(0.2)
     else:
-        pytest.fail("the filter stage never started")
+        pytest.fail("the score stage never started")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     run = latest.resolve()
     before = _stages(run)
-    assert before["train"]["status"] == "done" and before["filter"]["status"] == "running"
+    assert before["train"]["status"] == "done" and before["score"]["status"] == "running"
 
     second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=280)
     assert second.returncode == 0, second.stderr
@@ -50,7 +50,7 @@ def test_killed_run_resumes_at_the_first_unfinished_stage(tmp_path):
     assert [p.name for p in (tmp_path / "runs").iterdir() if p.name != "latest"] == [run.name]  # no second run
     for stage in ("data", "train", "generate"):
         assert after[stage]["started"] == before[stage]["started"], stage  # not redone
-    for stage in ("filter", "qc", "compare", "report"):
+    for stage in ("score", "filter", "qc", "compare", "report"):
         assert after[stage]["status"] == "done", stage
     assert (run / "report" / "report.html").stat().st_size > 10_000
     assert (run / "compare" / "results.csv").is_file() and (run / "qc" / "metrics.json").is_file()

@@ -152,7 +152,7 @@ def outputs_without_timings(run: Path) -> dict[str, object]:
 
     out: dict[str, object] = {rel: without_timings(json.loads((run / rel).read_text())) for rel in ("qc/metrics.json", "filter/filter.json")}
     for rel in ("filter/kept.csv", "filter/rejected.csv", "samples/index.csv", "qc/scores.csv", "qc/embeddings.csv"):
-        out[rel] = (run / rel).read_text()
+        out[rel] = (run / rel).read_text() if (run / rel).is_file() else None  # embeddings.csv: only with qc.embeddings
     out["compare/results.csv"] = pd.read_csv(run / "compare" / "results.csv").drop(columns=TIMING_COLUMNS).to_csv(index=False)
     return out
 
