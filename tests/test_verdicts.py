@@ -15,6 +15,7 @@ from scipy import stats
 from scipy.optimize import brentq
 from scipy.special import expit
 
+from classify import decisions as d
 from classify import verdicts as v
 
 SD_IMAGE, SD_SEED, CLASS_SHIFT = 1.5, 0.15, 0.4
@@ -47,7 +48,7 @@ def simulate(rng, n_images: int, n_seeds: int, truths=(0.80, 0.75), folds: int =
 
 
 def _evidence(r) -> np.ndarray:
-    return np.array([v.decide(*x) in (v.IMPROVEMENT, v.DECREASE) for x in zip(r["estimate"], r["ci_low"], r["ci_high"], r["p_value"])])
+    return np.array([d.decide(*x) in (v.IMPROVEMENT, v.DECREASE) for x in zip(r["estimate"], r["ci_low"], r["ci_high"], r["p_value"])])
 
 
 def test_the_population_has_the_stated_balanced_accuracy():
@@ -85,7 +86,7 @@ def test_no_true_difference_the_primary_decision_rejects_at_most_6_5_percent(n_i
     labels, (a, b) = simulate(rng, n_images, n_seeds, truths=(0.75, 0.75), folds=folds)
     r = v.paired_difference(a, b, labels, n_resamples=2_000, n_permutations=2_000, seed=2)
     comps = [{"arm": "A", "reference": "B", "estimate": e, "ci_low": lo, "ci_high": hi, "p_value": p} for e, lo, hi, p in zip(r["estimate"], r["ci_low"], r["ci_high"], r["p_value"])]
-    rejected = np.mean([v.adjust([c], primary=[("A", "B")])[0]["verdict"] != v.NO_EVIDENCE for c in comps])
+    rejected = np.mean([d.adjust([c], primary=[("A", "B")])[0]["verdict"] != v.NO_EVIDENCE for c in comps])
     test_alone = np.mean(r["p_value"] <= 0.05)
     print(f"null n={n_images} seeds={n_seeds} folds={folds}: decision {rejected:.3f}, sign-flip alone {test_alone:.3f}")
     assert rejected <= 0.065
@@ -137,8 +138,8 @@ def test_sign_flip_test_matches_scipy_permutation_test():
 
 def test_holm_matches_a_hand_computed_example():
     # sorted 0.01, 0.02, 0.03, 0.04 → ×4, ×3, ×2, ×1 = 0.04, 0.06, 0.06, 0.04 → running max 0.04, 0.06, 0.06, 0.06
-    assert v.holm([0.03, 0.01, 0.04, 0.02, np.nan]).tolist()[:4] == pytest.approx([0.06, 0.04, 0.06, 0.06])
-    assert np.isnan(v.holm([0.03, np.nan])[1]) and v.holm([0.6, 0.7]).tolist() == [1.0, 1.0]
+    assert d.holm([0.03, 0.01, 0.04, 0.02, np.nan]).tolist()[:4] == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    assert np.isnan(d.holm([0.03, np.nan])[1]) and d.holm([0.6, 0.7]).tolist() == [1.0, 1.0]
 
 
 def test_minimum_detectable_difference_is_2_8_standard_errors():
@@ -151,12 +152,12 @@ def test_minimum_detectable_difference_is_2_8_standard_errors():
 
 def test_three_identical_differences_without_predictions_are_not_estimable():
     """The demo's "−9.1 [−9.1, −9.1]": three identical seed-level differences, no per-image predictions."""
-    r = v.verdict(None, None, None)
+    r = d.verdict(None, None, None)
     assert r["verdict"] == v.NOT_ESTIMABLE and "per-image" in r["why"]
-    assert v.decide(-0.091, -0.091, -0.091, 0.25) == v.NOT_ESTIMABLE  # a zero-width interval is never evidence
+    assert d.decide(-0.091, -0.091, -0.091, 0.25) == v.NOT_ESTIMABLE  # a zero-width interval is never evidence
     y = np.repeat([0, 1], 11)
     same = np.ones((3, 22))
-    assert v.verdict(same, same, y)["verdict"] == v.NOT_ESTIMABLE  # identical per-image predictions: zero width
+    assert d.verdict(same, same, y)["verdict"] == v.NOT_ESTIMABLE  # identical per-image predictions: zero width
 
 
 def test_five_seeds_on_22_images_give_an_interval_no_evidence_and_the_mde():
@@ -171,21 +172,21 @@ def test_five_seeds_on_22_images_give_an_interval_no_evidence_and_the_mde():
     arm = np.tile(base ^ flips, (5, 1)).astype(float)
     arm[0, np.flatnonzero(base ^ flips)[0]] = 0  # a small seed spread
     ref[4, np.flatnonzero(~base)[-1]] = 1
-    r = v.verdict(arm, ref, y)
+    r = d.verdict(arm, ref, y)
     assert r["n_images"] == 22 and r["n_replicates"] == 5
     assert r["ci_low"] < 0 < r["ci_high"] and -1 <= r["ci_low"] and r["ci_high"] <= 1
     assert r["verdict"] == v.NO_EVIDENCE and r["p_value"] > 0.05 and r["test"].endswith("exact")
     assert r["mdd"] > 0.15  # 22 images cannot detect a 10-point difference
-    line = v.describe({"arm": "original+filtered", "reference": "original+random-subset", **r})
+    line = d.describe({"arm": "original+filtered", "reference": "original+random-subset", **r})
     assert "no evidence of a difference" in line and "larger than" in line and "pp" in line
 
 
 def test_decide_needs_both_the_interval_and_the_test():
-    assert v.decide(0.1, 0.05, 0.15, 0.01) == v.IMPROVEMENT
-    assert v.decide(-0.1, -0.15, -0.05, 0.01) == v.DECREASE
-    assert v.decide(0.1, 0.05, 0.15, 0.062) == v.NO_EVIDENCE  # the paper's contradiction: CI excludes 0, p = 0.062
-    assert v.decide(0.1, -0.01, 0.2, 0.01) == v.NO_EVIDENCE
-    assert v.decide(float("nan"), 0, 1, 0.5) == v.NOT_ESTIMABLE
+    assert d.decide(0.1, 0.05, 0.15, 0.01) == v.IMPROVEMENT
+    assert d.decide(-0.1, -0.15, -0.05, 0.01) == v.DECREASE
+    assert d.decide(0.1, 0.05, 0.15, 0.062) == v.NO_EVIDENCE  # the paper's contradiction: CI excludes 0, p = 0.062
+    assert d.decide(0.1, -0.01, 0.2, 0.01) == v.NO_EVIDENCE
+    assert d.decide(float("nan"), 0, 1, 0.5) == v.NOT_ESTIMABLE
 
 
 def test_fixed_sequence_primary_and_holm_secondary():
@@ -195,7 +196,7 @@ def test_fixed_sequence_primary_and_holm_secondary():
     primary = [("original+filtered", "original+random-subset"), ("original+filtered", "original+synthetic")]
     comps = [comp("original+filtered", "original+synthetic", 0.001), comp("original+filtered", "original+random-subset", 0.2, lo=-0.01),
              comp("original+synthetic", "original", 0.01), comp("original+classical", "original", 0.03)]  # fmt: skip
-    v.adjust(comps, primary)
+    d.adjust(comps, primary)
     by = {(c["arm"], c["reference"]): c for c in comps}
     first, second = by[primary[0]], by[primary[1]]
     assert first["role"] == second["role"] == "primary" and first["verdict"] == v.NO_EVIDENCE
@@ -204,7 +205,7 @@ def test_fixed_sequence_primary_and_holm_secondary():
     assert syn["role"] == cla["role"] == "secondary" and syn["p_adjusted"] == pytest.approx(0.02) and cla["p_adjusted"] == pytest.approx(0.03)
     assert syn["verdict"] == cla["verdict"] == v.IMPROVEMENT
     comps[1].update(ci_low=0.01, p_value=0.01)  # the first step succeeds → the second is tested
-    v.adjust(comps, primary)
+    d.adjust(comps, primary)
     assert by[primary[0]]["verdict"] == v.IMPROVEMENT and by[primary[1]]["verdict"] == v.IMPROVEMENT and "step 2" in by[primary[1]]["adjustment"]
 
 

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from classify import verdicts
+from classify import decisions, verdicts
 from classify.stats import mean_ci, paired_difference
 from ctqc import paper
 from ctqc.config import Config
 from ctqc.stages.compare.arms import class_keys
-from ctqc.stages.compare.jobs import METRICS
+from ctqc.stages.compare.jobs import METRICS, unit_key
 
 #: The pre-specified primary comparisons, in their fixed testing order (issue 16 item 4).
 PRIMARY = (("original+filtered", "original+random-subset"), ("original+filtered", "original+synthetic"))
@@ -55,8 +55,6 @@ def replicates(predictions: dict[str, dict] | None, arm: str, folds: list[int], 
     """
     if not predictions:
         return {}
-    from ctqc.stages.compare.jobs import unit_key
-
     k = cfg.split.folds if cfg.split.scheme == "kfold" else 1
     out = {}
     for repeat in sorted({f // k for f in folds}):
@@ -108,13 +106,13 @@ def _image_level_arm(reps: dict, keys: list[int], metric: str, seed: int) -> dic
 def _image_level_difference(reps_a: dict, reps_b: dict, keys: list[int], metric: str, seed: int) -> dict:
     rk, ids = _common([reps_a, reps_b])
     if not ids:
-        return verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+        return decisions.verdict(None, None, None, metric, alpha=ALPHA)
     a, labels = correctness(reps_a, keys, rk, ids)
     b, _ = correctness(reps_b, keys, rk, ids)
     try:
-        return verdicts.verdict(a, b, labels, metric, alpha=ALPHA, seed=seed)
+        return decisions.verdict(a, b, labels, metric, alpha=ALPHA, seed=seed)
     except ValueError as exc:
-        out = verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+        out = decisions.verdict(None, None, None, metric, alpha=ALPHA)
         out["why"] = str(exc)
         return out
 
@@ -155,14 +153,14 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
             if metric in verdicts.METRICS:
                 image = _image_level_difference(reps[arm], reps[ref], keys, metric, cfg.seed)
             else:
-                image = verdicts.verdict(None, None, None, metric, alpha=ALPHA)
+                image = decisions.verdict(None, None, None, metric, alpha=ALPHA)
                 image["why"] = "no image-level method for ROC AUC yet: see over_trainings"
             c = {"arm": arm, "reference": ref, "metric": metric, **image, "n_pairs": over["n_pairs"], "over_trainings": over}
             c["mean_diff"] = c["estimate"]  # the name earlier readers of summary.json use
             family.append(c)
-        verdicts.adjust(family, PRIMARY if metric == HEADLINE else (), ALPHA)
+        decisions.adjust(family, PRIMARY if metric == HEADLINE else (), ALPHA)
         for c in family:
-            c["line"] = verdicts.describe(c)
+            c["line"] = decisions.describe(c)
         comparisons += family
     notes = [paper.NOTE]
     if not predictions:

@@ -5,7 +5,7 @@ Figures are percent: the image-level estimate and its 95 % interval ``[low, high
 :mod:`classify.verdicts`), or ``mean ± half-width`` of the t-interval over
 trainings where no image-level figure exists (ROC AUC, older runs). Differences
 are percentage points, one verdict line per comparison written by
-:func:`classify.verdicts.describe` from the same numbers as ``summary.json`` (one
+:func:`classify.decisions.describe` from the same numbers as ``summary.json`` (one
 decision rule everywhere). ``degen.`` counts trainings that predicted one class for
 every validation or test image. The paper's own figures (from ``summary["paper"]``,
 i.e. :data:`ctqc.paper.TABLE1`) are shown beside ours.
@@ -17,7 +17,7 @@ import math
 
 from rich.table import Table
 
-from classify.verdicts import describe
+from classify.decisions import describe
 from ctqc.config import Config
 
 HEADLINE = "balanced_accuracy"
@@ -42,7 +42,7 @@ def _fmt_ci(stat: dict, scale: float = 100.0) -> str:
 
 
 def verdict_lines(summary: dict) -> list[str]:
-    """The headline metric's comparisons, primary first, one :func:`classify.verdicts.describe` line each."""
+    """The headline metric's comparisons, primary first, one :func:`classify.decisions.describe` line each."""
     comps = [c for c in summary["comparisons"] if c["metric"] == HEADLINE]
     order = [tuple(p) for p in summary.get("primary", [])]
     comps.sort(key=lambda c: order.index((c["arm"], c["reference"])) if (c["arm"], c["reference"]) in order else len(order))

@@ -1,0 +1,36 @@
+"""Typed artefacts: the JSON files that stages write and ``reports`` reads, one pydantic model each.
+
+Writer and reader share these models: a stage builds the model and writes it with
+:func:`write_artefact` (the one JSON encoder, :func:`ctqc.atomic.json_text`: NaN → null);
+a reader validates once with :func:`read_artefact` and then trusts the fields. Models refuse
+unknown keys; open-ended content is a typed dict. One module per group of files:
+:mod:`~ctqc.artefacts.qc` (scoring, filter, metrics, self-test), :mod:`~ctqc.artefacts.compare`,
+:mod:`~ctqc.artefacts.manifest`; :mod:`~ctqc.artefacts.base` has the base class, writer and reader.
+"""
+
+from __future__ import annotations
+
+from ctqc.artefacts.base import Artefact, read_artefact, write_artefact
+from ctqc.artefacts.compare import CompareSummary, Comparison, MeanCI, OverTrainings, OverTrainingsDifference, PaperRow
+from ctqc.artefacts.manifest import DataRecord, Manifest, StageRecord
+from ctqc.artefacts.qc import (
+    AfterFilter,
+    C2STResult,
+    CopyCheck,
+    Estimate,
+    FilterSummary,
+    FilterUnit,
+    IntensityShiftUnits,
+    MemorisationPair,
+    NullCheck,
+    PlantedCheck,
+    QCMetrics,
+    ScopeMemorisation,
+    ScopeMetrics,
+    Scoring,
+    Selftest,
+    SelftestData,
+    UnitScoring,
+)
+
+__all__ = ["AfterFilter", "Artefact", "C2STResult", "CompareSummary", "Comparison", "CopyCheck", "DataRecord", "Estimate", "FilterSummary", "FilterUnit", "IntensityShiftUnits", "Manifest", "MeanCI", "MemorisationPair", "NullCheck", "OverTrainings", "OverTrainingsDifference", "PaperRow", "PlantedCheck", "QCMetrics", "ScopeMemorisation", "ScopeMetrics", "Scoring", "Selftest", "SelftestData", "StageRecord", "UnitScoring", "read_artefact", "write_artefact"]

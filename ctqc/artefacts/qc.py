@@ -1,0 +1,211 @@
+"""Models of the QC files: ``qc/scoring.json``, ``filter/filter.json``, ``qc/metrics.json``, ``qc/selftest.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ctqc.artefacts.base import Artefact
+
+
+class C2STResult(Artefact):
+    """A classifier two-sample test's global result (``ctqc.qc.c2st.c2st_summary``)."""
+
+    auc: float | None = Field(None, ge=0, le=1)
+    accuracy: float | None = Field(None, ge=0, le=1)  # balanced accuracy at p(synthetic) = 0.5
+    p_value: float | None = Field(None, ge=0, le=1)  # permutation p-value; None when not run
+    n_real: int | None = None
+    n_synthetic: int | None = None
+    note: str | None = None
+
+
+class UnitScoring(Artefact):
+    """The scoring step's results for one fold × class."""
+
+    fold: int
+    class_: str = Field(alias="class")
+    label: int
+    n_synthetic: int
+    n_reference: int  # real training images the C2ST was fitted against (role ``fit``)
+    n_heldout: int  # held-out real images scored by every fold model (role ``heldout``)
+    c2st: C2STResult
+    copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
+    notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
+
+
+class Scoring(Artefact):
+    """``qc/scoring.json``: what the scoring step fitted, per unit (``fold<k>/<class>``)."""
+
+    features: list[str]
+    classifier: str
+    fitted_on: str
+    units: dict[str, UnitScoring]
+
+
+class FilterUnit(Artefact):
+    """The filter's decision for one fold × class."""
+
+    n_synthetic: int
+    kept: int
+    rejected_c2st: int
+    rejected_copy: int
+    c2st_before: C2STResult
+    c2st_after: C2STResult  # a fresh C2ST of the kept images vs the same reference images
+    copy_threshold: float | None
+    notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
+
+
+class FilterSummary(Artefact):
+    """``filter/filter.json``: the operating point and what it kept."""
+
+    c2st_threshold: float = Field(gt=0, lt=1)
+    memorisation: bool
+    features: list[str]
+    classifier: str
+    kept: int
+    rejected: int
+    per_class: dict[str, FilterUnit]
+    fitted_on: str
+    real: str | None = None  # bring-your-own folders only
+    synthetic: str | None = None
+
+
+
+
+# ---------------------------------------------------------------------------- qc/metrics.json
+# Every key is optional: a scope with too few images, or a metric the QC could not compute, is
+# simply absent (or null), and readers show "–". The writer is ``ctqc.stages.qc``.
+
+DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall")
+
+
+class Estimate(Artefact):
+    """One distribution metric (FID, KID, precision or recall) of one scope, next to its real-vs-real floor."""
+
+    value: float | None = None  # synthetic vs reference (training) images
+    ci_low: float | None = None  # 95 % bootstrap interval of ``value``
+    ci_high: float | None = None
+    std: float | None = None  # KID only: torch-fidelity's spread over subsets
+    matched: float | None = None  # ``value`` at the floor's sample size (mean over random synthetic subsets)
+    floor: float | None = None  # held-out real vs the same reference images
+    floor_ci_low: float | None = None
+    floor_ci_high: float | None = None
+
+
+class ScopeMetrics(Artefact):
+    """FID, KID, precision/recall of one scope (a class, ``fold<k>/<class>`` or ``all``)."""
+
+    n_real: int | None = None  # reference images
+    n_synthetic: int | None = None
+    n_floor: int | None = None  # held-out real images behind the floor
+    fid: Estimate | None = None
+    kid: Estimate | None = None
+    precision: Estimate | None = None
+    recall: Estimate | None = None
+
+    def estimates(self) -> dict[str, Estimate]:
+        """The metrics present, in the order fid, kid, precision, recall."""
+        return {name: e for name in DISTRIBUTION_METRICS if (e := getattr(self, name)) is not None}
+
+
+class MemorisationPair(Artefact):
+    """A synthetic image and its nearest training image (pixel correlation, flips and 1-px shifts allowed)."""
+
+    sample_id: str | None = None
+    file: str | None = None  # name in ``samples/``
+    train_id: str | None = None
+    correlation: float | None = None
+    ratio: float | None = None  # its distance / the typical held-out distance: well below 1 is suspicious
+    flagged: bool | None = None  # by the copy check
+
+
+class ScopeMemorisation(Artefact):
+    """The copy check and the data-copying statistic C_T of one scope."""
+
+    c_t: float | None = None  # Meehan et al. 2020: strongly negative = copying
+    n_flagged: int | None = None
+    copy_threshold: float | None = None
+    pairs: list[MemorisationPair] = Field(default_factory=list)  # the nearest pairs, lowest ratio first
+    note: str | None = None  # why C_T is missing
+
+
+class AfterFilter(Artefact):
+    """The distribution metrics of the images the filter kept."""
+
+    kept: dict[str, int] = Field(default_factory=dict)  # scope → images kept
+    scopes: dict[str, ScopeMetrics] = Field(default_factory=dict)
+
+
+class QCMetrics(Artefact):
+    """``qc/metrics.json``: how close, how diverse, how copied (``ctqc qc``)."""
+
+    extractor: str | None = None  # the features FID/KID/precision/recall are computed on
+    n_bootstrap: int | None = None
+    c2st_features: list[str] = Field(default_factory=list)
+    c2st_classifier: str | None = None
+    reference: str | None = None  # what the synthetic images are compared with, in words
+    warnings: list[str] = Field(default_factory=list)
+    scopes: dict[str, ScopeMetrics] = Field(default_factory=dict)
+    c2st: dict[str, C2STResult] = Field(default_factory=dict)  # scope → the stored C2ST result
+    memorisation: dict[str, ScopeMemorisation] = Field(default_factory=dict)
+    after_filter: AfterFilter | None = None  # only once ``ctqc filter`` has run
+    # open-ended: ``fold<k>`` → what the domain encoder's sidecar records (weights file, sizes, hash …)
+    domain_encoders: dict[str, dict[str, Any]] | None = None
+    real: str | None = None  # bring-your-own folders only
+    synthetic: str | None = None
+
+
+# ---------------------------------------------------------------------------- qc/selftest.json
+
+
+class NullCheck(Artefact):
+    """(a) real vs real: the C2ST must not see a difference."""
+
+    auc: list[float | None] = Field(default_factory=list)  # one per random split
+    p_values: list[float | None] = Field(default_factory=list)
+    discarded_fraction: list[float | None] = Field(default_factory=list)  # of the "synthetic" half, at the threshold
+    passed: bool | None = Field(None, alias="pass")
+
+
+class IntensityShiftUnits(Artefact):
+    brightness_spread: float | None = None  # inter-image SD of the mean foreground brightness
+    strengths: dict[str, float] = Field(default_factory=dict)  # strength → shift, in brightness spreads
+
+
+class PlantedCheck(Artefact):
+    """(b) planted artefacts: the per-image scores must rank defective images first."""
+
+    auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC
+    intensity_shift_units: IntensityShiftUnits | None = None
+    rising_with_strength: bool | None = None
+    medium_at_least_0_9: bool | None = Field(None, alias="medium_at_least_0.9")
+    passed: bool | None = Field(None, alias="pass")
+
+
+class CopyCheck(Artefact):
+    """(c) planted copies: flagged; genuine held-out images: not."""
+
+    flagged: dict[str, float | None] = Field(default_factory=dict)  # kind of copy → fraction flagged
+    genuine_flagged: float | None = None
+    passed: bool | None = Field(None, alias="pass")
+
+
+class SelftestData(Artefact):
+    location: str | None = None
+    fingerprint: str | None = None
+    images_used: str | None = None
+
+
+class Selftest(Artefact):
+    """``qc/selftest.json`` (``ctqc selftest``): the QC proved on real images with known answers."""
+
+    n_images: int | None = None
+    features: list[str] = Field(default_factory=list)
+    classifier: str | None = None
+    threshold: float | None = None
+    null: NullCheck | None = None
+    planted: PlantedCheck | None = None
+    copies: CopyCheck | None = None
+    passed: bool | None = Field(None, alias="pass")
+    data: SelftestData | None = None
