@@ -11,7 +11,7 @@ unknown keys; open-ended content is a typed dict. One module per group of files:
 from __future__ import annotations
 
 from ctqc.artefacts.base import Artefact, read_artefact, write_artefact
-from ctqc.artefacts.compare import CompareSummary, Comparison, MeanCI, OverTrainings, OverTrainingsDifference, PaperRow
+from ctqc.artefacts.compare import CompareSummary, Comparison, DosePoint, MeanCI, OverTrainings, OverTrainingsDifference, PaperRow, Sensitivity
 from ctqc.artefacts.manifest import DataRecord, Manifest, StageRecord
 from ctqc.artefacts.qc import (
     AfterFilter,
@@ -33,4 +33,4 @@ from ctqc.artefacts.qc import (
     UnitScoring,
 )
 
-__all__ = ["AfterFilter", "Artefact", "C2STResult", "CompareSummary", "Comparison", "CopyCheck", "DataRecord", "Estimate", "FilterSummary", "FilterUnit", "IntensityShiftUnits", "Manifest", "MeanCI", "MemorisationPair", "NullCheck", "OverTrainings", "OverTrainingsDifference", "PaperRow", "PlantedCheck", "QCMetrics", "ScopeMemorisation", "ScopeMetrics", "Scoring", "Selftest", "SelftestData", "StageRecord", "UnitScoring", "read_artefact", "write_artefact"]
+__all__ = ["AfterFilter", "Artefact", "C2STResult", "CompareSummary", "Comparison", "CopyCheck", "DataRecord", "DosePoint", "Estimate", "FilterSummary", "FilterUnit", "IntensityShiftUnits", "Manifest", "MeanCI", "MemorisationPair", "NullCheck", "OverTrainings", "OverTrainingsDifference", "PaperRow", "PlantedCheck", "QCMetrics", "ScopeMemorisation", "ScopeMetrics", "Scoring", "Selftest", "SelftestData", "Sensitivity", "StageRecord", "UnitScoring", "read_artefact", "write_artefact"]

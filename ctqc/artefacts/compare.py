@@ -88,6 +88,27 @@ class PaperRow(Artefact):
     specificity: float | None = None
 
 
+class Sensitivity(Artefact):
+    """The headline comparisons again without the degenerate trainings (a sensitivity analysis).
+
+    A replicate (seed, or k-fold repeat × seed) is left out of a comparison when any
+    training of either arm in it predicted one class for every validation or test image."""
+
+    excluded: dict[str, int] = Field(default_factory=dict)  # arm → degenerate trainings
+    rule: str | None = None
+    comparisons: list[Comparison] = Field(default_factory=list)
+
+
+class DosePoint(Artefact):
+    """One point of the dose-response curve (``compare.synthetic_ratios``)."""
+
+    arm: str  # e.g. ``original+synthetic-x0.5``
+    ratio: float  # synthetic images per real training image
+    n_synthetic: float | None = None  # per fold, mean over folds
+    extended: int = 0  # images drawn from the generator beyond the pool, summed over folds
+    skipped: str | None = None  # why this ratio was not trained
+
+
 class CompareSummary(Artefact):
     """``compare/summary.json`` (``ctqc compare``): per-arm means with CIs and paired comparisons."""
 
@@ -116,3 +137,5 @@ class CompareSummary(Artefact):
     processes: int | None = None
     threads_per_process: int | None = None
     torchrun_processes: int | None = None
+    sensitivity: Sensitivity | None = None  # None: no degenerate training
+    dose_response: list[DosePoint] = Field(default_factory=list)  # empty: compare.synthetic_ratios not set
