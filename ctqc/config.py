@@ -123,7 +123,24 @@ class SplitConfig(_Strict):
         return self
 
 
-ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+filtered", "original+random-subset")
+ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset")
+#: Prefix of the dose-response arms (``compare.synthetic_ratios``): ``original+synthetic-x<ratio>``.
+RATIO_ARM_PREFIX = "original+synthetic-x"
+
+
+def ratio_arm(ratio: float) -> str:
+    """The dose-response arm of ``ratio`` synthetic images per real training image, e.g. ``original+synthetic-x0.5``."""
+    return f"{RATIO_ARM_PREFIX}{ratio:g}"
+
+
+def arm_ratio(arm: str) -> float | None:
+    """The ratio of a dose-response arm (:func:`ratio_arm`), ``None`` for any other arm name."""
+    if not arm.startswith(RATIO_ARM_PREFIX):
+        return None
+    try:
+        return float(arm[len(RATIO_ARM_PREFIX) :])
+    except ValueError:
+        return None
 
 
 class CompareConfig(_Strict):
@@ -134,6 +151,21 @@ class CompareConfig(_Strict):
     arms: list[Literal[ARMS]] = Field(default_factory=lambda: list(ARMS))  # type: ignore[valid-type]
     test: Literal["wilcoxon", "paired-bootstrap"] = "wilcoxon"  # paired test of arm differences
     n_bootstrap: int = Field(10_000, ge=100)  # resamples for test=paired-bootstrap
+    # dose-response: one extra arm per ratio, real + ratio × (real count) synthetic images drawn at random from the
+    # pool per class (extended from the fold's generator when the pool is too small); [] = none
+    synthetic_ratios: list[float] = Field(default_factory=list)
+
+    @field_validator("synthetic_ratios")
+    @classmethod
+    def _ratios(cls, ratios: list[float]) -> list[float]:
+        bad = [r for r in ratios if not 0 < r <= 20]
+        if bad:
+            raise ValueError(f"each ratio must be > 0 and ≤ 20 synthetic images per real image (got {bad[0]:g})")
+        return sorted(set(float(f"{r:g}") for r in ratios))
+
+    def ratio_arms(self) -> list[str]:
+        """The dose-response arms, by increasing ratio."""
+        return [ratio_arm(r) for r in self.synthetic_ratios]
 
     @field_validator("arms")
     @classmethod

@@ -30,7 +30,7 @@ from ctqc.config import Config, load_config
 from ctqc.data import LabelledImages, load_dataset
 from ctqc.data.synthetic import load_synthetic
 from ctqc.errors import UserError
-from ctqc.layout import LATEST, RunLayout
+from ctqc.layout import CONDITIONAL_UNIT, LATEST, RunLayout, class_slug
 from ctqc.splits import Splits
 
 
@@ -266,6 +266,11 @@ class Run:
         if stale:
             raise UserError(f"{kept_path} names {stale[0]!r}, which is not in samples/index.csv: the pool was regenerated after filtering; run `ctqc filter` again")
         return kept
+
+    def generator_checkpoint(self, fold: int, key: int) -> Path:
+        """The final generator of class ``key`` in fold ``fold`` (the conditional GAN's in conditional mode); may not exist."""
+        unit = CONDITIONAL_UNIT if self.config.gan.mode == "conditional" else class_slug(self.config.data.classes[key], key)
+        return self.layout.generator(fold, unit)
 
     def pool_images(self, files):
         """Pixels of the pool's images ``files`` (names in ``samples/``): float32 N×1×S×S in [-1, 1], read once."""

@@ -37,3 +37,8 @@ def sample(G: torch.nn.Module, n: int, seed: int, y: int | None = None, batch_si
         yb = None if y is None else torch.full((len(zb),), y, dtype=torch.long, device=device)
         out.append(G(zb, yb).float().cpu())
     return torch.cat(out) if out else torch.empty(0, 1, G.image_size, G.image_size)
+
+
+def sample_pixels(G: torch.nn.Module, n: int, seed: int, y: int | None = None) -> torch.Tensor:
+    """:func:`sample` as 8-bit grayscale, the form the pool's PNG files store: uint8 N×S×S in [0, 255]."""
+    return ((sample(G, n, seed, y=y)[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -9,6 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
+from ctqc.artefacts import CompareSummary
+from ctqc.atomic import jsonable
 from ctqc.config import Config, DataConfig, PhantomConfig, SplitConfig
 from ctqc.data import load_dataset
 from ctqc.errors import UserError
@@ -42,7 +44,7 @@ def test_arms_have_the_right_images_and_never_val_or_test(fold_data):
         "original+filtered": (29, 4),
         "original+random-subset": (29, 4),
     }
-    for arm in ARMS:
+    for arm in [a for a in ARMS if a != "original+duplicated"]:  # (its real images repeat: tested below)
         a = build_arm(arm, fold_data, seed=0, keys=[0, 1])
         n_real, n_syn = expected[arm]
         assert (a.n_real, a.n_synthetic) == (n_real, n_syn), arm
@@ -62,6 +64,39 @@ def test_arms_have_the_right_images_and_never_val_or_test(fold_data):
     # the synthetic images are the pool's own pixels
     syn_only = build_arm("synthetic-only", fold_data, seed=0, keys=[0, 1])
     assert torch.equal(syn_only.images, fold_data.pool_images)
+
+
+def test_the_duplicated_arm_repeats_real_images_to_the_synthetic_arms_class_counts(fold_data):
+    real = list(fold_data.train.ids)
+    dup = build_arm("original+duplicated", fold_data, seed=0, keys=[0, 1])
+    syn = build_arm("original+synthetic", fold_data, seed=0, keys=[0, 1])
+    assert (dup.n_real, dup.n_synthetic, len(dup.ids)) == (49, 0, 49) and dup.images.shape[0] == 49
+    assert np.bincount(dup.targets).tolist() == np.bincount(syn.targets).tolist()  # same count per class
+    assert set(dup.ids) == set(real)  # only real training images (so never validation or test ones)
+    counts = pd.Series(dup.ids).value_counts()
+    assert counts.min() >= 1 and counts.max() - counts.min() <= 1  # whole copies first, then a remainder
+    by_id = dict(zip(real, fold_data.train.images))
+    assert all(torch.equal(img, by_id[i]) for i, img in zip(dup.ids, dup.images))  # each image with its own pixels
+    labels = dict(zip(real, fold_data.train.labels))
+    assert all(t == labels[i] for i, t in zip(dup.ids, dup.targets))
+    assert not dup.augment and build_arm("original+duplicated", fold_data, seed=0, keys=[0, 1], augment_all=True).augment
+
+
+def test_dose_arms_draw_ratio_times_the_real_count_and_use_the_extension_beyond_the_pool(fold_data):
+    n_real = np.bincount(np.searchsorted([0, 1], fold_data.train.labels)).tolist()  # per class
+    half = build_arm("original+synthetic-x0.5", fold_data, seed=0, keys=[0, 1])
+    assert half.n_synthetic == sum(round(0.5 * n) for n in n_real) and half.n_real == 29
+    assert all(i.startswith("syn_") for i in half.ids[29:]) and len(set(half.ids)) == len(half.ids)
+    assert np.bincount(half.targets[29:]).tolist() == [round(0.5 * n) for n in n_real]
+    with pytest.raises(RuntimeError, match="beyond the pool"):  # 2 × ~15 real per class > 10 in the pool, no extension
+        build_arm("original+synthetic-x2", fold_data, seed=0, keys=[0, 1])
+    extra = {k: (torch.full((30, 1, 32, 32), 0.5 + k / 4), tuple(f"ext_{k}_0_{i:05d}" for i in range(30))) for k in (0, 1)}
+    double = build_arm("original+synthetic-x2", dataclasses.replace(fold_data, extension=extra), seed=0, keys=[0, 1])
+    assert double.n_synthetic == 2 * 29 and np.bincount(double.targets[29:]).tolist() == [2 * n for n in n_real]
+    ext = [i for i in double.ids if i.startswith("ext_")]
+    assert len(ext) == 2 * 29 - 20  # the whole pool first, then the extension's first images
+    assert all(t == int(i.split("_")[1]) for i, t in zip(double.ids, double.targets) if i.startswith(("ext_", "syn_")))
+    assert torch.equal(double.images[[double.ids.index(e) for e in ext[:1]]][0], extra[int(ext[0].split("_")[1])][0][0])
 
 
 def test_filter_arms_need_the_filter(fold_data):
@@ -101,14 +136,16 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     folder = run / "compare"
     results = pd.read_csv(folder / "results.csv")
     assert list(results.columns[: len(RESULT_COLUMNS)]) == RESULT_COLUMNS
-    arms = ["original", "original+classical", "synthetic-only", "original+synthetic"]
-    assert len(results) == 4 * 1 * 2 and list(results["arm"].unique()) == arms and set(results["seed"]) == {0, 1}
+    arms = ["original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated"]
+    assert len(results) == 5 * 1 * 2 and list(results["arm"].unique()) == arms and set(results["seed"]) == {0, 1}
     splits = pd.read_csv(run / "splits.csv", dtype={"id": str})
     test_ids = set(splits.loc[splits["role"] == "test", "id"])
     val_ids = set(splits.loc[splits["role"] == "val", "id"])
     assert (results["n_test"] == len(test_ids)).all() and (results["n_val"] == len(val_ids)).all()
     assert results.loc[results["arm"] == "synthetic-only", "n_train_real"].eq(0).all()
     assert results.loc[results["arm"] == "original+synthetic", "n_train_synthetic"].eq(16).all()
+    n_real = results.loc[results["arm"] == "original", "n_train_real"]
+    assert results.loc[results["arm"] == "original+duplicated", "n_train_real"].eq(n_real.iloc[0] + 16).all()  # as many images, all real
     assert results[["accuracy", "balanced_accuracy"]].apply(lambda c: c.between(0, 1)).all().all()
 
     for _, row in results.iterrows():  # per-image predictions on exactly the test images
@@ -145,12 +182,12 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
 
     # a re-run trains nothing; a lost unit is retrained alone, with the same numbers
     again = run_cli("compare")
-    assert again.code == 0 and "trained 0, reused 8" in again.out
+    assert again.code == 0 and "trained 0, reused 10" in again.out
     lost = folder / "units" / "original+synthetic__f0__s1.json"
     before = json.loads(lost.read_text())
     lost.unlink()
     resumed = run_cli("compare")
-    assert resumed.code == 0 and "trained 1, reused 7" in resumed.out
+    assert resumed.code == 0 and "trained 1, reused 9" in resumed.out
     after = json.loads(lost.read_text())
     timeless = lambda h: [{k: v for k, v in e.items() if k != "train_seconds"} for e in h]
     assert after["predictions"] == before["predictions"] and timeless(after["history"]) == timeless(before["history"])
@@ -170,6 +207,32 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert {(c["arm"], c["reference"]) for c in summary["comparisons"]} == {("original+filtered", "original")}
     assert summary["primary"] == []  # the random-subset and synthetic controls did not run
     assert summary["skipped"] == {} and summary["seeds"] == [0]
+    assert summary["dose_response"] == []
+
+    # dose-response: ×0.5 draws from the pool; ×3 needs more than the pool holds and draws fresh images from the fold's generator
+    n_real = int(results.loc[0, "n_train_real"])
+    result = run_cli("compare", "--seeds", "1", "--arm", "original", "--ratio", "3,0.5")
+    assert result.code == 0, result.err
+    results = pd.read_csv(folder / "results.csv")
+    assert list(results["arm"]) == ["original", "original+synthetic-x0.5", "original+synthetic-x3"]
+    assert list(results["n_train_synthetic"]) == [0, round(0.5 * n_real), 3 * n_real]  # (balanced classes: even counts)
+    summary = json.loads((folder / "summary.json").read_text())
+    points = {p["ratio"]: p for p in summary["dose_response"]}
+    assert points[0.5]["extended"] == 0 and points[3]["extended"] == 3 * n_real - 16 and points[3]["skipped"] is None
+    unit = json.loads((folder / "units" / "original+synthetic-x3__f0__s0.json").read_text())
+    assert sum(i.startswith("ext_") for i in unit["train_ids"]) == 3 * n_real - 16 and not set(unit["train_ids"]) & (test_ids | val_ids)
+    assert {(c["arm"], c["reference"]) for c in summary["comparisons"]} == {("original+synthetic-x0.5", "original"), ("original+synthetic-x3", "original")}
+    again = run_cli("compare", "--seeds", "1", "--arm", "original", "--ratio", "0.5,3")  # the extension is drawn the same way again
+    assert again.code == 0 and "trained 0, reused 3" in again.out
+    # a pool without its generator (images brought from elsewhere) cannot be extended: that ratio is skipped, with the reason
+    for ckpt in (run / "gan").rglob("generator.pt"):
+        ckpt.unlink()
+    result = run_cli("compare", "--seeds", "1", "--arm", "original", "--ratio", "0.5,3")
+    assert result.code == 0, result.err
+    summary = json.loads((folder / "summary.json").read_text())
+    assert "original+synthetic-x3" in summary["skipped"] and "no generator" in summary["skipped"]["original+synthetic-x3"]
+    assert [p["skipped"] is None for p in summary["dose_response"]] == [True, False]
+    assert run_cli("compare", "--ratio", "0").code == 2 and run_cli("compare", "--ratio", "x").code == 2
 
 
 @pytest.mark.parametrize(
@@ -216,3 +279,64 @@ def test_a_constant_output_model_is_flagged_degenerate(fold_data, tmp_path, monk
     results = pd.DataFrame([record["row"]])
     summary = summarise(results, cfg, ["original"], {}, [0], [0], {record["key"]: record["predictions"]})
     assert summary["degenerate_trainings"]["original"] == 1
+
+
+def test_the_summary_repeats_the_comparisons_without_degenerate_trainings():
+    """Sensitivity analysis: a replicate with a degenerate training of either arm is left out; without any, none is made."""
+    from ctqc.stages.compare import summarise
+
+    rng = np.random.default_rng(0)
+    ids, labels = [f"t{i}" for i in range(40)], np.tile([0, 1], 20)
+    predictions, rows = {}, []
+    for arm, right in (("original", 0.7), ("original+synthetic", 0.9)):
+        for seed in range(3):
+            pred = np.where(rng.random(40) < right, labels, 1 - labels)
+            degenerate = arm == "original+synthetic" and seed == 2
+            if degenerate:
+                pred = np.zeros(40, dtype=int)  # one class for every image
+            predictions[f"{arm}__f0__s{seed}"] = {"id": ids, "label": labels.tolist(), "pred": pred.tolist()}
+            acc = float((pred == labels).mean())
+            rows.append({"arm": arm, "fold": 0, "seed": seed, "degenerate": degenerate, **dict.fromkeys(("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc"), acc)})
+    results = pd.DataFrame(rows)
+    cfg = Config(data=DataConfig(phantom=PhantomConfig(n_per_class=20, size=32)))
+    summary = summarise(results, cfg, ["original", "original+synthetic"], {}, [0, 1, 2], [0], predictions)
+    CompareSummary.model_validate(jsonable(summary))  # what summary.json holds
+    sens = summary["sensitivity"]
+    assert sens["excluded"] == {"original": 0, "original+synthetic": 1} and "left out" in sens["rule"]
+    main = [c for c in summary["comparisons"] if c["metric"] == "balanced_accuracy"][0]
+    (alone,) = sens["comparisons"]
+    assert (main["n_replicates"], alone["n_replicates"]) == (3, 2) and alone["n_images"] == 40
+    assert alone["estimate"] > main["estimate"]  # the degenerate seed dragged the synthetic arm down
+    assert alone["line"].startswith("original+synthetic − original") and alone["role"] == "secondary"
+    results["degenerate"] = False
+    assert summarise(results, cfg, ["original", "original+synthetic"], {}, [0, 1, 2], [0], predictions)["sensitivity"] is None
+
+
+def test_the_glance_shows_the_operating_point_the_primary_comparisons_and_the_sensitivity_line(tmp_path):
+    from ctqc.artefacts import FilterSummary, write_artefact
+    from ctqc.cli.show import glance_lines
+    from ctqc.layout import RunLayout
+
+    layout = RunLayout(tmp_path)
+    assert glance_lines(layout) == []  # nothing has run
+    c2st = {"auc": 0.9, "p_value": 0.01}
+    unit = {"n_synthetic": 100, "kept": 4, "rejected_c2st": 95, "rejected_copy": 1, "c2st_before": c2st, "c2st_after": c2st, "copy_threshold": 0.1}
+    filt = {"c2st_threshold": 0.6, "memorisation": True, "features": ["pixels"], "classifier": "logreg", "kept": 4, "rejected": 96, "per_class": {"fold0/normal": unit}, "fitted_on": "x"}
+    layout.filter.mkdir()
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(filt))
+    comp = lambda arm, ref, role, line: {"arm": arm, "reference": ref, "metric": "balanced_accuracy", "role": role, "line": line}
+    summary = {
+        "estimand": "balanced accuracy of the trained pipeline",
+        "primary": [["original+filtered", "original+random-subset"], ["original+filtered", "original+synthetic"]],
+        "comparisons": [
+            comp("original+synthetic", "original", "secondary", "S"),
+            comp("original+filtered", "original+synthetic", "primary", "P2"),
+            comp("original+filtered", "original+random-subset", "primary", "P1"),
+        ],
+        "sensitivity": {"excluded": {"original": 2}, "comparisons": [comp("original+filtered", "original+random-subset", "primary", "P1b")]},
+    }
+    layout.compare.mkdir()
+    write_artefact(layout.compare_summary, CompareSummary.model_validate(summary))
+    lines = glance_lines(layout)
+    assert lines[0].startswith("filter: kept 4 of 100 synthetic images at C2ST threshold 0.6") and "fold0/normal 4/100" in lines[0]
+    assert lines[1:] == ["estimand: balanced accuracy of the trained pipeline", "primary P1", "primary P2", "without the 2 degenerate training(s): P1b"]

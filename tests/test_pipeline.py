@@ -71,9 +71,17 @@ def test_one_run_loads_the_data_once(run_cli, monkeypatch):
         if getattr(module, "load_dataset", None) is original:
             monkeypatch.setattr(module, "load_dataset", counted)
     light = [a for a in LIGHT if a != "--no-selftest"] + ["--set", "qc.n_permutations=10"]
-    result = run_cli("-q", "run", *light)
+    result = run_cli("run", *light)
     assert result.code == 0, result.err
     run = Path("runs/latest").resolve()
     stages = _stages(run)
     assert all(stages[s]["status"] == "done" for s in ("train", "generate", "score", "filter", "qc", "selftest", "compare", "report"))
     assert len(calls) == 1, calls
+    # the run ends with its verdict at a glance: the filter's operating point, the comparisons (no primary one without
+    # the filtered arm and its controls), and the report's path last
+    tail = result.out[result.out.index("At a glance") :].splitlines()
+    summary = json.loads((run / "compare" / "summary.json").read_text())
+    line = next(c["line"] for c in summary["comparisons"] if c["metric"] == "balanced_accuracy")
+    assert tail[1].startswith("  filter: kept ") and "at C2ST threshold 0.6" in tail[1]
+    assert any("no primary comparison" in t for t in tail) and any(line in t for t in tail)
+    assert tail[-1].startswith("report: ") and tail[-1].endswith(f"{run.name}/report/report.html")

@@ -24,12 +24,13 @@ from ctqc.cli.options import (
     _byo_config,
     _console,
     _load_config,
+    _numbers,
     _single_process,
     _State,
     app,
     data_app,
 )
-from ctqc.cli.show import _print_inspection, _print_qc, _print_run_summary
+from ctqc.cli.show import _print_inspection, _print_qc, _print_run_summary, glance_lines
 from ctqc.errors import UserError
 
 
@@ -47,10 +48,7 @@ def demo_data(
 
     spec = PhantomSpec(n_per_class=n_per_class, size=size, seed=seed, difficulty=difficulty)
     counts = write_kaggle_layout(out, spec)
-    _console().print(
-        f"wrote {sum(counts.values())} phantom slices ({', '.join(f'{n} {c}' for c, n in counts.items())}) "
-        f"at {size}×{size} px to {out}/head_ct/ with {out}/labels.csv"
-    )
+    _console().print(f"wrote {sum(counts.values())} phantom slices ({', '.join(f'{n} {c}' for c, n in counts.items())}) at {size}×{size} px to {out}/head_ct/ with {out}/labels.csv")
 
 
 @data_app.command("inspect")
@@ -82,16 +80,10 @@ def data_prepare(data: DataOpt = None, config: ConfigOpt = None, set_: SetOpt = 
     console.print(f"[bold]run[/] {prepared.run.path.resolve()}")
     console.print(f"  data: {prepared.data.source.location} — {len(prepared.data)} images, " + ", ".join(f"{n} {c}" for c, n in prepared.data.class_counts().items()))
     console.print(f"  fingerprint: {prepared.data.source.fingerprint}")
-    console.print(
-        f"  split ({cfg.split.scheme}, {len(prepared.splits.folds)} fold(s)): "
-        + " / ".join(f"{sum(sizes[r].values())} {r}" for r in ("train", "val", "test"))
-    )
+    console.print(f"  split ({cfg.split.scheme}, {len(prepared.splits.folds)} fold(s)): " + " / ".join(f"{sum(sizes[r].values())} {r}" for r in ("train", "val", "test")))
     for warning in prepared.data.source.warnings:
         console.print(f"  [yellow]warning:[/] {warning}")
     console.print("  wrote config.yaml, splits.csv, manifest.json")
-
-
-
 
 
 @app.command("train")
@@ -140,7 +132,9 @@ def generate_cmd(
 @app.command("filter")
 def filter_cmd(
     run: RunOpt = None,
-    c2st_threshold: Annotated[Optional[float], typer.Option("--c2st-threshold", help="Drop images whose out-of-fold, equal-prior p(synthetic) is above this (default: qc.c2st_threshold, 0.6).")] = None,
+    c2st_threshold: Annotated[
+        Optional[float], typer.Option("--c2st-threshold", help="Drop images whose out-of-fold, equal-prior p(synthetic) is above this (default: qc.c2st_threshold, 0.6).")
+    ] = None,
     no_memorisation: Annotated[bool, typer.Option("--no-memorisation", help="Skip the copy check.")] = False,
     real: RealOpt = None,
     synthetic: SyntheticOpt = None,
@@ -230,15 +224,20 @@ def compare_cmd(
     seeds: Annotated[Optional[int], typer.Option("--seeds", help="Trainings per arm and fold (default: compare.seeds, 3).")] = None,
     jobs: Annotated[Optional[int], typer.Option("--jobs", "-j", help="Parallel training processes (default: compare.jobs; 0 = one per CPU core).")] = None,
     arm: Annotated[Optional[list[str]], typer.Option("--arm", help="Only these arms (repeatable or comma-separated; default: compare.arms).")] = None,
+    ratio: Annotated[
+        Optional[list[str]],
+        typer.Option("--ratio", help="Dose-response arms: synthetic images per real image, e.g. 0.5,1,2 (repeatable or comma-separated; default: compare.synthetic_ratios)."),
+    ] = None,
 ) -> None:
-    """Train the classifier on each arm (original, +classical, synthetic-only, +synthetic, +filtered, +random subset) over folds × seeds, with CIs and paired tests."""
+    """Train the classifier on each arm (original, +classical, synthetic-only, +synthetic, +duplicated, +filtered, +random subset, dose-response) over folds × seeds, with CIs and paired tests."""
     from ctqc.run import Run
     from ctqc.stages.compare import compare, print_table
 
     target = Run.open(run)
     arms = [a.strip() for item in arm for a in item.split(",") if a.strip()] if arm else None
     console = _console()
-    result = compare(target, seeds=seeds, jobs=jobs, arms=arms, progress=not _State.quiet, console=console)
+    ratios = _numbers("--ratio", ratio) if ratio else None
+    result = compare(target, seeds=seeds, jobs=jobs, arms=arms, ratios=ratios, progress=not _State.quiet, console=console)
     print_table(result.summary, result.config, console)
     console.print(f"trained {result.trained}, reused {result.reused} → {result.folder} (results.csv, summary.json, table.txt, predictions/)")
 
@@ -266,7 +265,12 @@ def run_cmd(
     if result.skipped:
         console.print(f"already done: {', '.join(result.skipped)}")
     if os.environ.get("RANK", "0") in ("", "0"):  # under torchrun rank 0 alone
-        typer.echo(f"report: {result.run.path / 'report' / 'report.html'}")  # even with -q: the one result
+        glance = [line for line in glance_lines(result.run.layout) if not line.startswith("report:")]  # the path: below
+        if glance:
+            console.print("[bold]At a glance[/]")
+            for line in glance:
+                console.print(f"  {line}", markup=False)
+        typer.echo(f"report: {result.run.layout.report_html}")  # even with -q: the one result
 
 
 @app.command("selftest")

@@ -67,6 +67,18 @@ def _load_config(config: str | None, data: Path | None, overrides: list[str] | N
     return load_config(config, overrides or [], data)
 
 
+def _numbers(option: str, values: list[str]) -> list[float]:
+    """Numbers from a repeatable, comma-separated option; a bad one is a one-line :class:`UserError`."""
+    out = []
+    for item in (v.strip() for value in values for v in value.split(",")):
+        if item:
+            try:
+                out.append(float(item))
+            except ValueError:
+                raise UserError(f"{option}: {item!r} is not a number (e.g. {option} 0.5,1,2)") from None
+    return out
+
+
 RunOpt = Annotated[Optional[Path], typer.Option("--run", "-r", help="Run directory. Default: runs/latest.")]
 RealOpt = Annotated[Optional[Path], typer.Option("--real", help="Bring your own images: folder of real images (labels.csv or class subfolders).")]
 SyntheticOpt = Annotated[Optional[Path], typer.Option("--synthetic", help="Bring your own images: folder of any generator's images (labels.csv or class subfolders).")]

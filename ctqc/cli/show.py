@@ -52,6 +52,40 @@ def _print_run_summary(run) -> None:
         console.print(f"  synthetic pool: {index.parent.resolve()} — " + ", ".join(f"{n} {c}" for c, n in counts.items()))
 
 
+def glance_lines(layout) -> list[str]:
+    """The run's verdict at a glance (plain text): the filter's operating point and what it kept, the pre-specified
+    primary comparisons (or, without them, every arm vs original) with interval and minimum detectable difference,
+    and where the report is. ``layout``: the run's :class:`ctqc.layout.RunLayout`; missing artefacts are skipped."""
+    from ctqc.artefacts import CompareSummary, FilterSummary, read_artefact
+
+    lines = []
+    if layout.filter_summary.is_file():
+        f = read_artefact(layout.filter_summary, FilterSummary)
+        per_class = ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in f.per_class.items())
+        lines.append(
+            f"filter: kept {f.kept} of {f.kept + f.rejected} synthetic images at C2ST threshold {f.c2st_threshold:g} "
+            f"(dropped where p(synthetic) > {f.c2st_threshold:g}{' or a near-copy' if f.memorisation else ''}); {per_class}"
+        )
+    if layout.compare_summary.is_file():
+        c = read_artefact(layout.compare_summary, CompareSummary)
+        headline = [x for x in c.comparisons if x.metric == "balanced_accuracy"]
+        primary = [x for x in headline if x.role == "primary"]
+        order = [tuple(p) for p in c.primary]
+        primary.sort(key=lambda x: order.index((x.arm, x.reference)) if (x.arm, x.reference) in order else len(order))
+        if c.estimand:
+            lines.append(f"estimand: {c.estimand}")
+        shown = primary or [x for x in headline if x.reference == "original"]
+        if not primary:
+            lines.append("no primary comparison (it needs original+filtered, original+random-subset and original+synthetic); vs original:")
+        lines += [f"{'primary' if x.role == 'primary' else 'Δ'} {x.line}" for x in shown if x.line]
+        if c.sensitivity is not None:
+            n = sum(c.sensitivity.excluded.values())
+            lines += [f"without the {n} degenerate training(s): {x.line}" for x in c.sensitivity.comparisons if x.role == "primary" and x.line]
+    if layout.report_html.is_file():
+        lines.append(f"report: {layout.report_html}")
+    return lines
+
+
 def _print_inspection(report: dict) -> None:
     from rich.table import Table
 

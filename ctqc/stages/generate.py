@@ -11,16 +11,15 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from ctqc import __version__, atomic
 from ctqc.errors import UserError
-from ctqc.layout import CONDITIONAL_UNIT, class_slug
+from ctqc.layout import class_slug
 from ctqc.run import Run
 from ctqc.seeds import unit_seed
-from gan.sampling import load_generator, sample
+from gan.sampling import load_generator, sample_pixels
 
 INDEX_COLUMNS = ["sample_id", "file", "class", "label", "fold", "seed", "checkpoint", "synthetic"]
 
@@ -75,14 +74,13 @@ def _write_class_samples(run: Run, cfg, folder: Path, fold: int, key: int, n: in
     """Sample ``n`` images of class ``key`` from fold ``fold``'s generator into ``folder``; return index rows."""
     name = cfg.data.classes[key]
     slug = class_slug(name, key)
-    unit = CONDITIONAL_UNIT if cfg.gan.mode == "conditional" else slug
-    ckpt = run.layout.generator(fold, unit)
+    ckpt = run.generator_checkpoint(fold, key)
     if not ckpt.is_file():
-        raise UserError(f"{ckpt} is missing: training of fold {fold} ({unit}) did not finish; run `ctqc train --resume`")
+        raise UserError(f"{ckpt} is missing: training of fold {fold} ({ckpt.parent.parent.name}) did not finish; run `ctqc train --resume`")
     G, meta = load_generator(ckpt)
     s = unit_seed(seed, fold, key) ^ 0x5EED  # not the training seed: fresh z
     y = sorted(cfg.data.classes).index(key) if meta["n_classes"] else None
-    pixels = ((sample(G, n, s, y=y)[:, 0].clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).numpy()
+    pixels = sample_pixels(G, n, s, y=y).numpy()
     rel_ckpt = run.layout.rel(ckpt)
     rows = []
     for i, arr in enumerate(pixels):

@@ -27,15 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from pydantic import ValidationError
 
 from classify.models import check_pretrained_available
 from ctqc import atomic
 from ctqc import distributed as ddp
 from ctqc.artefacts import CompareSummary, write_artefact
-from ctqc.config import ARMS, Config
+from ctqc.config import ARMS, CompareConfig, Config, ratio_arm
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
 from ctqc.run import Run
+from ctqc.stages.compare import dose
 from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
 from ctqc.stages.compare.executor import available_cores, execute, load_unit
 from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, is_degenerate, make_job, train_unit, training_seed, unit_key
@@ -68,19 +70,30 @@ def compare(
     seeds: int | None = None,
     jobs: int | None = None,
     arms: list[str] | None = None,
+    ratios: list[float] | None = None,
     progress: bool = True,
     console=None,
 ) -> CompareResult:
-    """Train and evaluate every arm × fold × seed of ``run``; write ``compare/``. See the module docstring."""
-    _check_arguments(seeds, jobs, arms)
-    run.require_stage("generate", "ctqc train")
+    """Train and evaluate every arm × fold × seed of ``run``; write ``compare/``. See the module docstring.
+
+    ``ratios`` (synthetic images per real image) replaces ``compare.synthetic_ratios``
+    for this call: one dose-response arm each (:mod:`.dose`), added to ``arms``.
+    """
     cfg = run.config
+    given = ratios is not None
+    ratios = _checked_ratios(cfg, ratios) if given else cfg.compare.synthetic_ratios
+    ratio_arms = [ratio_arm(r) for r in ratios]
+    _check_arguments(seeds, jobs, arms, ratio_arms)
+    run.require_stage("generate", "ctqc train")
     seeds = cfg.compare.seeds if seeds is None else seeds
     jobs = cfg.compare.jobs if jobs is None else jobs
-    arms = list(cfg.compare.arms if arms is None else arms)
-    arms = [a for a in ARMS if a in arms]  # canonical order, no duplicates
-    fold_data = _fold_loader(run)  # loads the data, the pool and (once filtered) the kept list
-    skipped: dict[str, str] = {}
+    # the dose-response arms join the configured arms, and any --arm list when the ratios are given explicitly
+    arms = list(cfg.compare.arms if arms is None else arms) + (ratio_arms if arms is None or given else [])
+    arms = sorted(dict.fromkeys(arms), key=arm_order)  # canonical order, no duplicates
+    dose_points, extension = dose.plan(run, [r for r, a in zip(ratios, ratio_arms) if a in arms])
+    skipped: dict[str, str] = {p["arm"]: p["skipped"] for p in dose_points if p["skipped"]}
+    arms = [a for a in arms if a not in skipped]
+    fold_data = _fold_loader(run, extension)  # loads the data, the pool and (once filtered) the kept list
     if run.stage_status("filter") != "done":
         for arm in NEEDS_FILTER:
             if arm in arms:
@@ -143,6 +156,7 @@ def compare(
             trained += 1
         results = _results_table(records)
         summary = summarise(results, cfg, arms, skipped, seed_list, folds, {k: r["predictions"] for k, r in records.items()})
+        summary["dose_response"] = dose_points
         summary["wall_seconds"] = round(time.perf_counter() - start, 1)
         summary["processes"], summary["threads_per_process"] = workers, threads
         summary["torchrun_processes"] = world.world_size
@@ -156,18 +170,28 @@ def compare(
     return CompareResult(folder=folder, results=results, summary=summary, table=table, trained=trained, reused=reused, config=cfg)
 
 
-def _check_arguments(seeds: int | None, jobs: int | None, arms: list[str] | None) -> None:
+def _checked_ratios(cfg: Config, ratios: list[float]) -> list[float]:
+    """``ratios`` validated as ``compare.synthetic_ratios`` is (sorted, unique, each in (0, 20])."""
+    try:
+        return CompareConfig.model_validate({**cfg.compare.model_dump(), "synthetic_ratios": ratios}).synthetic_ratios
+    except ValidationError as exc:
+        raise UserError(f"--ratio: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+
+
+def _check_arguments(seeds: int | None, jobs: int | None, arms: list[str] | None, ratio_arms: list[str]) -> None:
     if seeds is not None and seeds < 1:
         raise UserError(f"--seeds must be at least 1 (got {seeds})")
     if jobs is not None and jobs < 0:
         raise UserError(f"--jobs must be at least 1, or 0 for one per CPU core (got {jobs})")
-    unknown = [a for a in (arms or []) if a not in ARMS]
+    unknown = [a for a in (arms or []) if a not in ARMS and a not in ratio_arms]
     if unknown or arms == []:
-        raise UserError(f"unknown arm {unknown[0]!r}: choose from {', '.join(ARMS)}" if unknown else "no arms to compare: name at least one with --arm")
+        choices = ", ".join([*ARMS, *ratio_arms])
+        raise UserError(f"unknown arm {unknown[0]!r}: choose from {choices}" if unknown else "no arms to compare: name at least one with --arm")
 
 
-def _fold_loader(run: Run) -> Callable[[int], FoldData]:
-    """A function giving each fold's :class:`FoldData` (real images from the run's data, its GAN pool, the filter's choice)."""
+def _fold_loader(run: Run, extension: dict[tuple[int, int], int]) -> Callable[[int], FoldData]:
+    """A function giving each fold's :class:`FoldData` (real images from the run's data, its GAN pool, the filter's
+    choice, and ``extension[(fold, key)]`` images per class drawn from the generator beyond the pool)."""
     cfg, data, splits = run.config, run.data(), run.splits
     index = run.pool()
     kept_table = run.kept() if run.stage_status("filter") == "done" else None
@@ -185,7 +209,8 @@ def _fold_loader(run: Run) -> Callable[[int], FoldData]:
         if pool_images.shape[-1] != data.images.shape[-1]:
             raise UserError(f"synthetic images are {pool_images.shape[-1]} px but the data are {data.images.shape[-1]} px: run `ctqc generate` again")
         kept = None if kept_table is None else frozenset(kept_table.loc[kept_table["fold"] == fold, "sample_id"])
-        return FoldData(fold, dev.train, dev.val, splits.held_out_test(data, fold), pool, pool_images, kept)
+        extra = {key: dose.extension_images(run, fold, key, n) for (f, key), n in extension.items() if f == fold}
+        return FoldData(fold, dev.train, dev.val, splits.held_out_test(data, fold), pool, pool_images, kept, extra)
 
     return fold_data
 

@@ -9,7 +9,12 @@ validation and test images** of each fold:
 4. ``original+synthetic``     real + the whole pool (unfiltered);
 5. ``original+filtered``      real + the images ``ctqc filter`` kept (skipped when the filter has not run);
 6. ``original+random-subset`` real + a random subset of the pool with the filtered set's per-class sizes
-                              (a control: does the filter beat chance selection?).
+                              (a control: does the filter beat chance selection?);
+7. ``original+duplicated``    the real training images repeated to the per-class counts of
+                              ``original+synthetic`` (a control: "more images" vs "new images");
+8. ``original+synthetic-x<r>`` (``compare.synthetic_ratios``) real + round(r × n_real) synthetic images
+                              of each class drawn at random from the pool, extended from the fold's
+                              generator when the pool is too small (:mod:`.dose`).
 
 Synthetic images of fold f come only from fold f's GAN (trained on fold f's
 training part). Images are tensors N×1×S×S (S pixels a side, values in [-1, 1]);
@@ -18,12 +23,12 @@ targets are class indices 0..K-1 into the sorted configured class keys.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from ctqc.config import ARMS, Config
+from ctqc.config import ARMS, Config, arm_ratio
 from ctqc.errors import UserError
 
 #: The arms that need ``ctqc filter``'s output (skipped when the filter has not run).
@@ -41,6 +46,8 @@ class FoldData:
     pool: object  # pandas.DataFrame: this fold's rows of samples/index.csv
     pool_images: object  # torch.Tensor N×1×S×S, aligned with ``pool``
     kept: frozenset[str] | None  # sample_ids kept by ctqc filter; None when the filter has not run
+    # class key → (images N×1×S×S, ids): drawn from the fold's generator beyond the pool, for the dose-response arms
+    extension: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,15 +67,25 @@ def class_keys(cfg: Config) -> list[int]:
     return sorted(cfg.data.classes)
 
 
-def arm_order(arm: str) -> int:
-    """The arm's position in the canonical order (:data:`ctqc.config.ARMS`)."""
-    return ARMS.index(arm)
+def arm_order(arm: str) -> tuple[int, float]:
+    """The arm's position in the canonical order (:data:`ctqc.config.ARMS`; dose-response arms after
+    ``original+synthetic``, by ratio) as a sort key."""
+    ratio = arm_ratio(arm)
+    if ratio is not None:
+        return ARMS.index("original+synthetic"), ratio
+    return ARMS.index(arm), 0.0
 
 
 def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_seed: int = 0, augment_all: bool = False) -> ArmData:
     """The training set of ``arm`` for ``fold_data`` and ``seed`` (see the module docstring)."""
     real, pool = fold_data.train, fold_data.pool
     real_targets = np.searchsorted(np.array(keys), real.labels).astype(np.int64)
+    augment = augment_all or arm == "original+classical"
+    if arm == "original+duplicated":
+        return _duplicated(fold_data, seed, keys, base_seed, augment)
+    ratio = arm_ratio(arm)
+    if ratio is not None:
+        return _dose(fold_data, ratio, seed, keys, base_seed, augment)
     use_real = arm != "synthetic-only"
     if arm in ("original", "original+classical"):
         chosen = np.zeros(len(pool), dtype=bool)
@@ -89,7 +106,7 @@ def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_se
                 n = int((kept & (labels == key)).sum())
                 chosen[rng.choice(members, size=n, replace=False)] = True
     else:
-        raise UserError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)}")
+        raise UserError(f"unknown arm {arm!r}; choose from {', '.join(ARMS)} or a dose-response arm of compare.synthetic_ratios")
     index = np.flatnonzero(chosen)
     syn_images = fold_data.pool_images[torch.from_numpy(index)]
     syn_targets = np.searchsorted(np.array(keys), pool["label"].to_numpy()[index]).astype(np.int64)
@@ -106,5 +123,56 @@ def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_se
         ids=ids,
         n_real=len(real) if use_real else 0,
         n_synthetic=len(index),
-        augment=augment_all or arm == "original+classical",
+        augment=augment,
+    )
+
+
+def _duplicated(fold_data: FoldData, seed: int, keys: list[int], base_seed: int, augment: bool) -> ArmData:
+    """Each class's real images repeated to that class's count in ``original+synthetic`` (real + pool): whole
+    copies first, the remainder a random draw without replacement."""
+    real, labels = fold_data.train, fold_data.pool["label"].to_numpy()
+    rng = np.random.default_rng([base_seed, fold_data.fold, seed, 7])
+    rows = []
+    for key in keys:
+        members = np.flatnonzero(np.asarray(real.labels) == key)
+        target = len(members) + int((labels == key).sum())
+        if len(members):
+            whole, rest = divmod(target, len(members))
+            rows += [np.tile(members, whole), rng.choice(members, size=rest, replace=False)]
+    index = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+    index = index.astype(np.int64)
+    targets = np.searchsorted(np.array(keys), np.asarray(real.labels)[index]).astype(np.int64)
+    ids = tuple(str(real.ids[i]) for i in index)
+    return ArmData(images=real.images[torch.from_numpy(index)], targets=targets, ids=ids, n_real=len(index), n_synthetic=0, augment=augment)
+
+
+def _dose(fold_data: FoldData, ratio: float, seed: int, keys: list[int], base_seed: int, augment: bool) -> ArmData:
+    """Real images + round(ratio × n_real_k) synthetic images of each class k: a random draw from the pool, or the
+    whole pool of the class plus the first images of its extension (:mod:`.dose`) when the pool is too small."""
+    real, pool = fold_data.train, fold_data.pool
+    labels = pool["label"].to_numpy()
+    rng = np.random.default_rng([base_seed, fold_data.fold, seed, 8, int(round(ratio * 1000))])
+    parts, targets, ids = [], [], []
+    for k, key in enumerate(keys):
+        n = int(round(ratio * int((np.asarray(real.labels) == key).sum())))
+        members = np.flatnonzero(labels == key)
+        chosen = np.sort(rng.choice(members, size=min(n, len(members)), replace=False))
+        parts.append(fold_data.pool_images[torch.from_numpy(chosen)])
+        ids += [str(s) for s in pool["sample_id"].to_numpy()[chosen]]
+        extra = n - len(chosen)
+        if extra:
+            images, ext_ids = fold_data.extension.get(key, (None, ()))
+            if images is None or len(images) < extra:
+                raise RuntimeError(f"fold {fold_data.fold}: ratio {ratio:g} needs {extra} images of class {key} beyond the pool, none prepared")
+            parts.append(images[:extra])
+            ids += list(ext_ids[:extra])
+        targets += [k] * n
+    real_targets = np.searchsorted(np.array(keys), real.labels).astype(np.int64)
+    return ArmData(
+        images=torch.cat([real.images, *parts]),
+        targets=np.concatenate([real_targets, np.array(targets, dtype=np.int64)]),
+        ids=tuple(real.ids) + tuple(ids),
+        n_real=len(real),
+        n_synthetic=len(ids),
+        augment=augment,
     )

@@ -36,11 +36,16 @@ HEADLINE = "balanced_accuracy"
 ALPHA = 0.05
 
 #: Comparisons beyond "every arm vs original": does filtering beat no filtering, and beat a random subset?
-EXTRA_COMPARISONS = (("original+filtered", "original+synthetic"), ("original+filtered", "original+random-subset"))
+#: Do new (synthetic) images beat as many repeated real ones?
+EXTRA_COMPARISONS = (
+    ("original+filtered", "original+synthetic"),
+    ("original+filtered", "original+random-subset"),
+    ("original+synthetic", "original+duplicated"),
+)
 
 
 def comparisons_for(arms: list[str]) -> list[tuple[str, str]]:
-    """(arm, reference) pairs: every arm vs original, and the filtered arm vs its two controls."""
+    """(arm, reference) pairs: every arm vs original, the filtered arm vs its two controls, and the unfiltered pool vs duplicated reals."""
     pairs = [(arm, "original") for arm in arms if arm != "original" and "original" in arms]
     pairs += [(a, b) for a, b in EXTRA_COMPARISONS if a in arms and b in arms]
     return pairs
@@ -147,9 +152,7 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
             a = results[results["arm"] == arm].set_index(["fold", "seed"])
             b = results[results["arm"] == ref].set_index(["fold", "seed"])
             common = a.index.intersection(b.index).sort_values()
-            over = paired_difference(
-                a.loc[common, metric].to_numpy(), b.loc[common, metric].to_numpy(), cfg.compare.test, n_bootstrap=cfg.compare.n_bootstrap, seed=cfg.seed
-            )
+            over = paired_difference(a.loc[common, metric].to_numpy(), b.loc[common, metric].to_numpy(), cfg.compare.test, n_bootstrap=cfg.compare.n_bootstrap, seed=cfg.seed)
             if metric in verdicts.METRICS:
                 image = _image_level_difference(reps[arm], reps[ref], keys, metric, cfg.seed)
             else:
@@ -162,6 +165,7 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
         for c in family:
             c["line"] = decisions.describe(c)
         comparisons += family
+    sensitivity = _without_degenerate(results, cfg, arms, reps, keys, folds)
     notes = [paper.NOTE]
     if not predictions:
         notes.append("no per-image predictions: image-level intervals, tests and verdicts are not estimable")
@@ -189,4 +193,33 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
         "positive_class": cfg.data.classes[class_keys(cfg)[-1]] if len(cfg.data.classes) == 2 else None,
         "evaluated_on": "each fold's real held-out test images; epochs chosen on its real validation images",
         "notes": notes,
+        "sensitivity": sensitivity,
     }
+
+
+#: How the sensitivity analysis leaves degenerate trainings out.
+SENSITIVITY_RULE = (
+    "a replicate (seed, or k-fold repeat × seed) is left out of a comparison when a training of either arm in it "
+    "predicted one class for every validation or test image"
+)
+
+
+def _without_degenerate(results, cfg: Config, arms: list[str], reps: dict, keys: list[int], folds: list[int]) -> dict | None:
+    """The headline comparisons again without the degenerate trainings' replicates; ``None`` when there are none."""
+    if "degenerate" not in results or not results["degenerate"].any():
+        return None
+    k = cfg.split.folds if cfg.split.scheme == "kfold" else 1
+    bad = results[results["degenerate"].astype(bool)]
+    dropped = {arm: {(int(f) // k, int(s)) for f, s in zip(bad.loc[bad["arm"] == arm, "fold"], bad.loc[bad["arm"] == arm, "seed"])} for arm in arms}
+    family = []
+    for arm, ref in comparisons_for(arms):
+        gone = dropped[arm] | dropped[ref]
+        keep_a = {r: v for r, v in reps[arm].items() if r not in gone}
+        keep_b = {r: v for r, v in reps[ref].items() if r not in gone}
+        c = {"arm": arm, "reference": ref, "metric": HEADLINE, **_image_level_difference(keep_a, keep_b, keys, HEADLINE, cfg.seed)}
+        c["mean_diff"] = c["estimate"]
+        family.append(c)
+    decisions.adjust(family, PRIMARY, ALPHA)
+    for c in family:
+        c["line"] = decisions.describe(c)
+    return {"excluded": {arm: int((bad["arm"] == arm).sum()) for arm in arms}, "rule": SENSITIVITY_RULE, "comparisons": family}
