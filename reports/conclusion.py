@@ -21,8 +21,6 @@ METRIC_NAMES = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC AUC"}
 HEADLINE_METRIC = "balanced_accuracy"
 
 
-
-
 def fmt_p(p) -> str:
     p = num(p)
     if p is None:
@@ -86,7 +84,7 @@ def comparison_sentence(c: dict, alpha: float = 0.05) -> str | None:
 
 
 def classification_sentences(summary: dict | None) -> list[str]:
-    """The headline metric's comparisons (arms against ``original`` first), then the skipped arms."""
+    """The headline metric's comparisons (the primary ones first, in their testing order; then arms against ``original``), then the skipped arms."""
     if not summary:
         return []
     comps = list(summary.get("comparisons") or [])
@@ -94,7 +92,16 @@ def classification_sentences(summary: dict | None) -> list[str]:
     metric = HEADLINE_METRIC if HEADLINE_METRIC in metrics_present else (sorted(m for m in metrics_present if m) or [None])[0]
     chosen = [c for c in comps if c.get("metric") == metric]
     order = {a: i for i, a in enumerate(ARM_ORDER)}
-    chosen.sort(key=lambda c: (c.get("reference") != "original", order.get(c.get("arm"), len(order)), str(c.get("arm"))))
+    steps = {tuple(p): i for i, p in enumerate(summary.get("primary") or [])}  # the fixed testing order of the primary comparisons
+    chosen.sort(
+        key=lambda c: (
+            c.get("role") != "primary",
+            steps.get((c.get("arm"), c.get("reference")), len(steps)),
+            c.get("reference") != "original",
+            order.get(c.get("arm"), len(order)),
+            str(c.get("arm")),
+        )
+    )
     out = [s for s in (comparison_sentence(c) for c in chosen) if s]
     for arm, reason in (summary.get("skipped") or {}).items():
         out.append(f"‘{arm}’ was not evaluated: {reason}.")
@@ -163,9 +170,10 @@ def paragraphs(sections: Mapping[str, SectionLike], headlines: Mapping[str, Any]
     out: list[tuple[str, list[str]]] = []
     cls = headlines.get("classification")
     if cls:
-        lines = classification_sentences({"comparisons": cls.get("comparisons"), "skipped": cls.get("skipped")})
+        lines = classification_sentences({"comparisons": cls.get("comparisons"), "skipped": cls.get("skipped"), "primary": cls.get("primary")})
         if not lines:
             lines = ["The comparison ran, but its summary holds no paired comparisons, so no difference between arms can be stated."]
+        lines += [f"Sensitivity, {line}." for line in cls.get("sensitivity_lines") or []]
         out.append(("Does augmentation help?", lines))
     realism = list(sections["c2st"].get("sentences") or []) + list(sections["metrics"].get("sentences") or [])
     if realism:

@@ -209,7 +209,7 @@ def classification_dots(results, arms_summary: dict, metrics: list[str], paper: 
     ncols = min(2, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig, axes = new_figure(ncols, nrows, width=min(11.5, ncols * (0.8 * len(arms) + 1.6)), height=3.7 * nrows)
-    for ax in axes.flat[len(metrics):]:
+    for ax in axes.flat[len(metrics) :]:
         ax.set_visible(False)
     for ax, metric in zip(axes.flat, metrics):
         for j, arm in enumerate(arms):
@@ -222,12 +222,49 @@ def classification_dots(results, arms_summary: dict, metrics: list[str], paper: 
                 ax.errorbar([j + 0.3], [mean], yerr=err, fmt="o", color="black", ms=5, capsize=3, lw=1.3, zorder=3, label="mean, 95 % CI" if j == 0 else None)
             ref = ((paper or {}).get(arm) or {}).get(metric)
             if _num(ref) is not None:
-                ax.scatter([j + 0.3], [float(ref)], marker="D", s=36, facecolor="white", edgecolor=THRESHOLD, lw=1.3, zorder=4, label="paper (Table 1)" if "paper (Table 1)" not in ax.get_legend_handles_labels()[1] else None)
+                ax.scatter(
+                    [j + 0.3],
+                    [float(ref)],
+                    marker="D",
+                    s=36,
+                    facecolor="white",
+                    edgecolor=THRESHOLD,
+                    lw=1.3,
+                    zorder=4,
+                    label="paper (Table 1)" if "paper (Table 1)" not in ax.get_legend_handles_labels()[1] else None,
+                )
         ax.set_xticks(range(len(arms)), arms, rotation=30, ha="right")
         ax.set(title=metric.replace("_", " "), ylabel=f"{metric.replace('_', ' ')} (fraction, test split)", ylim=(-0.02, 1.02))
         handles, labels = ax.get_legend_handles_labels()
         if handles:
             ax.legend(fontsize=8, loc="lower left")
+    return figure_data_uri(fig)
+
+
+def dose_response(points: list[dict], metric: str) -> str | None:
+    """A metric's estimate with its 95 % interval against the synthetic-to-real ratio (``original`` at 0).
+
+    ``points``: dicts with ``ratio``, ``estimate``, ``low``, ``high`` (fractions; None: no interval) and
+    ``extended`` (the pool was extended from the generator for this ratio: an open marker).
+    """
+    points = sorted((p for p in points if _num(p.get("estimate")) is not None), key=lambda p: float(p["ratio"]))
+    if not points:
+        return None
+    fig, axes = new_figure(1, width=6.4, height=3.4)
+    ax = axes[0][0]
+    x = [float(p["ratio"]) for p in points]
+    y = [float(p["estimate"]) * 100 for p in points]
+    ax.plot(x, y, "-", color=colour(0), lw=1, alpha=0.6, zorder=1)
+    for p, xi, yi in zip(points, x, y):
+        lo, hi = _num(p.get("low")), _num(p.get("high"))
+        err = None if lo is None or hi is None else [[max(0.0, yi - lo * 100)], [max(0.0, hi * 100 - yi)]]
+        face = "white" if p.get("extended") else (THRESHOLD if xi == 0 else colour(0))
+        ax.errorbar([xi], [yi], yerr=err, fmt="o", ms=6, mfc=face, mec=THRESHOLD if xi == 0 else colour(0), color=THRESHOLD if xi == 0 else colour(0), capsize=3, lw=1.3, zorder=2)
+    if any(p.get("extended") for p in points):
+        ax.plot([], [], "o", mfc="white", mec=colour(0), label="pool extended from the generator")
+        ax.legend(fontsize=8, loc="lower right")
+    ax.set_xticks(x, ["0\n(original)" if v == 0 else f"{v:g}" for v in x])
+    ax.set(title=f"Dose-response: {metric}", xlabel="synthetic images per real training image", ylabel=f"{metric} (%, test split)")
     return figure_data_uri(fig)
 
 
@@ -263,8 +300,6 @@ def filter_scores(kept, rejected, threshold: float | None) -> str | None:
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
 
 
 def _floats(values) -> list[float]:

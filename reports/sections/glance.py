@@ -36,8 +36,12 @@ def facts(sections: list[Section], headlines: Mapping[str, Any]) -> list[tuple[s
         out.append(("Filter", f"kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images (threshold {filt['c2st_threshold']})"))
     cls = headlines.get("classification")
     if cls:
-        lines = concl.classification_sentences({"comparisons": cls.get("comparisons")})
-        out.append(("Augmentation", lines[0] if lines else "no paired comparisons in compare/summary.json"))
+        primary = cls.get("primary_results") or []
+        for i, r in enumerate(primary, 1):  # the pre-specified comparisons, in their fixed testing order
+            out.append((f"Primary comparison {i} of {len(primary)} ({r['metric']}): {r['name']}", r["text"]))
+        if not primary:
+            lines = concl.classification_sentences({"comparisons": cls.get("comparisons")})
+            out.append(("Augmentation", lines[0] if lines else "no paired comparisons in compare/summary.json"))
     st = headlines.get("selftest")
     if st:
         out.append(("QC self-test", "passed" if st.get("pass") else "did not pass every check"))
