@@ -140,6 +140,8 @@ def describe(c: dict, scale: float = 100.0) -> str:
     mdd = _num(c.get("mdd"))
     if c.get("verdict") == NO_EVIDENCE and mdd is not None:
         text += f"; this design could only detect differences larger than {mdd * scale:.1f} pp (80 % power, α = {c.get('alpha', 0.05)})"
+    if c.get("verdict") == NOT_ESTIMABLE and c.get("why"):
+        text += f" ({c['why']})"
     if "not tested" in str(c.get("adjustment", "")):
         text += f" ({c['adjustment']})"
     return text

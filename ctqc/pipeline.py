@@ -146,7 +146,9 @@ def _run_stages(target: Run, stages: Sequence[str], selftest: bool, progress: bo
     skipped: list[str] = []
     for stage in (s for s in STAGES if s in stages):
         rerun = bool(ran) and UPSTREAM.get(stage) in ran  # its input was just rewritten
-        if (not rerun and not needs_running(target, stage)) or (stage == "selftest" and not selftest):
+        if stage == "selftest" and not selftest:
+            continue  # left out on request (--no-selftest), not "already done"
+        if not rerun and not needs_running(target, stage):
             skipped.append(stage)
             continue
         say(f"stage {stage}")

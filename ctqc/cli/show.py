@@ -80,7 +80,8 @@ def glance_lines(layout) -> list[str]:
         lines += [f"{'primary' if x.role == 'primary' else 'Δ'} {x.line}" for x in shown if x.line]
         if c.sensitivity is not None:
             n = sum(c.sensitivity.excluded.values())
-            lines += [f"without the {n} degenerate training(s): {x.line}" for x in c.sensitivity.comparisons if x.role == "primary" and x.line]
+            again = sorted((x for x in c.sensitivity.comparisons if x.role == "primary" and x.line), key=lambda x: order.index((x.arm, x.reference)))
+            lines += [f"without the {n} degenerate training(s): {x.line}" for x in again]
     if layout.report_html.is_file():
         lines.append(f"report: {layout.report_html}")
     return lines

@@ -168,7 +168,7 @@ def test_compare_killed_five_times_resumes_to_the_uninterrupted_results(tmp_path
 @pytest.mark.slow
 def test_run_killed_at_every_stage_resumes_to_the_uninterrupted_results(tmp_path, reference_pipeline):
     run, out = run_chain(RUN_KILLS, PIPELINE, tmp_path)
-    assert "resuming" in out and "already done: train, generate, score, filter, qc, selftest, compare" in " ".join(out.split())
+    assert "resuming" in out and "already done: train, generate, score, filter, qc, compare" in " ".join(out.split())  # (selftest: left out by --no-selftest)
     assert_same_gan(reference_pipeline, run)
     assert outputs_without_timings(run) == outputs_without_timings(reference_pipeline)
     assert (run / "report" / "report.html").is_file()

@@ -217,6 +217,8 @@ def _without_degenerate(results, cfg: Config, arms: list[str], reps: dict, keys:
         keep_a = {r: v for r, v in reps[arm].items() if r not in gone}
         keep_b = {r: v for r, v in reps[ref].items() if r not in gone}
         c = {"arm": arm, "reference": ref, "metric": HEADLINE, **_image_level_difference(keep_a, keep_b, keys, HEADLINE, cfg.seed)}
+        if reps[arm] and reps[ref] and not (set(keep_a) & set(keep_b)):
+            c["why"] = "every replicate holds a degenerate training of one of the two arms"
         c["mean_diff"] = c["estimate"]
         family.append(c)
     decisions.adjust(family, PRIMARY, ALPHA)
