@@ -30,11 +30,13 @@ def _clean(values: Sequence[float]) -> np.ndarray:
     return arr[np.isfinite(arr)]
 
 
-def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
+def mean_ci(values: Sequence[float], level: float = 0.95, bounds: tuple[float, float] | None = None) -> dict:
     """``{"mean", "ci_low", "ci_high", "sd", "n"}`` of the finite ``values`` (t-distribution).
 
     ``n`` counts the finite values; NaNs (e.g. an AUC on a one-class test set)
     are left out. n = 0 → all NaN; n = 1 → the mean with a NaN interval and a note.
+    ``bounds`` (e.g. (0, 1) for a fraction): an interval reaching past them is cut
+    at the metric's range, and ``note`` says so (a t-interval knows no bounds).
     """
     from scipy import stats
 
@@ -52,6 +54,9 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> dict:
     sd = 0.0 if np.all(x == x[0]) else float(x.std(ddof=1))  # exactly 0, not a rounding residue
     half = float(stats.t.ppf(0.5 + level / 2, df=n - 1) * sd / math.sqrt(n))
     out.update(ci_low=mean - half, ci_high=mean + half, sd=sd)
+    if bounds is not None and (out["ci_low"] < bounds[0] or out["ci_high"] > bounds[1]):
+        out.update(ci_low=max(out["ci_low"], bounds[0]), ci_high=min(out["ci_high"], bounds[1]))
+        out["note"] = f"t-interval cut at the metric's range [{bounds[0]:g}, {bounds[1]:g}]"
     return out
 
 

@@ -187,6 +187,10 @@ def test_mean_ci_known_values():
     one = mean_ci([0.5])
     assert one["mean"] == 0.5 and math.isnan(one["ci_low"]) and math.isnan(one["ci_high"]) and "one run" in one["note"]
     assert mean_ci([])["n"] == 0
+    # a fraction's t-interval is cut at [0, 1] (e.g. 87.9 ± 23.5 % would reach past 100 %), and says so
+    cut = mean_ci([0.7, 1.0, 1.0], bounds=(0.0, 1.0))
+    assert cut["ci_high"] == 1.0 and cut["ci_low"] == pytest.approx(mean_ci([0.7, 1.0, 1.0])["ci_low"]) and "cut" in cut["note"]
+    assert "note" not in mean_ci([0.4, 0.5, 0.6], bounds=(0.0, 1.0))
 
 
 @pytest.mark.parametrize("test", ["wilcoxon", "paired-bootstrap"])

@@ -216,3 +216,38 @@ def test_paired_resample_shares_images_and_respects_bounds():
     assert r["estimate"] == pytest.approx(1) and r["ci_low"] == pytest.approx(1) and r["ci_high"] == 1  # paired: no resample mixes the arms
     arms = v.estimate_arms(np.stack([np.ones((3, 10)), (np.arange(10) % 2 == 0) * np.ones((3, 10))]), y, n_resamples=500)
     assert np.all(arms["ci_high"] <= 1) and np.all(arms["ci_low"] >= 0) and arms["ci_high"][0] == 1
+
+
+# --------------------------------------------------------------------------- ROC AUC
+
+
+def test_roc_auc_matches_sklearn_and_averages_replicates():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(5)
+    y = np.tile([0, 1], 25)
+    scores = np.round(rng.random((3, 50)) * 0.5 + 0.4 * y, 2)  # rounded: ties count ½, as in sklearn
+    one = v.roc_auc_interval(scores[:1], y, n_resamples=500)
+    assert one["estimate"] == pytest.approx(roc_auc_score(y, scores[0]))
+    three = v.roc_auc_interval(scores, y, n_resamples=500)
+    assert three["estimate"] == pytest.approx(np.mean([roc_auc_score(y, s) for s in scores]))
+    assert 0 <= three["ci_low"] < three["estimate"] < three["ci_high"] <= 1 and three["se"] > 0
+    perfect = v.roc_auc_interval(np.array([y * 0.9 + 0.05]), y, n_resamples=200)
+    assert (perfect["estimate"], perfect["ci_low"], perfect["ci_high"]) == (1.0, 1.0, 1.0)  # inside the bounds, never past
+    with pytest.raises(ValueError, match="both classes"):
+        v.roc_auc_interval(scores, np.ones(50, dtype=int))
+
+
+def test_roc_auc_interval_covers_the_true_auc():
+    """Binormal scores with a known AUC Φ(δ/√2) = 0.80; 300 simulations of 30 + 30 images: coverage in 0.90–0.98."""
+    rng = np.random.default_rng(11)
+    delta = np.sqrt(2) * stats.norm.ppf(0.80)
+    y = np.repeat([0, 1], 30)
+    hits = []
+    for _ in range(300):
+        s = rng.normal(size=(1, 60)) + delta * y
+        r = v.roc_auc_interval(s, y, n_resamples=1_000, seed=int(rng.integers(1 << 30)))
+        hits.append(r["ci_low"] <= 0.80 <= r["ci_high"])
+    coverage = float(np.mean(hits))
+    print(f"ROC AUC coverage {coverage:.3f}")
+    assert 0.90 <= coverage <= 0.98

@@ -91,7 +91,9 @@ def p_cell(p) -> str:
 def mde(c: Comparison) -> str | None:
     """ "could detect ≥ 4.3 points": the minimum detectable difference (80 % power, α), in points."""
     m = num(c.mdd)
-    return None if m is None else f"could detect ≥ {abs(m) * 100:.1f} points"
+    if m is None or m <= 0 or c.verdict == NOT_ESTIMABLE:  # a zero-width interval detects nothing
+        return None
+    return f"could detect ≥ {abs(m) * 100:.1f} points"
 
 
 def result_text(c: Comparison, alpha: float) -> str:

@@ -8,8 +8,10 @@ image is tested once — averaged over replicates, then a class-stratified boots
 over images shared by all arms (paired), a sign-flip permutation test over images,
 the minimum detectable difference, and one verdict per comparison. Balanced
 accuracy carries the pre-specified primary comparisons (fixed sequence:
-:data:`PRIMARY`); every other comparison is secondary (Holm). ROC AUC has no
-image-level method yet: its figures stay the mean and t-interval over trainings.
+:data:`PRIMARY`); every other comparison is secondary (Holm). ROC AUC (binary
+tasks) has an image-level estimate and bootstrap interval per arm
+(:func:`classify.verdicts.roc_auc_interval`) but no image-level test yet: its
+comparisons stay "not estimable" with the per-training figures beside them.
 
 Beside each image-level figure, ``over_trainings`` keeps the earlier per-training
 summary (mean and t-interval over folds × seeds; Wilcoxon or paired bootstrap over
@@ -52,7 +54,7 @@ def comparisons_for(arms: list[str]) -> list[tuple[str, str]]:
 
 
 def replicates(predictions: dict[str, dict] | None, arm: str, folds: list[int], seeds: list[int], cfg: Config) -> dict[tuple[int, int], dict[str, tuple[int, bool]]]:
-    """Per (repeat, seed) of ``arm``: {image id: (label, correct)} pooled over the repeat's folds.
+    """Per (repeat, seed) of ``arm``: {image id: (label, correct, probability of the positive class)} pooled over the repeat's folds.
 
     ``predictions``: unit key → the unit's ``predictions`` ({"id", "label", "pred", ...}).
     A replicate is kept only when every fold of its repeat has its unit (so every
@@ -68,10 +70,11 @@ def replicates(predictions: dict[str, dict] | None, arm: str, folds: list[int], 
             units = [predictions.get(unit_key(arm, f, seed)) for f in members]
             if any(u is None for u in units):
                 continue
-            pooled: dict[str, tuple[int, bool]] = {}
+            pooled: dict[str, tuple[int, bool, float]] = {}
             for u in units:
-                for i, lab, pred in zip(u["id"], u["label"], u["pred"]):
-                    pooled[str(i)] = (int(lab), int(lab) == int(pred))
+                probs = u.get("prob") or [np.nan] * len(u["id"])
+                for i, lab, pred, prob in zip(u["id"], u["label"], u["pred"], probs):
+                    pooled[str(i)] = (int(lab), int(lab) == int(pred), float(prob))
             out[(repeat, seed)] = pooled
     return out
 
@@ -92,7 +95,26 @@ def _common(rep_sets: list[dict]) -> tuple[list, list[str]]:
     return keys, sorted(ids)
 
 
+def _image_level_auc(reps: dict, keys: list[int], seed: int) -> dict | None:
+    """The binary ROC AUC of one arm at the image level (:func:`classify.verdicts.roc_auc_interval`), or None."""
+    rk, ids = _common([reps])
+    if not ids or len(keys) != 2:
+        return None
+    scores = np.array([[reps[r][i][2] for i in ids] for r in rk], dtype=np.float64)
+    labels = np.searchsorted(np.array(keys), [reps[rk[0]][i][0] for i in ids])
+    try:
+        est = verdicts.roc_auc_interval(scores, labels, seed=seed)
+    except ValueError:  # a class absent from the test images, or no probabilities (an older run)
+        return None
+    return {
+        "mean": est["estimate"], "ci_low": est["ci_low"], "ci_high": est["ci_high"], "se": est["se"], "n_images": len(ids),
+        "n_replicates": len(rk), "interval": verdicts.AUC_INTERVAL_NOTE, "estimand": "ROC AUC of the trained pipeline on images like these, averaged over training seeds",
+    }  # fmt: skip
+
+
 def _image_level_arm(reps: dict, keys: list[int], metric: str, seed: int) -> dict | None:
+    if metric == "roc_auc":
+        return _image_level_auc(reps, keys, seed)
     rk, ids = _common([reps])
     if not ids:
         return None
@@ -137,8 +159,8 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
         rows = results[results["arm"] == arm]
         arm_stats[arm] = {}
         for m in METRICS:
-            over = mean_ci(rows[m].to_numpy())
-            image = _image_level_arm(reps[arm], keys, m, cfg.seed) if m in verdicts.METRICS else None
+            over = mean_ci(rows[m].to_numpy(), bounds=(0.0, 1.0))
+            image = _image_level_arm(reps[arm], keys, m, cfg.seed)
             if image is None:
                 note = "over trainings only (folds × seeds): test images are not resampled"
                 arm_stats[arm][m] = {**over, "interval": note, "over_trainings": over}
@@ -198,10 +220,7 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
 
 
 #: How the sensitivity analysis leaves degenerate trainings out.
-SENSITIVITY_RULE = (
-    "a replicate (seed, or k-fold repeat × seed) is left out of a comparison when a training of either arm in it "
-    "predicted one class for every validation or test image"
-)
+SENSITIVITY_RULE = "a replicate (seed, or k-fold repeat × seed) is left out of a comparison when a training of either arm in it predicted one class for every validation or test image"
 
 
 def _without_degenerate(results, cfg: Config, arms: list[str], reps: dict, keys: list[int], folds: list[int]) -> dict | None:
