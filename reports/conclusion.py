@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+from ctqc.artefacts import GAP_ABOVE, GAP_BELOW, GAP_NOT_ESTIMABLE, GAP_WITHIN
 from ctqc.numbers import finite as num
 
 # the arm whose comparison with "original" is the headline, then the others
@@ -128,8 +129,52 @@ def _with_ci(v: float, lo: float | None, hi: float | None, extra: str = "") -> s
     return f"{sig(v)} ({'; '.join(parts)})" if parts else sig(v)
 
 
-def distribution_sentence(scope: str, metric: str, entry: dict) -> str | None:
-    """Compare a metric's CI with its real-vs-real floor's CI (lower is better for FID/KID)."""
+def signed(v: float, digits: int = 3) -> str:
+    """``digits`` significant figures with an explicit sign (+, or U+2212 minus)."""
+    return ("+" if v >= 0 else "") + sig(v, digits)
+
+
+# what each stored gap verdict (``ctqc.artefacts.qc.gap_verdict``) means, in words
+GAP_MEANING = {
+    GAP_ABOVE: "above the floor: the synthetic images are further from the training images than held-out real images are",
+    GAP_WITHIN: "no evidence of a gap",
+    GAP_BELOW: "below the floor: the synthetic images are closer to the training images than held-out real images are — a copying signal, see the memorisation section",
+    GAP_NOT_ESTIMABLE: "too few resamples had a defined value, so no conclusion is drawn",
+}
+
+
+def gap_ci(gap: Mapping) -> str:
+    """``+3.2 [−1.0, +7.9]``: a stored size-matched gap (``Estimate.gap``) with its 95 % CI, or –."""
+    est, lo, hi = num(gap.get("estimate")), num(gap.get("ci_low")), num(gap.get("ci_high"))
+    if est is None:
+        return "–"
+    return signed(est) + ("" if lo is None or hi is None else f" [{signed(lo)}, {signed(hi)}]")
+
+
+def distribution_sentence(scope: str, metric: str, entry: dict, n_floor: int | None = None) -> str | None:
+    """A FID/KID entry against its real-vs-real floor, from its stored size-matched gap.
+
+    The verdict is the one ``ctqc qc`` stored (``ctqc.artefacts.qc.gap_verdict`` of the interval of
+    synthetic − floor at the same n, with a shared reference). An entry without a gap (a
+    metrics.json from before it) falls back to comparing the full-pool CI with the floor's CI,
+    marked as not size-matched. ``n_floor``: the held-out images behind the floor, to say when
+    the floor was subsampled to a smaller synthetic pool instead.
+    """
+    gap = entry.get("gap")
+    if gap:
+        syn, floor, est, n = num(gap.get("synthetic")), num(gap.get("floor")), num(gap.get("estimate")), gap.get("n")
+        if syn is None or floor is None or est is None:
+            return None
+        lo, hi = num(gap.get("ci_low")), num(gap.get("ci_high"))
+        at = f"at n = {n} (the synthetic pool's size; the floor subsampled to it)" if n_floor is not None and n is not None and n < n_floor else f"at the floor's n ({n})"
+        ci = "no CI" if lo is None or hi is None else f"95 % CI {signed(lo)} to {signed(hi)}"
+        meaning = GAP_MEANING.get(str(gap.get("verdict")), str(gap.get("verdict")))
+        return f"{scope}: {metric.upper()} {at} {sig(syn)} vs floor {sig(floor)}: difference {signed(est)} ({ci}, shared reference resample): {meaning}."
+    return _unmatched_sentence(scope, metric, entry)
+
+
+def _unmatched_sentence(scope: str, metric: str, entry: dict) -> str | None:
+    """The pre-gap wording: the full-pool value's CI against the floor's CI (FID/KID: lower is better)."""
     v, lo, hi = num(entry.get("value")), num(entry.get("ci_low")), num(entry.get("ci_high"))
     f, flo, fhi = num(entry.get("floor")), num(entry.get("floor_ci_low")), num(entry.get("floor_ci_high"))
     if v is None or f is None:
@@ -137,11 +182,12 @@ def distribution_sentence(scope: str, metric: str, entry: dict) -> str | None:
     matched = num(entry.get("matched"))
     at_n = f"{sig(matched)} at the floor's sample size" if matched is not None and matched != v else ""
     head = f"{scope}: {metric.upper()} {_with_ci(v, lo, hi, at_n)}"
+    old = " (not size-matched: this metrics.json predates the size-matched gap; run `ctqc qc` again for it)"
     if None in (lo, hi, flo, fhi):
-        return f"{head}, against a real-vs-real floor of {sig(f)} (without CIs no conclusion is drawn)."
+        return f"{head}, against a real-vs-real floor of {sig(f)} (without CIs no conclusion is drawn){old}."
     if lo > fhi:
-        return f"{head} lies above the real-vs-real floor {_with_ci(f, flo, fhi)}: the synthetic images are further from the real ones than real images are from each other."
-    return f"{head} overlaps the real-vs-real floor {_with_ci(f, flo, fhi)}: no evidence of a distribution gap on these features."
+        return f"{head} lies above the real-vs-real floor {_with_ci(f, flo, fhi)}: the synthetic images are further from the real ones than real images are from each other{old}."
+    return f"{head} overlaps the real-vs-real floor {_with_ci(f, flo, fhi)}: no evidence of a distribution gap on these features{old}."
 
 
 def ct_sentence(name: str, c_t) -> str | None:

@@ -31,6 +31,20 @@ XSS_CLASS = "<script>"
 ARMS = ["original", "original+classical", "synthetic-only", "original+synthetic", "original+filtered"]
 _RUNS: dict[str, Path] = {}
 
+# a size-matched gap as ``ctqc qc`` stores it (qc/metrics.json, ``Estimate.gap``)
+KID_GAP = {
+    "estimate": -0.004,
+    "ci_low": -0.007,
+    "ci_high": -0.001,
+    "synthetic": 0.002,
+    "floor": 0.006,
+    "n": 11,
+    "n_bootstrap": 200,
+    "draws": 10,
+    "verdict": "below the floor (copying signal)",
+    "interval": "95 % basic bootstrap interval",
+}
+
 
 # ----------------------------------------------------------------------------- shared runs
 
@@ -97,7 +111,7 @@ def fabricate_downstream(run: Path) -> dict:
     classes = list(dict.fromkeys(splits["class"]))
     rng = np.random.default_rng(0)
     ci = lambda v, lo, hi, f, flo, fhi: {"value": v, "ci_low": lo, "ci_high": hi, "floor": f, "floor_ci_low": flo, "floor_ci_high": fhi}  # noqa: E731
-    scopes = {"all": {"n_real": 23, "n_synthetic": 16, "n_floor": 11, "fid": ci(120.0, 100.0, 140.0, 30.0, 20.0, 45.0), "kid": {**ci(0.05, 0.03, 0.07, 0.001, -0.002, 0.004), "std": 0.01}, "precision": ci(0.4, 0.3, 0.5, 0.8, 0.7, 0.9), "recall": ci(0.2, 0.1, 0.3, 0.8, 0.7, 0.9)}}
+    scopes = {"all": {"n_real": 23, "n_synthetic": 16, "n_floor": 11, "fid": ci(120.0, 100.0, 140.0, 30.0, 20.0, 45.0), "kid": {**ci(0.05, 0.03, 0.07, 0.001, -0.002, 0.004), "std": 0.01, "gap": KID_GAP}, "precision": ci(0.4, 0.3, 0.5, 0.8, 0.7, 0.9), "recall": ci(0.2, 0.1, 0.3, 0.8, 0.7, 0.9)}}
     scopes[classes[0]] = {"n_real": 11, "n_synthetic": 8, "n_floor": 5, "fid": ci(40.0, 25.0, 60.0, 35.0, 22.0, 50.0)}  # overlapping: no evidence of a gap
     scopes[classes[1]] = {"n_real": 12, "fid": {"value": 55.0, "floor": 33.0}}  # no CIs at all
     pair_train = splits[(splits["role"] == "train") & (splits["class"] == classes[1])]["id"].iloc[0]
@@ -245,6 +259,10 @@ def test_full_report_renders_every_section_with_the_saved_numbers(full_report):
     # 5 distribution metrics with CIs and floors, and how to read them
     assert "120 [100, 140]" in text["metrics"] and "30 [20, 45]" in text["metrics"] and "How to read" in text["metrics"]
     assert "lies above the real-vs-real floor" in text["metrics"] and "no evidence of a distribution gap" in text["metrics"] and "without CIs no conclusion is drawn" in text["metrics"]
+    assert "not size-matched" in text["metrics"]  # the FID entries above carry no gap: an older metrics.json
+    # the stored size-matched gap decides KID's verdict (its full-pool CI lies above the floor's, its gap below 0)
+    assert "KID at the floor's n (11) 0.002 vs floor 0.006: difference \u22120.004" in text["metrics"]
+    assert "a copying signal, see the memorisation section" in text["metrics"] and "−0.004 [−0.007, −0.001]" in text["metrics"]
     # 7 C2ST: per-class AUC with permutation p; histogram with threshold; calibration from qc/scores.csv
     assert "0.912" in text["c2st"] and "p = 0.005" in text["c2st"] and "Calibration plot: not available" not in text["c2st"]
     # 8 memorisation: the fabricated pair and C_T

@@ -14,12 +14,18 @@ from ctqc.artefacts.base import Artefact, read_artefact, write_artefact
 from ctqc.artefacts.compare import CompareSummary, Comparison, DosePoint, MeanCI, OverTrainings, OverTrainingsDifference, PaperRow, Sensitivity
 from ctqc.artefacts.manifest import DataRecord, Manifest, StageRecord
 from ctqc.artefacts.qc import (
+    GAP_ABOVE,
+    GAP_BELOW,
+    GAP_METRICS,
+    GAP_NOT_ESTIMABLE,
+    GAP_WITHIN,
     AfterFilter,
     C2STResult,
     CopyCheck,
     Estimate,
     FilterSummary,
     FilterUnit,
+    Gap,
     IntensityShiftUnits,
     MemorisationPair,
     NullCheck,
@@ -31,6 +37,7 @@ from ctqc.artefacts.qc import (
     Selftest,
     SelftestData,
     UnitScoring,
+    gap_verdict,
 )
 
-__all__ = ["AfterFilter", "Artefact", "C2STResult", "CompareSummary", "Comparison", "CopyCheck", "DataRecord", "DosePoint", "Estimate", "FilterSummary", "FilterUnit", "IntensityShiftUnits", "Manifest", "MeanCI", "MemorisationPair", "NullCheck", "OverTrainings", "OverTrainingsDifference", "PaperRow", "PlantedCheck", "QCMetrics", "ScopeMemorisation", "ScopeMetrics", "Scoring", "Selftest", "SelftestData", "Sensitivity", "StageRecord", "UnitScoring", "read_artefact", "write_artefact"]
+__all__ = ["GAP_ABOVE", "GAP_BELOW", "GAP_METRICS", "GAP_NOT_ESTIMABLE", "GAP_WITHIN", "AfterFilter", "Artefact", "C2STResult", "CompareSummary", "Comparison", "CopyCheck", "DataRecord", "DosePoint", "Estimate", "FilterSummary", "FilterUnit", "Gap", "IntensityShiftUnits", "Manifest", "MeanCI", "MemorisationPair", "NullCheck", "OverTrainings", "OverTrainingsDifference", "PaperRow", "PlantedCheck", "QCMetrics", "ScopeMemorisation", "ScopeMetrics", "Scoring", "Selftest", "SelftestData", "Sensitivity", "StageRecord", "UnitScoring", "gap_verdict", "read_artefact", "write_artefact"]

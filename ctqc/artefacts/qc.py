@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -78,6 +79,44 @@ class FilterSummary(Artefact):
 # simply absent (or null), and readers show "–". The writer is ``ctqc.stages.qc``.
 
 DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall")
+GAP_METRICS = ("fid", "kid")  # distances (lower = closer): the metrics whose gap to the floor is judged
+GAP_ABOVE, GAP_WITHIN, GAP_BELOW, GAP_NOT_ESTIMABLE = "above the floor", "within the floor", "below the floor (copying signal)", "not estimable"
+GapVerdict = Literal["above the floor", "within the floor", "below the floor (copying signal)", "not estimable"]
+
+
+def gap_verdict(low: float | None, high: float | None) -> GapVerdict:
+    """The one rule that judges a distance's size-matched gap to its real-vs-real floor.
+
+    ``low``, ``high``: the 95 % interval of metric(synthetic) − metric(held-out real), both against
+    the same reference images at the same n, for a distance (FID, KID: lower = closer). Above 0:
+    the synthetic images are further from the training images than real images are; below 0:
+    closer than unseen real images — a copying signal; an interval holding 0: no evidence either
+    way; a missing or non-finite bound (or low > high): not estimable. Returns one of the four
+    ``GAP_*`` strings. It lives with the model so that the writer (``ctqc.qc.gap``) and the
+    readers (the report may not import ``ctqc.qc``) share it.
+    """
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        return GAP_NOT_ESTIMABLE
+    if low > 0:
+        return GAP_ABOVE
+    if high < 0:
+        return GAP_BELOW
+    return GAP_WITHIN
+
+
+class Gap(Artefact):
+    """metric(synthetic) − metric(held-out real) at the same n, bootstrapped with a shared reference resample (``ctqc.qc.gap``)."""
+
+    estimate: float | None = None  # ``synthetic`` − ``floor``, in the metric's units
+    ci_low: float | None = None  # 95 % bootstrap interval of the difference (basic interval; ``interval`` says how)
+    ci_high: float | None = None
+    synthetic: float | None = None  # the metric at ``n`` images: mean over random synthetic subsets of n
+    floor: float | None = None  # the held-out real images' value at the same n
+    n: int | None = Field(None, ge=2)  # images per side: the smaller of the held-out set and the synthetic pool
+    n_bootstrap: int | None = Field(None, ge=0)  # replicates drawn (those with a defined value form the interval)
+    draws: int | None = Field(None, ge=1)  # random subsets averaged on a side larger than n
+    verdict: GapVerdict = GAP_NOT_ESTIMABLE  # :func:`gap_verdict` of the interval
+    interval: str | None = None  # what the interval accounts for, in words
 
 
 class Estimate(Artefact):
@@ -91,6 +130,7 @@ class Estimate(Artefact):
     floor: float | None = None  # held-out real vs the same reference images
     floor_ci_low: float | None = None
     floor_ci_high: float | None = None
+    gap: Gap | None = None  # FID and KID only; absent in files written before the size-matched gap
 
 
 class ScopeMetrics(Artefact):

@@ -10,26 +10,38 @@ from ctqc.cli.options import _console
 def _print_qc(metrics: dict) -> None:
     from rich.table import Table
 
+    from ctqc.artefacts import GAP_ABOVE, GAP_BELOW, GAP_NOT_ESTIMABLE, GAP_WITHIN  # lazily: pydantic stays out of `ctqc --help`
+
+    short = {GAP_ABOVE: "above", GAP_WITHIN: "within", GAP_BELOW: "below: copying?", GAP_NOT_ESTIMABLE: "n/a"}
+
     def cell(entry: dict, key: str = "value", digits: int = 3) -> str:
         value, low, high = entry.get(key), entry.get("ci_low"), entry.get("ci_high")
         text = "n/a" if value is None else f"{value:.{digits}g}"
         return text + ("" if low is None or key != "value" else f" [{low:.{digits}g}, {high:.{digits}g}]")
 
+    def gap(entry: dict) -> str:  # synthetic − floor at the floor's n, its CI and the stored verdict
+        g = entry.get("gap")
+        if not g or g.get("estimate") is None:
+            return "n/a (not size-matched)" if entry.get("floor") is not None else "n/a"
+        ci = "" if g.get("ci_low") is None or g.get("ci_high") is None else f" [{g['ci_low']:+.3g}, {g['ci_high']:+.3g}]"
+        return f"{g['estimate']:+.3g}{ci} {short.get(g.get('verdict'), g.get('verdict'))}"
+
     table = Table(title=f"Synthetic vs real ({metrics['extractor']} features; floor = held-out real vs the same reference, same n)")
-    for column in ("scope", "n syn/real/floor", "FID", "FID at floor n", "FID floor", "KID", "KID floor", "precision", "recall", "C2ST AUC (p)"):
+    for column in ("scope", "n syn/real/floor", "FID", "FID at floor n", "FID floor", "FID − floor", "KID", "KID floor", "KID − floor", "precision", "recall", "C2ST AUC (p)"):
         table.add_column(column)
     for name, s in metrics["scopes"].items():
         c2st = metrics["c2st"].get(name, {})
         auc = "" if c2st.get("auc") is None else f"{c2st['auc']:.3f} ({c2st['p_value']:.2g})"
         table.add_row(
-            name, f"{s['n_synthetic']}/{s['n_real']}/{s['n_floor']}", cell(s["fid"]), cell(s["fid"], "matched"), cell(s["fid"], "floor"),
-            cell(s["kid"]), cell(s["kid"], "floor"), cell(s["precision"], digits=2), cell(s["recall"], digits=2), auc,
+            name, f"{s['n_synthetic']}/{s['n_real']}/{s['n_floor']}", cell(s["fid"]), cell(s["fid"], "matched"), cell(s["fid"], "floor"), gap(s["fid"]),
+            cell(s["kid"]), cell(s["kid"], "floor"), gap(s["kid"]), cell(s["precision"], digits=2), cell(s["recall"], digits=2), auc,
         )  # fmt: skip
     console = _console()
     console.print(table)
     for name, m in metrics["memorisation"].items():
         if m.get("c_t") is not None or m.get("n_flagged") is not None:
             console.print(f"  {name}: copies flagged {m['n_flagged']}, C_T {m['c_t']} (C_T ≪ 0: samples sit closer to training images than held-out real images do)")
+    console.print("  X − floor: synthetic minus floor at the floor's n [95 % CI, shared reference]; below = closer to the training images than real images: a copying signal")
     for warning in metrics["warnings"]:
         console.print(f"  [yellow]warning[/yellow]: {warning}")
 

@@ -17,7 +17,11 @@ two disjoint *real* sets — the held-out real images against the reference
 (training) images. A synthetic value near its floor means "as close to the
 training images as unseen real images are". Because FID is biased by sample size,
 the floor and a size-matched synthetic value (``matched``: synthetic subsets of
-the held-out set's size, averaged) are computed with the same n.
+the held-out set's size, averaged) are computed with the same n. FID and KID are
+judged against their floor there: ``gap`` is synthetic − floor at the floor's n
+with a bootstrap CI whose replicates share one reference set, and a verdict —
+above the floor, within it, or below it (closer to the training images than
+unseen real images: a copying signal); see :mod:`ctqc.qc.gap`.
 
 CIs are 95 % bootstrap intervals over images (both sets resampled, computed
 from resampling counts: :class:`_Resampled`). KID's replicates leave out pairs
@@ -30,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from ctqc.qc.gap import matched_subsets, size_matched_gap
 
 FID_FEATURE_WARNING = 2048
 
@@ -220,7 +226,11 @@ def distribution_metrics(synthetic: np.ndarray, reference: np.ndarray, heldout: 
 
     Returns ``{"n_real", "n_synthetic", "n_floor", "warnings", "fid"|"kid"|"precision"|"recall": {value,
     ci_low, ci_high, matched, floor, floor_ci_low, floor_ci_high}}`` — ``matched`` is the synthetic value
-    at the floor's sample size (mean over ``matched_draws`` random synthetic subsets).
+    at the floor's sample size (mean over ``matched_draws`` random synthetic subsets). FID and KID also
+    carry ``gap`` (:func:`ctqc.qc.gap.size_matched_gap`: synthetic − floor at that n, on the same
+    subsets as ``matched``, with its CI and verdict) whenever there is a floor. Features are n×d
+    matrices (any d; 2048-d Inception in a run); raises ValueError with fewer than two synthetic or
+    reference images.
     """
     if len(synthetic) < 2 or len(reference) < 2:
         raise ValueError("distribution metrics need at least two synthetic and two reference images")
@@ -236,19 +246,22 @@ def _distribution_metrics(synthetic, reference, heldout, n_bootstrap, seed, matc
     floor = compare_sets(heldout, reference, n_bootstrap, seed + 1) if len(heldout) >= 2 else None
     rng = np.random.default_rng(seed + 2)
     matched: dict[str, list[float]] = {name: [] for name in main}
-    if floor is not None and len(heldout) < len(synthetic):
-        for _ in range(matched_draws):
-            sub = synthetic[rng.choice(len(synthetic), len(heldout), replace=False)]
-            matched["fid"].append(fid(sub, reference))
-            matched["kid"].append(kid(sub, reference, subsets=20, seed=seed)[0])
-            p, r = precision_recall(sub, reference)
-            matched["precision"].append(p)
-            matched["recall"].append(r)
+    subsets = matched_subsets(len(synthetic), len(heldout), matched_draws, rng) if floor is not None and len(heldout) < len(synthetic) else []
+    for idx in subsets:
+        sub = synthetic[idx]
+        matched["fid"].append(fid(sub, reference))
+        matched["kid"].append(kid(sub, reference, subsets=20, seed=seed)[0])
+        p, r = precision_recall(sub, reference)
+        matched["precision"].append(p)
+        matched["recall"].append(r)
+    gaps = size_matched_gap(synthetic, reference, heldout, n_bootstrap, seed + 3, matched_draws, subsets or None) if floor is not None else {}
     for name, entry in main.items():
         entry["matched"] = float(np.mean(matched[name])) if matched[name] else entry["value"]
         entry["floor"] = None if floor is None else floor[name]["value"]
         entry["floor_ci_low"] = None if floor is None else floor[name]["ci_low"]
         entry["floor_ci_high"] = None if floor is None else floor[name]["ci_high"]
+        if name in gaps:
+            entry["gap"] = gaps[name]
         result[name] = entry
     dim = synthetic.shape[1]
     small = min(len(synthetic), len(reference))

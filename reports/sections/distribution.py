@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ctqc.artefacts import Estimate, ScopeMetrics
+from ctqc.artefacts import GAP_METRICS, Estimate, ScopeMetrics
 from reports import conclusion as concl
 from reports import figures
 from reports.rundata import RunData
@@ -17,19 +17,29 @@ def floor_ci(e: Estimate) -> str:
     return ci(e.floor, e.floor_ci_low, e.floor_ci_high)
 
 
+def gap_cells(e: Estimate | None, metric: str) -> tuple[str, str]:
+    """(synthetic − floor at the floor's n [95 % CI], verdict) of a stored gap; FID/KID entries from older files say so."""
+    if e is not None and e.gap is not None:
+        return concl.gap_ci(e.gap.model_dump()), e.gap.verdict
+    if e is not None and metric in GAP_METRICS and concl.num(e.floor) is not None:
+        return "–", "not size-matched (older metrics.json)"
+    return "–", "–"
+
+
 def headline(scopes: dict[str, ScopeMetrics]) -> dict[str, dict[str, dict]]:
     """scope → metric → estimate, for report/summary.json (metrics a scope lacks are left out)."""
     return {name: {m: e.model_dump(exclude_unset=True) for m, e in s.estimates().items()} for name, s in scopes.items()}
 
 
 def rows(scopes: dict[str, ScopeMetrics]) -> list[dict]:
-    """Long format: one row per scope × metric, with the value, its size-matched value and the floor."""
+    """Long format: one row per scope × metric: the value, its size-matched value, the floor and the size-matched gap's verdict."""
     out = []
     for name, s in scopes.items():
         for metric, e in s.estimates().items():
             if concl.num(e.value) is None:
                 continue
             matched = concl.num(e.matched)
+            gap, verdict = gap_cells(e, metric)
             out.append(
                 {
                     "scope": name,
@@ -37,6 +47,8 @@ def rows(scopes: dict[str, ScopeMetrics]) -> list[dict]:
                     "value": value_ci(e),
                     "matched": "–" if matched is None else concl.sig(matched, 4),
                     "floor": floor_ci(e),
+                    "gap": gap,
+                    "verdict": verdict,
                     "n": " / ".join("–" if n is None else str(n) for n in (s.n_synthetic, s.n_real, s.n_floor)),
                 }
             )
@@ -52,7 +64,7 @@ def build(run: RunData) -> Section:
     for name, s in scopes.items():
         for metric in ("fid", "kid"):
             e = getattr(s, metric)
-            sentence = concl.distribution_sentence(name, metric, e.model_dump()) if e is not None else None
+            sentence = concl.distribution_sentence(name, metric, e.model_dump(), s.n_floor) if e is not None else None
             if sentence:
                 sentences.append(sentence)
     content = {

@@ -7,7 +7,7 @@ from reports import figures
 from reports.images import THUMB_PX, Picture, picture_from_file
 from reports.rundata import RunData
 from reports.sections.common import MAX_GALLERY, Section, c2st_cell, fmt
-from reports.sections.distribution import floor_ci, headline, value_ci
+from reports.sections.distribution import floor_ci, gap_cells, headline, value_ci
 
 UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "c2st_before", "c2st_after"}
 
@@ -41,6 +41,7 @@ def build(run: RunData) -> Section:
                 continue
             b = getattr(prior, metric) if prior else None
             n_before = "–" if prior is None or prior.n_synthetic is None else prior.n_synthetic
+            gap, verdict = gap_cells(a, metric)
             before_after.append(
                 {
                     "scope": name,
@@ -48,6 +49,8 @@ def build(run: RunData) -> Section:
                     "before": value_ci(b) if b else "–",
                     "after": value_ci(a),
                     "floor": floor_ci(a),
+                    "gap": gap,
+                    "verdict": verdict,
                     "n": f"{n_before} → {'–' if scope.n_synthetic is None else scope.n_synthetic}",
                 }
             )

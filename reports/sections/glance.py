@@ -29,8 +29,7 @@ def facts(sections: list[Section], headlines: Mapping[str, Any]) -> list[tuple[s
     scopes = (headlines.get("distribution_metrics") or {}).get("scopes") or {}
     fid = [(k, v["fid"]) for k, v in scopes.items() if concl.num((v.get("fid") or {}).get("value")) is not None]
     if fid:
-        text = "; ".join(f"{k} {ci(e.get('value'), e.get('ci_low'), e.get('ci_high'))} vs {ci(e.get('floor'), e.get('floor_ci_low'), e.get('floor_ci_high'))}" for k, e in fid)
-        out.append(("FID vs real-vs-real floor", text))
+        out.append(("FID vs real-vs-real floor", "; ".join(_fid_fact(k, e) for k, e in fid)))
     filt = headlines.get("filter")
     if filt:
         out.append(("Filter", f"kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images (threshold {filt['c2st_threshold']})"))
@@ -49,3 +48,11 @@ def facts(sections: list[Section], headlines: Mapping[str, Any]) -> list[tuple[s
     if missing:
         out.append(("Not run", ", ".join(missing)))
     return out
+
+
+def _fid_fact(scope: str, e: Mapping[str, Any]) -> str:
+    """The stored size-matched gap and its verdict; an older entry without one: value vs floor, marked."""
+    gap = e.get("gap")
+    if gap and concl.num(gap.get("estimate")) is not None:
+        return f"{scope} {concl.gap_ci(gap)} at n = {gap.get('n')}: {gap.get('verdict')}"
+    return f"{scope} {ci(e.get('value'), e.get('ci_low'), e.get('ci_high'))} vs {ci(e.get('floor'), e.get('floor_ci_low'), e.get('floor_ci_high'))} (not size-matched)"
