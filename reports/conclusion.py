@@ -118,6 +118,18 @@ def c2st_sentence(name: str, entry: dict) -> str | None:
     return f"{name}: no evidence that a classifier can tell the synthetic images from real ones (C2ST AUC {auc:.3f}, {fmt_p(p)})."
 
 
+def after_check_sentence(name: str, entry: dict) -> str | None:
+    """The after-filter C2ST (kept vs held-out real images) in words, two-sided: an AUC well below 0.5 is an artefact."""
+    auc, p, p2 = num(entry.get("auc")), num(entry.get("p_value")), num(entry.get("p_value_two_sided"))
+    if auc is None or p2 is None:
+        return c2st_sentence(name, entry)  # a filter.json from before the held-out after-check
+    if auc < 0.5 and p2 <= 0.05:
+        return f"{name}: the kept images score AUC {auc:.3f} against held-out real images (two-sided {fmt_p(p2)}), well below 0.5 — an artefact of the comparison, not evidence of realism."
+    if auc > 0.5 and p is not None and p <= 0.05:
+        return f"{name}: a classifier still tells the kept images from held-out real images (C2ST AUC {auc:.3f}, {fmt_p(p)})."
+    return f"{name}: no evidence that a classifier can tell the kept images from held-out real images (C2ST AUC {auc:.3f}, two-sided {fmt_p(p2)})."
+
+
 def sig(v: float, digits: int = 3) -> str:
     """``digits`` significant figures, with a real minus sign."""
     text = f"{v:.{digits}g}"
@@ -226,9 +238,10 @@ def paragraphs(sections: Mapping[str, SectionLike], headlines: Mapping[str, Any]
         out.append(("Are the synthetic images realistic?", realism))
     filt = headlines.get("filter")
     if filt:
-        lines = [f"The filter (threshold {filt['c2st_threshold']}) kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images."]
+        point = f"threshold {filt['c2st_threshold']}" if filt.get("c2st_threshold") is not None else filt.get("operating_point", "–")
+        lines = [f"The filter ({point}) kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images."]
         for unit, v in filt["per_class"].items():
-            after = c2st_sentence(unit, v.get("c2st_after") or {})
+            after = after_check_sentence(unit, v.get("c2st_after") or {})
             if after:
                 lines.append(f"After filtering — {after}")
         out.append(("Filtering", lines))

@@ -41,6 +41,16 @@ def examples() -> list:
     """One instance of every artefact model, with every kind of field filled."""
     unit = UnitScoring(fold=0, class_="normal", label=0, n_synthetic=8, n_reference=11, n_heldout=3, c2st=C2STResult(**C2ST), copy_threshold=0.02)
     filter_unit = FilterUnit(n_synthetic=8, kept=5, rejected_c2st=2, rejected_copy=1, c2st_before=C2STResult(**C2ST), c2st_after=C2STResult(auc=0.6, note="few images"), copy_threshold=None)
+    conformal_unit = FilterUnit.model_validate(
+        {
+            "n_synthetic": 8, "kept": 5, "rejected_c2st": 2, "rejected_copy": 1, "c2st_before": C2ST, "copy_threshold": 0.02,
+            "c2st_after": {"auc": 0.24, "p_value": 0.99, "p_value_two_sided": 0.02, "n_real": 17, "n_synthetic": 5, "note": "artefact"},
+            "threshold": 0.61, "real_rejection": {"n": 17, "rate": 0.06, "ci": [0.01, 0.27], "expected": 0.0556, "guarantee": 0.1, "basis": "split conformal"},
+            "calibration": {"ece": 0.17, "bins": [{"lower": 0.5, "upper": 0.6, "n": 19, "mean_score": 0.55, "observed": 0.42}], "n_real": 11, "n_synthetic": 8, "score": "not calibrated"},
+            "diversity": {"k": 5, "n_real": 11, "draws": 20, "density_before": 1.1, "coverage_before": 0.8, "density_kept": 1.4, "coverage_kept": 0.5, "density_random": 1.1, "coverage_random": 0.7, "warning": "removed diversity"},
+            "notes": ["a note"],
+        }
+    )  # fmt: skip
     metrics = QCMetrics.model_validate(
         {
             "extractor": "inception", "n_bootstrap": 200, "c2st_features": ["pixels", "fft"], "c2st_classifier": "logreg",
@@ -83,6 +93,18 @@ def examples() -> list:
     return [
         Scoring(features=["pixels"], classifier="logreg", fitted_on="training images", units={"fold0/normal": unit}),
         FilterSummary(c2st_threshold=0.6, memorisation=True, features=["pixels"], classifier="logreg", kept=5, rejected=3, per_class={"fold0/normal": filter_unit}, fitted_on="training images"),
+        FilterSummary(
+            mode="conformal",
+            max_real_rejection=0.1,
+            after_check="kept vs held-out",
+            memorisation=True,
+            features=["pixels"],
+            classifier="logreg",
+            kept=5,
+            rejected=3,
+            per_class={"fold0/normal": conformal_unit},
+            fitted_on="training images",
+        ),
         metrics,
         selftest,
         compare,

@@ -340,3 +340,6 @@ def test_the_glance_shows_the_operating_point_the_primary_comparisons_and_the_se
     lines = glance_lines(layout)
     assert lines[0].startswith("filter: kept 4 of 100 synthetic images at C2ST threshold 0.6") and "fold0/normal 4/100" in lines[0]
     assert lines[1:] == ["estimand: balanced accuracy of the trained pipeline", "primary P1", "primary P2", "without the 2 degenerate training(s): P1b"]
+    conformal = {**filt, "mode": "conformal", "max_real_rejection": 0.1, "c2st_threshold": None}
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(conformal))
+    assert glance_lines(layout)[0].startswith("filter: kept 4 of 100 synthetic images at split conformal, at most 0.1 of genuine images rejected")

@@ -53,7 +53,8 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     run, truth = planted_run
     result = run_cli("filter", "--c2st-threshold", "0.6")
     assert result.code == 0, result.err
-    assert "kept" in result.out and "C2ST before AUC" in result.out
+    assert "kept" in result.out and "C2ST before AUC" in result.out and "after (kept vs held-out real)" in result.out
+    assert "held-out real images" in result.out and "ECE of the (uncalibrated) scores" in result.out and "coverage" in result.out
     kept = pd.read_csv(run / "filter" / "kept.csv")
     rejected = pd.read_csv(run / "filter" / "rejected.csv")
     assert len(kept) + len(rejected) == 60 and not set(kept["file"]) & set(rejected["file"])
@@ -72,6 +73,8 @@ def test_filter_separates_planted_images(planted_run, run_cli):
         r = summary["per_class"][unit]
         assert 5 <= r["rejected_copy"] <= 7 and 0 < r["c2st_before"]["p_value"] <= 1
         assert r["c2st_after"]["auc"] is not None
+        _check_unit_views(run, unit, r, kept)
+    assert summary["mode"] == "threshold" and summary.get("max_real_rejection") is None and "held-out" in summary["after_check"]
     embeddings = pd.read_csv(run / "qc" / "embeddings.csv", dtype={"id": str})
     assert len(embeddings) == 60 + len(pd.read_csv(run / "splits.csv").query("role == 'train'"))
     assert {"tsne_x", "tsne_y", "umap_x", "umap_y"} <= set(embeddings.columns)
@@ -86,6 +89,35 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
 
 
+def _check_unit_views(run, label, r, kept):
+    """Operating point, calibration, after-check and diversity of one unit of filter.json, against qc/scores.csv."""
+    from ctqc.qc.calibration import rejection_rate, reliability
+
+    scores = pd.read_csv(run / "qc" / "scores.csv")
+    fold, name = int(label.split("/")[0][4:]), label.split("/")[1]
+    unit = scores[(scores["fold"] == fold) & (scores["class"] == name)]
+    held = unit.loc[unit["role"] == "heldout", "c2st_score"].to_numpy(float)
+    # the threshold used and the genuine images it rejects: the held-out real images above it, with their number
+    assert r["threshold"] == 0.6
+    rej = r["real_rejection"]
+    assert rej["n"] == len(held) > 0 and rej.get("guarantee") is None
+    assert rej["rate"] == rej["expected"] == rejection_rate(held, 0.6)["rate"] and rej["ci"][0] <= rej["rate"] <= rej["ci"][1]
+    # calibration of the stored scores as they are: fit + synthetic rows, real weighted n_syn / n_real
+    both = unit[unit["role"].isin(["fit", "synthetic"])]
+    expected = reliability(both["c2st_score"].to_numpy(float), (both["role"] == "synthetic").to_numpy(int))
+    cal = r["calibration"]
+    assert cal["ece"] == expected["ece"] and cal["bins"] == expected["bins"] and "not calibrated" in cal["score"]
+    assert cal["n_real"] == r["c2st_before"]["n_real"] and cal["n_synthetic"] == r["n_synthetic"]
+    # the after-check: kept images vs the held-out real images, two-sided
+    after = r["c2st_after"]
+    assert after["n_real"] == len(held) and after["n_synthetic"] == r["kept"] and 0 < after["p_value_two_sided"] <= 1
+    # density and coverage of pool, kept set and same-size random subsets
+    d = r["diversity"]
+    assert d["n_real"] == r["c2st_before"]["n_real"] and d["k"] == 5 and d["draws"] == 20
+    assert all(0 <= d[f"coverage_{w}"] <= 1 and d[f"density_{w}"] >= 0 for w in ("before", "kept", "random"))
+    assert (d["warning"] is not None) == (d["coverage_kept"] < d["coverage_random"] - 0.1)
+
+
 def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
     run, _ = planted_run
     assert run_cli("-q", "filter", "--no-memorisation").code == 0
@@ -95,6 +127,11 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
     for bad in ("0", "1", "-0.2", "1.5"):
         result = run_cli("filter", "--c2st-threshold", bad)
         assert result.code == 2 and "--c2st-threshold must be between 0 and 1" in result.err
+    for bad in ("0", "1", "-0.1", "1.5"):
+        result = run_cli("filter", "--max-real-rejection", bad)
+        assert result.code == 2 and "--max-real-rejection must be between 0 and 1" in result.err and len(result.err.strip().splitlines()) == 1
+    both = run_cli("filter", "--max-real-rejection", "0.1", "--c2st-threshold", "0.6")
+    assert both.code == 2 and "not both" in both.err and len(both.err.strip().splitlines()) == 1
     assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
 
 
@@ -133,3 +170,33 @@ def test_rethresholding_refits_nothing(planted_run, run_cli, monkeypatch):
     assert sum(u["rejected_c2st"] for u in summary["per_class"].values()) == expected_c2st
     assert set(scores["role"]) == {"synthetic", "fit", "heldout"}  # every real image's role is stored
     assert scores.loc[scores["role"] == "heldout", "c2st_score"].between(0, 1).all()
+    # the conformal operating point is a decision over the same stored scores: again only the after-checks fit
+    from ctqc.qc.calibration import conformal_expected_rejection, conformal_threshold
+
+    seen = set()
+    for alpha in ("0.2", "0.1"):
+        fits.clear()
+        result = run_cli("filter", "--max-real-rejection", alpha)
+        assert result.code == 0, result.err
+        summary = json.loads((run / "filter" / "filter.json").read_text())
+        assert summary["mode"] == "conformal" and summary["max_real_rejection"] == float(alpha) and summary.get("c2st_threshold") is None
+        assert len(fits) <= len(summary["per_class"]) and all(h is None for h in fits)
+        assert (run / "qc" / "scores.csv").read_bytes() == scores_before
+        for label, unit in summary["per_class"].items():
+            fold, name = int(label.split("/")[0][4:]), label.split("/")[1]
+            rows = scores[(scores["fold"] == fold) & (scores["class"] == name)]
+            held = rows.loc[rows["role"] == "heldout", "c2st_score"].to_numpy(float)
+            threshold = conformal_threshold(held, float(alpha))
+            rej = unit["real_rejection"]
+            assert rej["n"] == len(held)
+            syn = rows.loc[rows["role"] == "synthetic", "c2st_score"]
+            if threshold is None:  # too few held-out images to promise α: nothing rejected as c2st, and a note says so
+                assert unit.get("threshold") is None and unit["rejected_c2st"] == 0 and rej.get("guarantee") is None
+                assert any("too few for a" in note for note in unit["notes"]) and "none (nothing rejected as c2st)" in result.out
+                seen.add("too few")
+            else:
+                seen.add("conformal")
+                assert unit["threshold"] == pytest.approx(threshold, abs=1e-6) and unit["rejected_c2st"] == int((syn > threshold).sum())
+                assert rej["guarantee"] == float(alpha) and rej["expected"] == pytest.approx(conformal_expected_rejection(len(held), float(alpha)), abs=1e-4)
+                assert rej["expected"] <= float(alpha) and "split conformal" in result.out
+    assert seen == {"conformal", "too few"}  # ~7 held-out images per class: enough for α = 0.2 (≥ 4), not for 0.1 (≥ 9)

@@ -111,7 +111,17 @@ def fabricate_downstream(run: Path) -> dict:
     classes = list(dict.fromkeys(splits["class"]))
     rng = np.random.default_rng(0)
     ci = lambda v, lo, hi, f, flo, fhi: {"value": v, "ci_low": lo, "ci_high": hi, "floor": f, "floor_ci_low": flo, "floor_ci_high": fhi}  # noqa: E731
-    scopes = {"all": {"n_real": 23, "n_synthetic": 16, "n_floor": 11, "fid": ci(120.0, 100.0, 140.0, 30.0, 20.0, 45.0), "kid": {**ci(0.05, 0.03, 0.07, 0.001, -0.002, 0.004), "std": 0.01, "gap": KID_GAP}, "precision": ci(0.4, 0.3, 0.5, 0.8, 0.7, 0.9), "recall": ci(0.2, 0.1, 0.3, 0.8, 0.7, 0.9)}}
+    scopes = {
+        "all": {
+            "n_real": 23,
+            "n_synthetic": 16,
+            "n_floor": 11,
+            "fid": ci(120.0, 100.0, 140.0, 30.0, 20.0, 45.0),
+            "kid": {**ci(0.05, 0.03, 0.07, 0.001, -0.002, 0.004), "std": 0.01, "gap": KID_GAP},
+            "precision": ci(0.4, 0.3, 0.5, 0.8, 0.7, 0.9),
+            "recall": ci(0.2, 0.1, 0.3, 0.8, 0.7, 0.9),
+        }
+    }
     scopes[classes[0]] = {"n_real": 11, "n_synthetic": 8, "n_floor": 5, "fid": ci(40.0, 25.0, 60.0, 35.0, 22.0, 50.0)}  # overlapping: no evidence of a gap
     scopes[classes[1]] = {"n_real": 12, "fid": {"value": 55.0, "floor": 33.0}}  # no CIs at all
     pair_train = splits[(splits["role"] == "train") & (splits["class"] == classes[1])]["id"].iloc[0]
@@ -121,7 +131,10 @@ def fabricate_downstream(run: Path) -> dict:
         "n_bootstrap": 200,
         "warnings": [f"{classes[1]}: only 12 real images; FID is biased upwards at this size"],
         "scopes": scopes,
-        "c2st": {classes[0]: {"auc": 0.912, "accuracy": 0.83, "p_value": 1 / 201, "n_real": 11, "n_synthetic": 8}, classes[1]: {"auc": 0.55, "accuracy": 0.5, "p_value": 0.31, "n_real": 12, "n_synthetic": 8}},
+        "c2st": {
+            classes[0]: {"auc": 0.912, "accuracy": 0.83, "p_value": 1 / 201, "n_real": 11, "n_synthetic": 8},
+            classes[1]: {"auc": 0.55, "accuracy": 0.5, "p_value": 0.31, "n_real": 12, "n_synthetic": 8},
+        },
         "memorisation": {
             classes[0]: {"c_t": -0.4, "n_flagged": 0, "pairs": []},
             classes[1]: {"c_t": -3.5, "n_flagged": 1, "pairs": [{"sample_id": pair_file[:-4], "file": pair_file, "train_id": pair_train, "correlation": 0.97, "ratio": 0.05}]},
@@ -142,7 +155,25 @@ def fabricate_downstream(run: Path) -> dict:
     for arm_i, arm in enumerate(ARMS):
         for seed in range(5):
             acc = float(np.clip(0.75 + 0.02 * arm_i - (0.15 if arm == "synthetic-only" else 0) + rng.normal(0, 0.03), 0, 1))
-            results.append({"arm": arm, "fold": 0, "seed": seed, "n_train_real": 0 if arm == "synthetic-only" else 23, "n_train_synthetic": 0 if arm == "original" else 16, "n_val": 5, "n_test": 4, "accuracy": acc, "sensitivity": acc + 0.02, "specificity": acc - 0.02, "balanced_accuracy": acc, "roc_auc": min(1.0, acc + 0.05), "best_epoch": 1, "epochs_run": 2, "seconds": 1.5})
+            results.append(
+                {
+                    "arm": arm,
+                    "fold": 0,
+                    "seed": seed,
+                    "n_train_real": 0 if arm == "synthetic-only" else 23,
+                    "n_train_synthetic": 0 if arm == "original" else 16,
+                    "n_val": 5,
+                    "n_test": 4,
+                    "accuracy": acc,
+                    "sensitivity": acc + 0.02,
+                    "specificity": acc - 0.02,
+                    "balanced_accuracy": acc,
+                    "roc_auc": min(1.0, acc + 0.05),
+                    "best_epoch": 1,
+                    "epochs_run": 2,
+                    "seconds": 1.5,
+                }
+            )
     (run / "compare" / "predictions").mkdir(parents=True)
     pd.DataFrame(results).to_csv(run / "compare" / "results.csv", index=False)
     stat = lambda m, lo, hi: {"mean": m, "ci_low": lo, "ci_high": hi, "n": 5}  # noqa: E731
@@ -150,13 +181,47 @@ def fabricate_downstream(run: Path) -> dict:
         "metrics": ["accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc"],
         "arms": {arm: {m: stat(0.70 + 0.02 * i, 0.62 + 0.02 * i, 0.78 + 0.02 * i) for m in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")} for i, arm in enumerate(ARMS)},
         "comparisons": [
-            {"arm": "original+filtered", "reference": "original", "metric": "balanced_accuracy", "mean_diff": 0.021, "ci_low": -0.030, "ci_high": 0.072, "p_value": 0.41, "test": "paired t", "n_pairs": 5},
-            {"arm": "original+synthetic", "reference": "original", "metric": "balanced_accuracy", "mean_diff": 0.05, "ci_low": 0.01, "ci_high": 0.09, "p_value": 0.02, "test": "paired t", "n_pairs": 5},
-            {"arm": "synthetic-only", "reference": "original", "metric": "balanced_accuracy", "mean_diff": -0.16, "ci_low": -0.22, "ci_high": -0.10, "p_value": 0.0004, "test": "paired t", "n_pairs": 5, "note": "5 pairs: few for a paired test"},
+            {
+                "arm": "original+filtered",
+                "reference": "original",
+                "metric": "balanced_accuracy",
+                "mean_diff": 0.021,
+                "ci_low": -0.030,
+                "ci_high": 0.072,
+                "p_value": 0.41,
+                "test": "paired t",
+                "n_pairs": 5,
+            },
+            {
+                "arm": "original+synthetic",
+                "reference": "original",
+                "metric": "balanced_accuracy",
+                "mean_diff": 0.05,
+                "ci_low": 0.01,
+                "ci_high": 0.09,
+                "p_value": 0.02,
+                "test": "paired t",
+                "n_pairs": 5,
+            },
+            {
+                "arm": "synthetic-only",
+                "reference": "original",
+                "metric": "balanced_accuracy",
+                "mean_diff": -0.16,
+                "ci_low": -0.22,
+                "ci_high": -0.10,
+                "p_value": 0.0004,
+                "test": "paired t",
+                "n_pairs": 5,
+                "note": "5 pairs: few for a paired test",
+            },
             {"arm": "original+filtered", "reference": "original", "metric": "accuracy", "mean_diff": 0.01, "ci_low": -0.05, "ci_high": 0.07, "p_value": 0.7, "test": "paired t", "n_pairs": 5},
         ],
         "skipped": {"original+random-subset": "the filter kept no images, so there is no subset size to match"},
-        "paper": {"original": {"label": "ResNet-50 (original)", "accuracy": 0.7651, "sensitivity": 0.7237, "specificity": 0.8304}, "synthetic-only": {"label": "ResNet-50 (only DA)", "accuracy": 0.6061, "sensitivity": 0.9315, "specificity": 0.6848}},
+        "paper": {
+            "original": {"label": "ResNet-50 (original)", "accuracy": 0.7651, "sensitivity": 0.7237, "specificity": 0.8304},
+            "synthetic-only": {"label": "ResNet-50 (only DA)", "accuracy": 0.6061, "sensitivity": 0.9315, "specificity": 0.6848},
+        },
         "ci": "95 % two-sided t-interval of the mean over folds × seeds",
         "test": "paired t",
         "notes": ["paper, 'only DA' row: shown as printed"],
@@ -320,7 +385,14 @@ def test_train_only_run_renders_with_other_sections_marked_not_run(xss_report):
     assert list(doc.sections) == SECTION_IDS
     ran = {k for k, v in result.summary["sections"].items() if v == "ran"}
     assert ran == {"run", "data", "gan", "samples", "conclusion"}
-    for sid, command in (("metrics", "ctqc qc"), ("embeddings", "ctqc filter"), ("c2st", "ctqc filter"), ("memorisation", "ctqc filter"), ("filter", "ctqc filter"), ("classification", "ctqc compare")):
+    for sid, command in (
+        ("metrics", "ctqc qc"),
+        ("embeddings", "ctqc filter"),
+        ("c2st", "ctqc filter"),
+        ("memorisation", "ctqc filter"),
+        ("filter", "ctqc filter"),
+        ("classification", "ctqc compare"),
+    ):
         assert doc.sections[sid].endswith(f"not run — run {command}"), doc.sections[sid]
     assert "not run — run ctqc selftest --out" in doc.sections["selftest"]
     assert "No conclusion is drawn about" in doc.sections["conclusion"]
@@ -476,3 +548,60 @@ def test_reports_imports_only_the_layout_artefacts_and_foundations():
                     assert isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["__version__"], (file, name)
                 elif name.startswith("ctqc."):
                     assert name in allowed, (file, name)
+
+
+def test_filter_section_shows_operating_point_calibration_after_check_and_diversity(tmp_path_factory, tmp_path):
+    """The smoke run's own filter.json (fixed threshold), then the same run's filter.json in conformal mode with an
+    after-check well below 0.5 and a diversity warning: each shown with its numbers and two-sided wording."""
+    from ctqc.artefacts import FilterSummary, read_artefact, write_artefact
+    from reports.render import build_report
+
+    run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
+    real = read_artefact(run / "filter" / "filter.json", FilterSummary)
+    text = parse(build_report(run).html).sections["filter"]
+    assert "p(synthetic) > 0.6" in text and "not calibrated" in text and "genuine rejected" in text and "ECE" in text
+    assert "C2ST after (kept vs held-out real)" in text and "two-sided" in text and "well below 0.5 is an artefact" in text
+    for unit in real.per_class.values():  # the smoke run's numbers, as computed from its stored scores
+        assert unit.calibration is not None and f"of {unit.real_rejection.n} held-out" in text
+    assert "Diversity: density and coverage" in text
+
+    filt = json.loads((run / "filter" / "filter.json").read_text())
+    filt.update(mode="conformal", max_real_rejection=0.1)
+    filt.pop("c2st_threshold")
+    first = next(iter(filt["per_class"]))
+    filt["per_class"][first].update(
+        threshold=0.613,
+        real_rejection={"n": 17, "rate": 0.0588, "ci": [0.0105, 0.2698], "expected": 0.0556, "guarantee": 0.1, "basis": "split conformal"},
+        c2st_after={
+            "auc": 0.2412,
+            "accuracy": 0.3,
+            "p_value": 0.99,
+            "p_value_two_sided": 0.015,
+            "n_real": 17,
+            "n_synthetic": 40,
+            "note": "AUC well below 0.5: an artefact of the comparison, not evidence of realism",
+        },
+        diversity={
+            "k": 5,
+            "n_real": 72,
+            "draws": 20,
+            "density_before": 1.31,
+            "coverage_before": 0.83,
+            "density_kept": 1.62,
+            "coverage_kept": 0.41,
+            "density_random": 1.29,
+            "coverage_random": 0.66,
+            "warning": "the kept images cover 0.41 of the real neighbourhoods, same-size random subsets 0.66: the filter removed diversity",
+        },
+    )
+    write_artefact(run / "filter" / "filter.json", FilterSummary.model_validate(filt))
+    report = build_report(run)
+    doc = parse(report.html)
+    text = doc.sections["filter"]
+    assert "split conformal, at most 0.1 of genuine images rejected" in text and "--max-real-rejection" in text
+    assert "0.613" in text and "5.6% ≤ 0.1 (split conformal, n = 17)" in text
+    assert "AUC 0.241 (two-sided p = 0.015) — AUC well below 0.5: an artefact of the comparison, not evidence of realism" in text
+    assert "0.83 → 0.41" in text and "0.66" in text and "1.31 → 1.62" in text and "the filter removed diversity" in text
+    assert f"{first}: the kept images score AUC 0.241 against held-out real images (two-sided p = 0.015), well below 0.5 — an artefact" in doc.sections["conclusion"]
+    assert "split conformal" in doc.sections["conclusion"] and "None" not in doc.sections["conclusion"]
+    assert report.summary["filter"]["mode"] == "conformal" and report.summary["filter"]["per_class"][first]["threshold"] == 0.613

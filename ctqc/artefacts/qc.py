@@ -16,6 +16,9 @@ class C2STResult(Artefact):
     auc: float | None = Field(None, ge=0, le=1)
     accuracy: float | None = Field(None, ge=0, le=1)  # balanced accuracy at p(synthetic) = 0.5
     p_value: float | None = Field(None, ge=0, le=1)  # permutation p-value; None when not run
+    # (1 + #{|AUC_perm − ½| ≥ |AUC − ½|}) / (B + 1): also small for an AUC well *below* 0.5, an artefact of
+    # the comparison, never a success (the after-filter check reports it; the score stage does not)
+    p_value_two_sided: float | None = Field(None, ge=0, le=1)
     n_real: int | None = None
     n_synthetic: int | None = None
     note: str | None = None
@@ -44,6 +47,52 @@ class Scoring(Artefact):
     units: dict[str, UnitScoring]
 
 
+class ReliabilityBin(Artefact):
+    """One bin of a reliability curve (:func:`ctqc.qc.calibration.reliability`)."""
+
+    lower: float = Field(ge=0, le=1)
+    upper: float = Field(ge=0, le=1)
+    n: int = Field(ge=0)  # images in the bin
+    mean_score: float = Field(ge=0, le=1)  # weighted mean p(synthetic) in the bin
+    observed: float = Field(ge=0, le=1)  # weighted share of synthetic images (real images weighted n_synthetic / n_real)
+
+
+class Calibration(Artefact):
+    """How far a unit's stored p(synthetic) is from calibrated: out-of-fold scores of its ``fit`` and synthetic rows."""
+
+    ece: float = Field(ge=0, le=1)  # expected calibration error under equal priors (binned, weighted mean |score − observed|)
+    bins: list[ReliabilityBin]
+    n_real: int = Field(ge=0)
+    n_synthetic: int = Field(ge=0)
+    score: str  # what the scores are, e.g. not calibrated (fixed C, equal-prior correction only)
+
+
+class RealRejection(Artefact):
+    """The share of genuine images a unit's threshold rejects, from its held-out real images (the calibration set)."""
+
+    n: int = Field(ge=0)  # held-out real images with a score (role ``heldout`` in qc/scores.csv)
+    rate: float | None = Field(None, ge=0, le=1)  # share of them above the threshold
+    ci: list[float] | None = None  # 95 % Wilson interval of ``rate``
+    expected: float | None = Field(None, ge=0, le=1)  # expected share of genuine images rejected (``basis`` says how)
+    guarantee: float | None = Field(None, gt=0, lt=1)  # split conformal: expected share ≤ this α (``--max-real-rejection``)
+    basis: str | None = None
+
+
+class Diversity(Artefact):
+    """Density and coverage (Naeem et al. 2020) of the pool, the kept images and same-size random subsets of the pool."""
+
+    k: int  # nearest neighbours that set each real image's ball
+    n_real: int  # the reference (training) images whose balls are counted
+    draws: int = 20  # random subsets averaged
+    density_before: float = Field(ge=0)
+    coverage_before: float = Field(ge=0, le=1)
+    density_kept: float = Field(ge=0)
+    coverage_kept: float = Field(ge=0, le=1)
+    density_random: float = Field(ge=0)  # mean over ``draws`` random subsets of the kept set's size
+    coverage_random: float = Field(ge=0, le=1)
+    warning: str | None = None  # the kept coverage is > 0.1 below the random subsets'
+
+
 class FilterUnit(Artefact):
     """The filter's decision for one fold × class."""
 
@@ -52,15 +101,22 @@ class FilterUnit(Artefact):
     rejected_c2st: int
     rejected_copy: int
     c2st_before: C2STResult
-    c2st_after: C2STResult  # a fresh C2ST of the kept images vs the same reference images
+    c2st_after: C2STResult  # a fresh C2ST of the kept images vs the fold's held-out real images (two-sided p too)
     copy_threshold: float | None
+    threshold: float | None = Field(None, ge=0, le=1)  # the p(synthetic) threshold applied (None: nothing rejected as c2st)
+    real_rejection: RealRejection | None = None  # genuine images the threshold would reject
+    calibration: Calibration | None = None  # of the stored scores, as they are
+    diversity: Diversity | None = None  # on the C2ST features (standardised, pixel block PCA-reduced)
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
 class FilterSummary(Artefact):
     """``filter/filter.json``: the operating point and what it kept."""
 
-    c2st_threshold: float = Field(gt=0, lt=1)
+    c2st_threshold: float | None = Field(None, gt=0, lt=1)  # mode "threshold": the fixed threshold; None in mode "conformal"
+    mode: Literal["threshold", "conformal"] = "threshold"  # --c2st-threshold, or --max-real-rejection (split conformal)
+    max_real_rejection: float | None = Field(None, gt=0, lt=1)  # α of mode "conformal"
+    after_check: str | None = None  # what the after-filter C2ST compared, in words
     memorisation: bool
     features: list[str]
     classifier: str
@@ -71,7 +127,11 @@ class FilterSummary(Artefact):
     real: str | None = None  # bring-your-own folders only
     synthetic: str | None = None
 
-
+    def operating_point(self) -> str:
+        """The operating point in words: ``p(synthetic) > 0.6`` or the conformal rule."""
+        if self.mode == "conformal" and self.max_real_rejection is not None:
+            return f"split conformal, at most {self.max_real_rejection:g} of genuine images rejected (threshold per fold and class)"
+        return "–" if self.c2st_threshold is None else f"p(synthetic) > {self.c2st_threshold:g}"
 
 
 # ---------------------------------------------------------------------------- qc/metrics.json

@@ -74,10 +74,11 @@ def glance_lines(layout) -> list[str]:
     if layout.filter_summary.is_file():
         f = read_artefact(layout.filter_summary, FilterSummary)
         per_class = ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in f.per_class.items())
-        lines.append(
-            f"filter: kept {f.kept} of {f.kept + f.rejected} synthetic images at C2ST threshold {f.c2st_threshold:g} "
-            f"(dropped where p(synthetic) > {f.c2st_threshold:g}{' or a near-copy' if f.memorisation else ''}); {per_class}"
-        )
+        if f.c2st_threshold is not None:
+            point = f"at C2ST threshold {f.c2st_threshold:g} (dropped where p(synthetic) > {f.c2st_threshold:g}{' or a near-copy' if f.memorisation else ''})"
+        else:
+            point = f"at {f.operating_point()}{' (and near-copies dropped)' if f.memorisation else ''}"
+        lines.append(f"filter: kept {f.kept} of {f.kept + f.rejected} synthetic images {point}; {per_class}")
     if layout.compare_summary.is_file():
         c = read_artefact(layout.compare_summary, CompareSummary)
         headline = [x for x in c.comparisons if x.metric == "balanced_accuracy"]

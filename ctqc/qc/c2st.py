@@ -60,6 +60,18 @@ def c2st_summary(test: C2ST | None) -> dict:
     return {"auc": round(test.auc_, 4), "accuracy": round(test.accuracy_, 4), "p_value": test.p_value_}
 
 
+def two_sided_p_value(test: C2ST) -> float | None:
+    """(1 + #{|AUC_perm − ½| ≥ |AUC − ½|}) / (B + 1) over the fitted test's permutation null, or None without one.
+
+    Small also when the AUC is well *below* 0.5 — an artefact of the comparison (e.g. a set selected
+    to look like the images it is compared with), never evidence of realism.
+    """
+    if not test.n_permutations or getattr(test, "null_aucs_", None) is None:
+        return None
+    far = np.abs(test.null_aucs_ - 0.5) >= abs(test.permutation_statistic_ - 0.5) - 1e-12
+    return float((1 + far.sum()) / (len(test.null_aucs_) + 1))
+
+
 def make_classifier(kind: str, random_state: int, n_components: int | None = None, pca_columns: int | None = None, c: float = 0.1):
     """A fresh sklearn pipeline: standardise → optional PCA → classifier.
 
@@ -117,7 +129,18 @@ class C2ST:
     p_value_ : permutation p-value (1 + #{AUC_perm ≥ AUC}) / (B + 1), or None
     """
 
-    def __init__(self, classifier: str = "logreg", n_splits: int = 5, n_repeats: int = 3, n_permutations: int = 200, n_components: int | None = None, random_state: int = 0, n_jobs: int = 1, pca_columns: int | None = None, c: float = 0.1) -> None:
+    def __init__(
+        self,
+        classifier: str = "logreg",
+        n_splits: int = 5,
+        n_repeats: int = 3,
+        n_permutations: int = 200,
+        n_components: int | None = None,
+        random_state: int = 0,
+        n_jobs: int = 1,
+        pca_columns: int | None = None,
+        c: float = 0.1,
+    ) -> None:
         self.classifier = classifier
         self.n_splits = n_splits
         self.n_repeats = n_repeats

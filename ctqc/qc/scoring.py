@@ -12,7 +12,8 @@ image's role —
   never used to fit; scored by every fold model of the C2ST —
 
 plus the global results per unit and the C2ST feature matrices, so that thresholds
-(:func:`decide`) and the after-filter check (:func:`after_check`) need no re-fit.
+(:func:`decide`), the after-filter check (:func:`after_check`), the calibration view
+(:func:`calibration`) and the diversity view (:func:`diversity`) need no re-fit.
 """
 
 from __future__ import annotations
@@ -22,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctqc import atomic
-from ctqc.qc.c2st import c2st_summary, fit_c2st
+from ctqc.qc.c2st import c2st_summary, fit_c2st, make_classifier, two_sided_p_value
+from ctqc.qc.calibration import reliability
+from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import feature_matrix
@@ -114,25 +117,76 @@ def _round(value: float) -> float:
     return round(float(value), 6)
 
 
-def decide(table, threshold: float, memorisation: bool):
+def decide(table, threshold, memorisation: bool):
     """The filter's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
 
     ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
-    p(synthetic) exceeds ``threshold``, as ``copy`` when the copy check flagged it (only with
-    ``memorisation``); both reasons are joined with ``+``. Returns a copy with ``reasons``.
+    p(synthetic) exceeds ``threshold`` (one number, or one per row: e.g. each unit's conformal
+    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``); both
+    reasons are joined with ``+``. Returns a copy with ``reasons``.
     """
     out = table.copy()
-    too_synthetic = (out["c2st_score"] > threshold).to_numpy()
+    too_synthetic = out["c2st_score"].to_numpy(float) > np.asarray(threshold, dtype=float)
     copied = out["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation else np.zeros(len(out), bool)
     out["reasons"] = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
     return out
 
 
+AFTER_CHECK = "kept synthetic images vs the fold's held-out (validation) real images of the class, which neither fitted the scores nor chose the kept set; two-sided"
+
+
 def after_check(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fold: int) -> dict:
-    """A fresh C2ST (new folds) of the kept synthetic images vs the unit's reference images."""
+    """A fresh C2ST (new folds) of the kept synthetic images vs the unit's *evaluation* real images.
+
+    The evaluation images are the unit's held-out real images (``features.heldout``): they took no
+    part in fitting the scores or choosing the kept set. The reference images that chose the kept
+    set would grade it too kindly (issue 15: AUC 0.24 against 0.60 with fresh real images in a
+    simulation). Reported two-sided: an AUC well below 0.5 is an artefact, never success.
+    """
     kept = features.synthetic[np.asarray(kept_mask, bool)]
-    test = fit_c2st(features.reference, kept, qc, seed + fold + AFTER_SEED_OFFSET, features.pixel_columns) if len(kept) else None
-    return c2st_summary(test)
+    if not len(kept):
+        return {**c2st_summary(None), "note": "no image kept"}
+    test = fit_c2st(features.heldout, kept, qc, seed + fold + AFTER_SEED_OFFSET, features.pixel_columns)
+    if test is None:
+        return {**c2st_summary(None), "note": f"too few images for a C2ST ({len(features.heldout)} held-out real, {len(kept)} kept)"}
+    summary = {**c2st_summary(test), "p_value_two_sided": two_sided_p_value(test), "n_real": len(features.heldout), "n_synthetic": len(kept)}
+    if test.auc_ < 0.5 and summary["p_value_two_sided"] is not None and summary["p_value_two_sided"] <= 0.05:
+        summary["note"] = "AUC well below 0.5: an artefact of the comparison, not evidence of realism"
+    return summary
+
+
+def calibration(table, unit: dict, qc) -> dict | None:
+    """Reliability curve and ECE of one unit's stored scores as they are (``fit`` and synthetic rows, out of fold).
+
+    Real images are weighted n_synthetic / n_real, as the equal-prior score assumes. None without
+    scores of both groups. Nothing is re-fitted and no score changes: this only shows how far the
+    score is from calibrated.
+    """
+    rows = table[(table["fold"] == unit["fold"]) & (table["label"] == unit["label"]) & table["role"].isin(["synthetic", "fit"])]
+    scores = rows["c2st_score"].to_numpy(float)
+    labels = (rows["role"] == "synthetic").to_numpy(int)
+    ok = np.isfinite(scores)
+    scores, labels = scores[ok], labels[ok]
+    if not labels.any() or labels.all():
+        return None
+    if qc.classifier == "logreg":
+        what = f"not calibrated: L2 logistic regression at the fixed qc.c2st_c = {qc.c2st_c:g}, out of fold, equal-prior correction only"
+    else:
+        what = f"{qc.classifier} with Platt scaling inside each fold, out of fold, equal-prior correction"
+    return {**reliability(scores, labels), "n_real": int((labels == 0).sum()), "n_synthetic": int(labels.sum()), "score": what}
+
+
+def diversity(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fold: int) -> dict | None:
+    """Density/coverage of pool, kept images and same-size random subsets against the reference images.
+
+    Features: the C2ST's label-free transform (standardise; PCA of the pixel block to
+    ``qc.pca_components``) fitted on the reference images, so 1,024 pixel columns do not swamp
+    the spectrum and histogram in the distances. See :func:`ctqc.qc.diversity.diversity_check`.
+    """
+    n_components = min(qc.pca_components, len(features.reference) - 1) if qc.pca_components and features.pixel_columns else None
+    transform = make_classifier("logreg", seed + fold, n_components, features.pixel_columns if n_components else None)[:-1]
+    real = transform.fit_transform(features.reference)
+    return diversity_check(real, transform.transform(features.synthetic), kept_mask, seed=seed + fold)
 
 
 def _embedding_rows(methods: list[str], seed: int, unit, features: UnitFeatures, results: dict):

@@ -1,4 +1,9 @@
-"""9 Filter: the operating point and what it kept (filter/filter.json), before/after metrics, galleries."""
+"""9 Filter: the operating point and what it kept (filter/filter.json), before/after metrics, galleries.
+
+Per fold and class: the threshold used and the genuine images it rejects, the ECE of the stored
+scores as they are, the after-filter C2ST (kept vs held-out real images, two-sided) and density /
+coverage of pool and kept set against same-size random subsets of the pool.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +11,10 @@ from reports import conclusion as concl
 from reports import figures
 from reports.images import THUMB_PX, Picture, picture_from_file
 from reports.rundata import RunData
-from reports.sections.common import MAX_GALLERY, Section, c2st_cell, fmt
+from reports.sections.common import MAX_GALLERY, Section, auc, c2st_cell, fmt
 from reports.sections.distribution import floor_ci, gap_cells, headline, value_ci
 
-UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "c2st_before", "c2st_after"}
+UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "c2st_before", "c2st_after", "threshold"}
 
 
 def build(run: RunData) -> Section:
@@ -25,10 +30,26 @@ def build(run: RunData) -> Section:
             "rejected_c2st": v.rejected_c2st,
             "rejected_copy": v.rejected_copy,
             "before": c2st_cell(v.c2st_before),
-            "after": c2st_cell(v.c2st_after),
+            "after": after_cell(v.c2st_after),
             "copy_threshold": fmt(v.copy_threshold),
+            "threshold": fmt(v.threshold),
+            "genuine": genuine_cell(v.real_rejection),
+            "ece": "–" if v.calibration is None else fmt(v.calibration.ece),
         }
         for unit, v in filt.per_class.items()
+    ]
+    diversity_rows = [
+        {
+            "unit": unit,
+            "coverage": f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
+            "coverage_random": fmt(d.coverage_random, 2),
+            "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
+            "density_random": fmt(d.density_random, 2),
+            "n_real": d.n_real,
+            "warning": d.warning,
+        }
+        for unit, v in filt.per_class.items()
+        if (d := v.diversity) is not None
     ]
     metrics = run.metrics()
     before = metrics.scopes if metrics else {}
@@ -56,6 +77,8 @@ def build(run: RunData) -> Section:
             )
     summary = {
         "c2st_threshold": filt.c2st_threshold,
+        "mode": filt.mode,
+        "operating_point": filt.operating_point(),
         "memorisation": filt.memorisation,
         "kept": filt.kept,
         "rejected": filt.rejected,
@@ -64,6 +87,9 @@ def build(run: RunData) -> Section:
     }
     content = {
         "threshold": filt.c2st_threshold,
+        "operating_point": filt.operating_point(),
+        "conformal": filt.mode == "conformal",
+        "after_check": filt.after_check,
         "memorisation": filt.memorisation,
         "features": ", ".join(filt.features),
         "classifier": filt.classifier,
@@ -71,6 +97,7 @@ def build(run: RunData) -> Section:
         "kept": filt.kept,
         "rejected": filt.rejected,
         "rows": rows,
+        "diversity_rows": diversity_rows,
         "before_after": before_after,
         "metrics_ran": bool(before),
         "figure": figures.filter_scores(kept, rejected, filt.c2st_threshold),
@@ -80,6 +107,31 @@ def build(run: RunData) -> Section:
         "n_rejected_total": 0 if rejected is None else len(rejected),
     }
     return Section("filter", "Filter", True, content, summary)
+
+
+def genuine_cell(rejection) -> str:
+    """'8 % [3 %, 19 %] of 24 held-out' (fixed threshold) or '5.6 % ≤ 0.1 (conformal, n = 17)'."""
+    if rejection is None or rejection.n == 0:
+        return "–"
+    if rejection.guarantee is not None and rejection.expected is not None:
+        return f"{rejection.expected:.1%} ≤ {rejection.guarantee:g} (split conformal, n = {rejection.n})"
+    if rejection.rate is None:
+        return f"– (n = {rejection.n})"
+    ci = f" [{rejection.ci[0]:.0%}, {rejection.ci[1]:.0%}]" if rejection.ci else ""
+    return f"{rejection.rate:.0%}{ci} of {rejection.n} held-out"
+
+
+def after_cell(result) -> str:
+    """The after-filter C2ST with its two-sided p-value, and its note (e.g. an AUC well below 0.5 is an artefact)."""
+    if result is None:
+        return "–"
+    if result.auc is None:
+        return result.note or "–"
+    if result.p_value_two_sided is not None:
+        text = f"AUC {auc(result.auc)} (two-sided {concl.fmt_p(result.p_value_two_sided)})"
+    else:
+        text = f"AUC {auc(result.auc)} ({concl.fmt_p(result.p_value)})"
+    return text + (f" — {result.note}" if result.note else "")
 
 
 def _gallery(run: RunData, table, ascending: bool) -> list[Picture]:

@@ -32,7 +32,14 @@ def facts(sections: list[Section], headlines: Mapping[str, Any]) -> list[tuple[s
         out.append(("FID vs real-vs-real floor", "; ".join(_fid_fact(k, e) for k, e in fid)))
     filt = headlines.get("filter")
     if filt:
-        out.append(("Filter", f"kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images (threshold {filt['c2st_threshold']})"))
+        out.append(
+            (
+                "Filter",
+                f"kept {filt['kept']} of {filt['kept'] + filt['rejected']} synthetic images ("
+                + (f"threshold {filt['c2st_threshold']}" if filt.get("c2st_threshold") is not None else filt.get("operating_point", "–"))
+                + ")",
+            )
+        )
     cls = headlines.get("classification")
     if cls:
         primary = cls.get("primary_results") or []
