@@ -204,7 +204,7 @@ def summarise(results, cfg: Config, arms: list[str], skipped: dict, seeds: list[
         "seeds": seeds,
         "folds": folds,
         "config": {"classifier": cfg.classifier.model_dump(mode="json"), "compare": cfg.compare.model_dump(mode="json")},
-        "ci": verdicts.INTERVAL_NOTE + "; ROC AUC and over_trainings: 95 % two-sided t-interval of the mean over folds × seeds",
+        "ci": f"{verdicts.INTERVAL_NOTE}; ROC AUC: {verdicts.AUC_INTERVAL_NOTE}; over_trainings: 95 % two-sided t-interval of the mean over folds × seeds",
         "estimand": verdicts.estimand(HEADLINE),
         "primary": [list(p) for p in PRIMARY if p[0] in arms and p[1] in arms],
         "alpha": ALPHA,
