@@ -57,7 +57,7 @@ def test_presets_ship_in_the_wheel_and_resolve_by_name_outside_the_checkout(tmp_
     _pip("wheel", "--no-build-isolation", "-w", str(wheels), ".", cwd=source)
     (wheel,) = wheels.glob("ctqc-*.whl")
     shipped = {Path(name).name for name in zipfile.ZipFile(wheel).namelist() if name.startswith("ctqc/presets/")}
-    assert {"default.yaml", "paper.yaml", "smoke.yaml"} <= shipped
+    assert {"default.yaml", "evidence.yaml", "paper.yaml", "smoke.yaml"} <= shipped
 
     _pip("install", "--target", str(target), str(wheel), cwd=elsewhere)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP")}
@@ -73,5 +73,6 @@ def test_presets_ship_in_the_wheel_and_resolve_by_name_outside_the_checkout(tmp_
     assert Path(found["paper"]).read_text() == (REPO / "configs" / "paper.yaml").read_text()
     assert found["name"] == paper["name"] == "paper"
     assert found["image_size"] == paper["data"]["image_size"]
-    assert {"default", "paper", "smoke"} <= set(found["presets"])
-    assert found["unknown"] is not None and "default, paper, smoke" in found["unknown"]
+    presets = sorted(p.stem for p in (REPO / "configs").glob("*.yaml"))
+    assert set(found["presets"]) == set(presets) and "evidence" in presets
+    assert found["unknown"] is not None and ", ".join(presets) in found["unknown"]
