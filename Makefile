@@ -12,11 +12,11 @@ PIP    := $(BIN)/pip install --progress-bar off -c constraints.txt
 
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) -q -e '.[fid]'
+	$(PIP) -q -e '.[fid,features]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(PIP) -q -e '.[dev,fid]'
+	$(PIP) -q -e '.[dev,fid,features]'
 	touch $@
 
 install: $(VENV)/.installed
