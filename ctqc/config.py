@@ -17,7 +17,7 @@ import hashlib
 import importlib.resources
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,7 +182,9 @@ class QCConfig(_Strict):
     features: list[Literal["pixels", "fft", "histogram", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
     classifier: Literal["logreg", "forest"] = "logreg"
     pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
-    c2st_c: float = Field(0.003, gt=0)  # inverse L2 strength of the logistic regression (chosen by the self-test)
+    # inverse L2 strength of the logistic regression: "auto" = chosen per fold by inner CV on log-loss,
+    # or a fixed number (the scores are Platt-calibrated either way; ctqc.qc.c2st)
+    c2st_c: Union[Literal["auto"], Annotated[float, Field(gt=0)]] = "auto"
     n_splits: int = Field(5, ge=2, le=20)
     n_repeats: int = Field(3, ge=1, le=20)
     n_permutations: int = Field(200, ge=0)

@@ -10,6 +10,7 @@ import pytest
 
 from ctqc import allocator
 
+
 def _huge_pages_always() -> bool:
     try:  # with THP "always", mapped blocks fault in 2 MiB pages and the fault counts below shrink 512×
         return "[always]" in open("/sys/kernel/mm/transparent_hugepage/enabled").read()

@@ -15,7 +15,6 @@ from classify.training import FusedRMSprop, fit_classifier, needs_balancing, pre
 from ctqc.config import ClassifierConfig
 from ctqc.errors import UserError
 
-
 # ------------------------------------------------------------------------- models
 
 

@@ -1,30 +1,77 @@
-"""The QC self-test's criteria on the built-in phantom data (issue: planted-defect self-test)."""
+"""The QC self-test's criteria on the built-in phantom data (issue: planted-defect self-test; issue 15 item 6)."""
 
+import contextlib
+import io
 import json
+import sys
 
 import pytest
 
+DEFECTS = {"checkerboard", "blockiness", "blur", "noise", "intensity_shift", "cutout", "patch_shuffle"}
+
+
+@pytest.fixture(scope="module")
+def selftest_run(tmp_path_factory):
+    """``ctqc selftest --permutations 20`` once for the module (about 3 min on 2 busy cores): (exit code, stdout, selftest.json)."""
+    from ctqc.cli import main
+
+    out = tmp_path_factory.mktemp("selftest") / "selftest.json"
+    buffer = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(buffer):
+        mp.setattr(sys, "argv", ["ctqc", "selftest", "--out", str(out), "--permutations", "20"])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return code, buffer.getvalue(), json.loads(out.read_text()) if out.is_file() else None
+
 
 @pytest.mark.slow
-def test_selftest_criteria_on_phantom_data(tmp_path, run_cli):
-    result = run_cli("selftest", "--out", tmp_path / "selftest.json", "--permutations", "20")
-    assert result.code == 0, result.err
-    r = json.loads((tmp_path / "selftest.json").read_text())
+@pytest.mark.timeout(900)  # the module fixture's self-test runs inside this test's time: 63 calibrated C2ST fits
+def test_selftest_criteria_on_phantom_data(selftest_run):
+    code, stdout, r = selftest_run
+    assert code == 0 and r is not None
     assert r["n_images"] == 178 and "test never" in r["data"]["images_used"]
-    # (a) null: indistinguishable halves
+    assert r["threshold"] == 0.6 and r["c2st_c"] == "auto" and "calibrated" in r["operating_point"]
+    # (a) null: indistinguishable halves; the calibrated 0.6 discards ≤ 10 % on average (≤ 15 % in any split); ECE ≤ 0.05
     null = r["null"]
     assert abs(sum(null["auc"]) / len(null["auc"]) - 0.5) <= 0.1
-    assert max(null["discarded_fraction"]) <= 0.15
+    assert max(null["discarded_fraction"]) <= 0.15 and null["mean_discarded"] <= 0.10
+    assert null["mean_ece"] <= 0.05 and len(null["ece"]) == len(null["auc"])
     assert all(0 < p <= 1 for p in null["p_values"]) and max(null["p_values"]) > 0.3
     assert null["pass"]
-    # (b) planted artifacts: detection rises with strength, ≥ 0.9 at medium strength
-    auroc = r["planted"]["auroc"]
-    assert r["planted"]["rising_with_strength"]
-    for name, levels in auroc.items():
+    # (b) planted artifacts: ranked first (AUROC ≥ 0.9 at medium); removed share does not fall with strength
+    planted = r["planted"]
+    assert set(planted["auroc"]) == DEFECTS and planted["n_splits"] == 3 and planted["n_defective"] == 3 * 45
+    for name, levels in planted["auroc"].items():
         assert levels["medium"] >= 0.9 and levels["high"] >= 0.93, name
-    assert r["planted"]["medium_at_least_0.9"] and r["planted"]["pass"]
-    units = r["planted"]["intensity_shift_units"]  # shifts measured in the data's brightness spread
+    assert planted["medium_at_least_0.9"] and planted["rising_with_strength"]
+    units = planted["intensity_shift_units"]  # shifts measured in the data's brightness spread
     assert 0.02 < units["brightness_spread"] < 0.2 and units["strengths"]["medium"] == 2.5
+    # at the operating point, medium strength: the state measured when item 6 was built (see the xfail below and
+    # docs/qc-and-filtering.md): ≥ 90 % removed for 6 of 7 defects, ≤ 10 % of genuine images removed for 5 of 7
+    removed = {name: v["medium"] for name, v in planted["removed"].items()}
+    genuine = {name: v["medium"] for name, v in planted["genuine_removed"].items()}
+    assert sum(v >= 0.9 for v in removed.values()) >= 6, removed
+    assert sum(v <= 0.1 for v in genuine.values()) >= 5, genuine
     # (c) copies: ≥ 95 % flagged, ≤ 5 % of genuine held-out images
     assert min(r["copies"]["flagged"].values()) >= 0.95 and r["copies"]["genuine_flagged"] <= 0.05
-    assert "(a) null" in result.out and "(c) copies flagged" in result.out
+    assert r["copies"]["pass"]
+    assert "(a) null" in stdout and "(c) copies flagged" in stdout and "genuine removed" in stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 15 item 6 not met on the phantoms: at medium strength patch shuffle is removed 87 % (goal ≥ 90 %); "
+    "noise and patch shuffle remove 14 % and 15 % of the genuine pool images (goal ≤ 10 %)",
+)
+def test_selftest_meets_the_operating_point_goals(selftest_run):
+    """Issue 15 item 6: every per-image defect at medium strength removed ≥ 90 %, genuine held-out images ≤ 10 %."""
+    _, _, r = selftest_run
+    planted = r["planted"]
+    assert all(v["medium"] >= 0.9 for v in planted["removed"].values()), planted["removed"]
+    assert all(v["medium"] <= 0.1 for v in planted["genuine_removed"].values()), planted["genuine_removed"]
+    assert planted["pass"] and r["pass"]

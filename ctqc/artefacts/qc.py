@@ -32,8 +32,10 @@ class UnitScoring(Artefact):
     label: int
     n_synthetic: int
     n_reference: int  # real training images the C2ST was fitted against (role ``fit``)
-    n_heldout: int  # held-out real images scored by every fold model (role ``heldout``)
+    n_heldout: int  # held-out real images, each scored by one fold model per repeat (role ``heldout``)
     c2st: C2STResult
+    # the logistic regression's C: one per outer fold model when chosen by inner CV (qc.c2st_c: auto), else the fixed number
+    c2st_c: float | list[float] | None = None
     copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
@@ -260,11 +262,15 @@ class QCMetrics(Artefact):
 
 
 class NullCheck(Artefact):
-    """(a) real vs real: the C2ST must not see a difference."""
+    """(a) real vs real: the C2ST must not see a difference, and its scores must stay calibrated."""
 
     auc: list[float | None] = Field(default_factory=list)  # one per random split
     p_values: list[float | None] = Field(default_factory=list)
     discarded_fraction: list[float | None] = Field(default_factory=list)  # of the "synthetic" half, at the threshold
+    mean_discarded: float | None = None  # over the splits (criterion ≤ 0.10)
+    ece: list[float | None] = Field(default_factory=list)  # per split, against the true equal-prior posterior 0.5
+    ece_labels: list[float | None] = Field(default_factory=list)  # per split, against the labels (as filter.json estimates it)
+    mean_ece: float | None = None  # mean of ``ece`` (criterion ≤ 0.05)
     passed: bool | None = Field(None, alias="pass")
 
 
@@ -274,12 +280,20 @@ class IntensityShiftUnits(Artefact):
 
 
 class PlantedCheck(Artefact):
-    """(b) planted artefacts: the per-image scores must rank defective images first."""
+    """(b) planted artefacts: ranked first by the per-image scores, and removed at the operating point."""
 
-    auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC
+    n_splits: int | None = None  # random reference / clean / defective splits pooled
+    n_defective: int | None = None  # defective images per defect and strength, over the splits
+    auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC (mean over splits)
+    removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of defective images above the threshold
+    genuine_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of the clean (genuine) pool images above it
+    reference_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # of the reference images' out-of-fold scores
     intensity_shift_units: IntensityShiftUnits | None = None
-    rising_with_strength: bool | None = None
-    medium_at_least_0_9: bool | None = Field(None, alias="medium_at_least_0.9")
+    rising_with_strength: bool | None = None  # removed share: no fall with strength beyond two binomial SEs
+    auroc_rising: bool | None = None  # the former rule on AUROC (tolerance 0.02, ties above 0.95); recorded, not judged
+    medium_at_least_0_9: bool | None = Field(None, alias="medium_at_least_0.9")  # AUROC
+    medium_removed_at_least_0_9: bool | None = Field(None, alias="medium_removed_at_least_0.9")
+    genuine_removed_at_most_0_1: bool | None = Field(None, alias="genuine_removed_at_most_0.1")  # at medium strength
     passed: bool | None = Field(None, alias="pass")
 
 
@@ -304,6 +318,8 @@ class Selftest(Artefact):
     features: list[str] = Field(default_factory=list)
     classifier: str | None = None
     threshold: float | None = None
+    c2st_c: float | str | None = None  # the C2ST's regularisation: a number, or "auto" (inner CV)
+    operating_point: str | None = None  # in words
     null: NullCheck | None = None
     planted: PlantedCheck | None = None
     copies: CopyCheck | None = None

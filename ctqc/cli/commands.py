@@ -325,11 +325,17 @@ def selftest_cmd(
     console = _console()
     null, planted, copies = report["null"], report["planted"], report["copies"]
     mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"
-    console.print(f"(a) null: mean AUC {sum(null['auc']) / len(null['auc']):.3f}, max discarded {max(null['discarded_fraction']):.0%} — {mark(null['pass'])}")
-    console.print("(b) planted artifacts, detection AUROC low / medium / high:")
+    console.print(
+        f"(a) null: mean AUC {sum(null['auc']) / len(null['auc']):.3f}, discarded {null['mean_discarded']:.0%} on average (max {max(null['discarded_fraction']):.0%}), ECE {null['mean_ece']:.3f} — {mark(null['pass'])}"
+    )
+    console.print(f"(b) planted artifacts at {report['operating_point']}, {planted['n_splits']} splits: AUROC low / medium / high; removed at medium (defective, genuine):")
     for name, levels in planted["auroc"].items():
-        console.print(f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")))
-    console.print(f"    rising with strength: {mark(planted['rising_with_strength'])}; medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}")
+        console.print(
+            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {planted['removed'][name]['medium']:.0%}, {planted['genuine_removed'][name]['medium']:.0%}"
+        )
+    console.print(
+        f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"
+    )
     console.print("(c) copies flagged: " + ", ".join(f"{k} {v:.0%}" for k, v in copies["flagged"].items()) + f"; genuine flagged {copies['genuine_flagged']:.0%} — {mark(copies['pass'])}")
     console.print(f"wrote {out}")
 

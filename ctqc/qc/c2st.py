@@ -16,8 +16,33 @@ transform is fitted once and reused by all permutations — only the final
 classifier is re-fitted (200 permutations cost seconds, not minutes). The classifier is trained on the natural real/synthetic mix, and
 its odds are then divided by the training odds n_syn / n_real, so the score is
 the posterior under equal priors: 0.5 means "indistinguishable", whatever the
-pool size. Logistic regression is calibrated by its loss; a random forest is
-wrapped in Platt scaling.
+pool size.
+
+Calibration (so that a threshold of 0.6 means "60 % likely synthetic"): inside
+every outer fold the classifier is wrapped in cross-fitted Platt scaling
+(scikit-learn ``CalibratedClassifierCV(method="sigmoid", cv=3, ensemble=False)``:
+the sigmoid is fitted on 3-fold cross-validated predictions of the fold's training
+part, and applied to one model fitted on the whole training part; Platt 1999,
+Zadrozny & Elkan 2002), *before* the equal-prior correction, which is exact only
+for calibrated probabilities. ``ensemble=False`` because averaging three models
+fitted on two thirds each ranked the self-test's medium noise worse (AUROC 0.875
+against 0.93). With ``c="auto"``
+(the default) the logistic regression's inverse L2 strength C is first chosen by
+inner cross-validation on log-loss (a grid over :data:`ctqc.qc.classifiers.C_GRID`, 3 stratified inner
+folds, scikit-learn ``LogisticRegression`` fits) on the outer fold's training part, so the
+selection never sees the outer fold's test rows (:class:`ctqc.qc.classifiers.TunedCalibratedLogReg`).
+Choosing C once per outer fold rather than inside each calibration split costs
+one scalar's worth of overlap between the rows that choose C and the rows that
+fit the sigmoid, and saves two thirds of the fits.
+
+The permutation test stays exact by choosing the *test statistic's* C by a rule
+that does not look at the labels: the permutation statistic is the first
+repeat's out-of-fold AUC of a logistic regression at a fixed C (the configured
+number, or :data:`ctqc.qc.classifiers.TEST_C` with ``c="auto"``), re-fitted for every permutation on
+the same label-free folds and transforms. Selecting C and calibrating are
+monotone within a fold and serve the per-image scores, not the global test;
+re-running the selection inside each of 200 permutations would cost ~200 fits
+of the scoring pipeline.
 
 Follows scikit-learn's conventions: parameters in ``__init__``, validation in
 ``fit`` (which returns ``self``), learned state in attributes ending in ``_``.
@@ -27,7 +52,7 @@ from __future__ import annotations
 
 import numpy as np
 
-CLASSIFIERS = ("logreg", "forest")
+from ctqc.qc.classifiers import CLASSIFIERS, TEST_C, make_classifier
 
 
 def configured_c2st(qc, seed: int, pixel_columns: int | None, n_splits: int | None = None, n_permutations: int | None = None) -> C2ST:
@@ -72,38 +97,6 @@ def two_sided_p_value(test: C2ST) -> float | None:
     return float((1 + far.sum()) / (len(test.null_aucs_) + 1))
 
 
-def make_classifier(kind: str, random_state: int, n_components: int | None = None, pca_columns: int | None = None, c: float = 0.1):
-    """A fresh sklearn pipeline: standardise → optional PCA → classifier.
-
-    With ``pca_columns`` = p, PCA reduces only the first p columns (the pixel
-    block) and the rest (spectra, histograms) pass through standardised: a
-    1,024-pixel block would otherwise swamp a 16-bin spectrum in the PCA.
-    """
-    from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.compose import ColumnTransformer
-    from sklearn.decomposition import PCA
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    if n_components and pca_columns:
-        reduce = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=random_state), StandardScaler())
-        steps = [ColumnTransformer([("pixels", reduce, slice(0, pca_columns))], remainder=StandardScaler())]
-    else:
-        steps = [StandardScaler()]
-        if n_components:
-            steps.append(PCA(n_components=n_components, random_state=random_state))
-    if kind == "logreg":
-        steps.append(LogisticRegression(C=c, max_iter=2000))
-    elif kind == "forest":
-        forest = RandomForestClassifier(n_estimators=200, min_samples_leaf=3, n_jobs=1, random_state=random_state)
-        steps.append(CalibratedClassifierCV(forest, method="sigmoid", cv=3))
-    else:
-        raise ValueError(f"unknown C2ST classifier {kind!r}; choose one of {CLASSIFIERS}")
-    return make_pipeline(*steps)
-
-
 class C2ST:
     """Real-vs-synthetic two-sample test with per-image out-of-fold scores.
 
@@ -116,17 +109,21 @@ class C2ST:
     random_state : seed for splits, permutations and the classifier
     n_jobs : processes for the permutation refits of a forest (results do not depend on it)
     pca_columns : PCA only the first this-many columns (the pixel block); None = all
-    c : inverse L2 regularisation strength of the logistic regression
+    c : inverse L2 regularisation strength of the logistic regression, or "auto" (chosen by inner CV
+        on log-loss per fold); the permutation statistic uses this number, or :data:`ctqc.qc.classifiers.TEST_C` for "auto"
 
     Attributes after ``fit``
     ------------------------
-    scores_ : (n_real + n_syn,) balanced-prior p(synthetic), out of fold
+    scores_ : (n_real + n_syn,) calibrated, equal-prior p(synthetic) in [0, 1], out of fold
     synthetic_scores_, real_scores_ : the two parts of ``scores_``
     heldout_scores_ : (n_heldout,) p(synthetic) of the ``heldout`` real images given to ``fit``
-        (images that took no part in fitting), averaged over every fold model; empty without them
+        (images that took no part in fitting), each scored per repeat by one fold model drawn at
+        random and averaged over repeats — distributed like an out-of-fold score; empty without them
     auc_, accuracy_ : cross-validated ROC AUC and balanced accuracy at 0.5
     auc_per_repeat_ : AUC of each repeat
     p_value_ : permutation p-value (1 + #{AUC_perm ≥ AUC}) / (B + 1), or None
+    permutation_statistic_, null_aucs_ : the permuted statistic (first repeat's AUC at the test C) and its null
+    chosen_c_ : (n_folds × n_repeats,) C chosen by the inner CV (logreg with c="auto"; else empty)
     """
 
     def __init__(
@@ -139,7 +136,7 @@ class C2ST:
         random_state: int = 0,
         n_jobs: int = 1,
         pca_columns: int | None = None,
-        c: float = 0.1,
+        c: float | str = "auto",
     ) -> None:
         self.classifier = classifier
         self.n_splits = n_splits
@@ -154,8 +151,8 @@ class C2ST:
     def fit(self, real: np.ndarray, synthetic: np.ndarray, groups: np.ndarray | None = None, heldout: np.ndarray | None = None) -> C2ST:
         """``real`` (n_real × d) and ``synthetic`` (n_syn × d) feature matrices; optional real-image ``groups``.
 
-        ``heldout`` (n_heldout × d): real images outside the test, scored by every fold model
-        (``heldout_scores_``); they change nothing else.
+        ``heldout`` (n_heldout × d): real images outside the test, each scored by one fold model per
+        repeat (``heldout_scores_``); they change nothing else.
         """
         from threadpoolctl import threadpool_limits
 
@@ -179,6 +176,7 @@ class C2ST:
         if groups is not None:  # every synthetic image is its own group
             all_groups = np.r_[np.asarray(groups, dtype=str), np.array([f"__syn{i}" for i in range(len(synthetic))])]
         extra = np.zeros((0, x.shape[1])) if heldout is None else np.asarray(heldout, dtype=np.float64).reshape(-1, x.shape[1])
+        self._chosen_c = []
         first = self._prepare_folds(x, y, all_groups, self.random_state)  # repeat 0's folds, reused by the permutation test
         repeats = [self._oof_scores(x, y, all_groups, self.random_state + r, first if r == 0 else None, extra) for r in range(self.n_repeats)]
         per_repeat = np.stack([oof for oof, _ in repeats])
@@ -188,33 +186,40 @@ class C2ST:
         self.auc_per_repeat_ = np.array([roc_auc_score(y, s) for s in per_repeat])
         self.auc_ = float(roc_auc_score(y, self.scores_))
         self.accuracy_ = float(balanced_accuracy_score(y, self.scores_ > 0.5))
+        self.chosen_c_ = np.array(self._chosen_c)
         self.p_value_ = self._permutation_p_value(x, y, first) if self.n_permutations else None
         return self
 
     def _oof_scores(self, x: np.ndarray, y: np.ndarray, groups, seed: int, folds: list | None = None, extra: np.ndarray | None = None):
-        """Out-of-fold prior-corrected p(synthetic), and each fold model's mean score of the ``extra`` rows.
+        """Out-of-fold prior-corrected p(synthetic), and the ``extra`` rows' scores by one fold model each.
 
-        ``folds`` = prepared (train, test, xtr, xte, head, transform) to reuse. Returns
-        (scores (n,), extra scores (n_extra,)).
+        ``folds`` = prepared (train, test, xtr, xte, head, transform) to reuse. Each extra row is
+        scored by one fold model, assigned at random without looking at labels, so that its score
+        is distributed like a fitted image's out-of-fold score (one model that never saw it) —
+        what a conformal threshold over them needs. Returns (scores (n,), extra scores (n_extra,)).
         """
         from sklearn.base import clone
 
         scores = np.full(len(y), np.nan)
         extra = np.zeros((0, x.shape[1])) if extra is None else extra
-        extra_scores = np.zeros((0, len(extra)))
-        for train, test, x_train, x_test, head, transform in folds or self._prepare_folds(x, y, groups, seed):
+        extra_scores = np.full(len(extra), 0.5)
+        prepared = folds or self._prepare_folds(x, y, groups, seed)
+        owner = np.random.default_rng(seed + 20_000).permutation(np.arange(len(extra)) % len(prepared))
+        for k, (train, test, x_train, x_test, head, transform) in enumerate(prepared):
             if np.unique(y[train]).size < 2:
                 # Only possible for a permuted labelling of few images of one kind: a training part of one class
                 # carries no information, so its test rows get the uninformative score (keeps the permutation test exact).
                 scores[test] = 0.5
                 continue
             model = clone(head).fit(x_train, y[train])
+            if hasattr(model, "C_") and self.c == "auto":
+                self._chosen_c.append(model.C_)
             scores[test] = _equal_prior(model.predict_proba(x_test)[:, 1], y[train].mean())
-            if len(extra):
-                held = _equal_prior(model.predict_proba(transform.transform(extra))[:, 1], y[train].mean())
-                extra_scores = np.vstack([extra_scores, held])
+            mine = owner == k
+            if mine.any():
+                extra_scores[mine] = _equal_prior(model.predict_proba(transform.transform(extra[mine]))[:, 1], y[train].mean())
         assert not np.isnan(scores).any(), "every image must be scored out of fold"
-        return scores, (extra_scores.mean(axis=0) if len(extra_scores) else np.full(len(extra), 0.5))
+        return scores, extra_scores
 
     def _prepare_folds(self, x: np.ndarray, y: np.ndarray, groups, seed: int) -> list:
         """Per fold: indices, features after the label-free transform (scaling, PCA) fitted on the training rows, and the unfitted classifier."""
@@ -242,6 +247,11 @@ class C2ST:
             return list(StratifiedKFold(self.n_splits, shuffle=True, random_state=state).split(y, y))
         return list(StratifiedGroupKFold(self.n_splits, shuffle=True, random_state=state).split(y, y, groups))
 
+    @property
+    def test_c(self) -> float:
+        """The permutation statistic's C: the configured number, or :data:`ctqc.qc.classifiers.TEST_C` (label-free) for "auto"."""
+        return TEST_C if self.c == "auto" else float(self.c)
+
     def _components(self, n_train: int, n_features: int) -> int | None:
         if not self.n_components:
             return None
@@ -258,7 +268,7 @@ class C2ST:
         rng = np.random.default_rng(self.random_state + 10_000)
         permutations = [rng.permutation(y) for _ in range(self.n_permutations)]
         if self.classifier == "logreg":
-            aucs = _batched_logreg_aucs(np.stack([y, *permutations], axis=1), folds, self.c)
+            aucs = _batched_logreg_aucs(np.stack([y, *permutations], axis=1), folds, self.test_c)
             observed, self.null_aucs_ = float(aucs[0]), aucs[1:]
         else:
             from joblib import Parallel, delayed

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ctqc import atomic
-from ctqc.qc.c2st import c2st_summary, fit_c2st, make_classifier, two_sided_p_value
+from ctqc.qc.c2st import c2st_summary, fit_c2st, two_sided_p_value
 from ctqc.qc.calibration import reliability
+from ctqc.qc.classifiers import make_classifier
 from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
@@ -108,6 +109,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
         "n_reference": len(reference),
         "n_heldout": len(heldout),
         "c2st": {**c2st_summary(test), "n_real": len(reference), "n_synthetic": len(synthetic)},
+        "c2st_c": None if test is None else [float(c) for c in test.chosen_c_] or float(test.c),
         "copy_threshold": None if copies is None else round(float(copies.threshold), 6),
     }
     return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns)
@@ -150,8 +152,9 @@ def after_check(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fo
     if test is None:
         return {**c2st_summary(None), "note": f"too few images for a C2ST ({len(features.heldout)} held-out real, {len(kept)} kept)"}
     summary = {**c2st_summary(test), "p_value_two_sided": two_sided_p_value(test), "n_real": len(features.heldout), "n_synthetic": len(kept)}
-    if test.auc_ < 0.5 and summary["p_value_two_sided"] is not None and summary["p_value_two_sided"] <= 0.05:
-        summary["note"] = "AUC well below 0.5: an artefact of the comparison, not evidence of realism"
+    statistic = getattr(test, "permutation_statistic_", None)  # the exact test's own AUC (label-free C, uncalibrated)
+    if statistic is not None and statistic < 0.5 and summary["p_value_two_sided"] is not None and summary["p_value_two_sided"] <= 0.05:
+        summary["note"] = f"the test statistic's AUC is {statistic:.2f}, well below 0.5: an artefact of the comparison, not evidence of realism"
     return summary
 
 
@@ -159,8 +162,8 @@ def calibration(table, unit: dict, qc) -> dict | None:
     """Reliability curve and ECE of one unit's stored scores as they are (``fit`` and synthetic rows, out of fold).
 
     Real images are weighted n_synthetic / n_real, as the equal-prior score assumes. None without
-    scores of both groups. Nothing is re-fitted and no score changes: this only shows how far the
-    score is from calibrated.
+    scores of both groups. Nothing is re-fitted and no score changes: this shows how close the
+    stored score is to calibrated.
     """
     rows = table[(table["fold"] == unit["fold"]) & (table["label"] == unit["label"]) & table["role"].isin(["synthetic", "fit"])]
     scores = rows["c2st_score"].to_numpy(float)
@@ -170,9 +173,10 @@ def calibration(table, unit: dict, qc) -> dict | None:
     if not labels.any() or labels.all():
         return None
     if qc.classifier == "logreg":
-        what = f"not calibrated: L2 logistic regression at the fixed qc.c2st_c = {qc.c2st_c:g}, out of fold, equal-prior correction only"
+        how = "C chosen per fold by inner CV on log-loss (one-SE rule)" if qc.c2st_c == "auto" else f"L2 logistic regression at qc.c2st_c = {qc.c2st_c:g}"
+        what = f"calibrated: {how}, cross-fitted Platt scaling, out of fold, equal-prior correction"
     else:
-        what = f"{qc.classifier} with Platt scaling inside each fold, out of fold, equal-prior correction"
+        what = f"calibrated: {qc.classifier} with cross-fitted Platt scaling, out of fold, equal-prior correction"
     return {**reliability(scores, labels), "n_real": int((labels == 0).sum()), "n_synthetic": int(labels.sum()), "score": what}
 
 

@@ -1,6 +1,8 @@
 """The selftest stage: prove the QC filter on the run's own development images (``qc/selftest.json``).
 
-(a) a real-vs-real null, (b) planted artefacts at three strengths, (c) planted
+(a) a real-vs-real null (AUC, share discarded, ECE), (b) planted artefacts at three
+strengths (AUROC, and the shares of defective and of genuine images removed at the
+operating point, calibrated p(synthetic) > ``qc.c2st_threshold``), (c) planted
 copies — see :mod:`ctqc.qc.selftest`. Uses the run's data and splits as loaded
 (train + val of fold 0; test images never).
 """

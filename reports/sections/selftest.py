@@ -24,10 +24,19 @@ def build(run: RunData) -> Section:
     null_row = {
         "auc": f"{np.mean(aucs):.3f} ({min(aucs):.3f}–{max(aucs):.3f} over {len(aucs)} splits)" if aucs else "–",
         "p": f"{min(pvals):.2g}–{max(pvals):.2g}" if pvals else "–",
-        "discarded": f"≤ {max(disc):.0%}" if disc else "–",
+        "discarded": (f"{null.mean_discarded:.0%} on average, " if null.mean_discarded is not None else "") + (f"≤ {max(disc):.0%}" if disc else "–"),
+        "ece": "–" if null.mean_ece is None else f"{null.mean_ece:.3f}",
         "pass": null.passed,
     }
-    planted_rows = [{"name": name.replace("_", " "), "cells": [auc(levels.get(s)) for s in STRENGTHS]} for name, levels in planted.auroc.items()]
+    planted_rows = [
+        {
+            "name": name.replace("_", " "),
+            "cells": [auc(levels.get(s)) for s in STRENGTHS],
+            "removed": [percent(planted.removed.get(name, {}).get(s)) for s in STRENGTHS],
+            "genuine": percent(planted.genuine_removed.get(name, {}).get("medium")),
+        }
+        for name, levels in planted.auroc.items()
+    ]
     copy_rows = [(kind.replace("_", " "), percent(v)) for kind, v in copies.flagged.items()]
     summary = {"pass": st.passed, "null_pass": null.passed, "planted_pass": planted.passed, "copies_pass": copies.passed}
     content = {
@@ -37,6 +46,11 @@ def build(run: RunData) -> Section:
         "strengths": STRENGTHS,
         "rising": planted.rising_with_strength,
         "medium_ok": planted.medium_at_least_0_9,
+        "removed_ok": planted.medium_removed_at_least_0_9,
+        "genuine_ok": planted.genuine_removed_at_most_0_1,
+        "operating_point": st.operating_point,
+        "n_splits": planted.n_splits,
+        "has_removed": bool(planted.removed),
         "planted_pass": planted.passed,
         "copy_rows": copy_rows,
         "genuine": percent(copies.genuine_flagged),

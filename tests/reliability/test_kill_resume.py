@@ -35,15 +35,15 @@ from tests.reliability.conftest import (
     PIPELINE,
     PIPELINE_SETTINGS,
     TIMING_COLUMNS,
-    assert_same_gan,
     assert_every_file_parses,
+    assert_same_gan,
     copy_run,
     ctqc,
     light_args,
     outputs_without_timings,
-    without_timings,
     stamps,
     temporaries,
+    without_timings,
 )
 
 

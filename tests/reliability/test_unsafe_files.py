@@ -20,6 +20,7 @@ from PIL import Image
 
 from tests.reliability.conftest import MARKER, REPO, Exploit, copy_run, set_pool_file
 
+
 def test_every_torch_load_is_weights_only():
     calls = []
     for source in sorted(p for d in ("ctqc", "gan", "classify", "reports") for p in (REPO / d).rglob("*.py")):
