@@ -23,11 +23,24 @@ def main() -> None:
     args = parser.parse_args()
     start = time.perf_counter()
     r = selftest(load_config(args.config, args.overrides), null_permutations=args.permutations)
-    print(f"{r['n_images']} development images, features {'+'.join(r['features'])}, {r['classifier']}, threshold {r['threshold']}")
+    print(f"{r['n_images']} development images, features {'+'.join(r['features'])}, {r['classifier']}, operating point: {r['operating_point']}")
     n = r["null"]
-    print(f"(a) null: AUC {np.mean(n['auc']):.3f} (range {min(n['auc']):.3f}-{max(n['auc']):.3f}), p-values {np.round(n['p_values'], 2).tolist()}, discarded at threshold ≤ {max(n['discarded_fraction']):.0%}")
-    for name, levels in r["planted"]["auroc"].items():
-        print(f"(b) {name:16s} AUROC low {levels['low']:.3f}  medium {levels['medium']:.3f}  high {levels['high']:.3f}")
+    print(
+        f"(a) null: AUC {np.mean(n['auc']):.3f} (range {min(n['auc']):.3f}-{max(n['auc']):.3f}), p-values {np.round(n['p_values'], 2).tolist()}, "
+        f"discarded {n['mean_discarded']:.1%} on average (max {max(n['discarded_fraction']):.0%}), ECE vs the true posterior {n['mean_ece']:.3f} — {'pass' if n['pass'] else 'FAIL'}"
+    )
+    p = r["planted"]
+    print(f"(b) over {p['n_splits']} splits, {p['n_defective']} defective images per cell: AUROC low / medium / high; removed at the operating point low / medium / high; genuine removed (medium)")
+    for name, levels in p["auroc"].items():
+        removed = p["removed"][name]
+        print(
+            f"    {name:16s} AUROC {levels['low']:.3f} / {levels['medium']:.3f} / {levels['high']:.3f}; "
+            f"removed {removed['low']:.0%} / {removed['medium']:.0%} / {removed['high']:.0%}; genuine {p['genuine_removed'][name]['medium']:.0%}"
+        )
+    print(
+        f"    AUROC medium ≥ 0.9: {p['medium_at_least_0.9']}; removed ≥ 90 %: {p['medium_removed_at_least_0.9']}; "
+        f"genuine ≤ 10 %: {p['genuine_removed_at_most_0.1']}; removed rising: {p['rising_with_strength']}"
+    )
     c = r["copies"]
     print("(c) copies flagged: " + ", ".join(f"{k} {v:.0%}" for k, v in c["flagged"].items()) + f"; genuine held-out flagged {c['genuine_flagged']:.0%}")
     verdict = {k: r[k]["pass"] for k in ("null", "planted", "copies")}

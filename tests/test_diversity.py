@@ -52,3 +52,42 @@ def test_matches_an_independent_nearest_neighbour_route():
     coverage = np.mean(to_synthetic.kneighbors(real, n_neighbors=1)[0][:, 0] < radii)
     assert density_coverage(real, synthetic, k) == pytest.approx((density, coverage), abs=1e-9)
     assert 0 < coverage < 1 and density > 0
+
+
+def test_matches_the_authors_prdc_package():
+    """The reference implementation (Naeem et al.'s ``prdc``) gives the same density and coverage."""
+    import contextlib
+    import io
+
+    from prdc import compute_prdc
+
+    rng = np.random.default_rng(3)
+    for n_real, n_syn, d, scale in ((150, 120, 6, 1.3), (40, 60, 32, 0.7), (25, 7, 10, 1.0)):
+        real, synthetic = rng.normal(size=(n_real, d)), rng.normal(size=(n_syn, d)) * scale + 0.1
+        with contextlib.redirect_stdout(io.StringIO()):  # prdc prints the set sizes
+            reference = compute_prdc(real, synthetic, nearest_k=5)
+        assert density_coverage(real, synthetic, 5) == pytest.approx((reference["density"], reference["coverage"]), abs=1e-6)
+
+
+def test_embedding_plot_marks_a_diversity_warning(tmp_path):
+    """A class whose kept set lost diversity gets a red frame and the warning in its panel; the other class does not."""
+    import pandas as pd
+    from PIL import Image
+
+    from ctqc.qc.embeddings import plot_embedding
+
+    rng = np.random.default_rng(0)
+    rows = [
+        {"class": c, "source": s, "tsne_x": x, "tsne_y": y, "kept": (None if s == "real" else bool(rng.random() < 0.5))}
+        for c in ("normal", "haemorrhage")
+        for s in ("real", "synthetic")
+        for x, y in rng.normal(size=(20, 2))
+    ]
+    table = pd.DataFrame(rows)
+    plot_embedding(table, "tsne", tmp_path / "plain.png")
+    plot_embedding(table, "tsne", tmp_path / "marked.png", {"haemorrhage": "the kept images cover 0.41 of the real neighbourhoods, same-size random subsets 0.66: the filter removed diversity"})
+    plain, marked = (np.asarray(Image.open(tmp_path / f"{n}.png").convert("RGB")).astype(int) for n in ("plain", "marked"))
+    red = lambda img: ((img[..., 0] > 150) & (img[..., 1] < 60) & (img[..., 2] < 80))  # noqa: E731
+    half = plain.shape[1] // 2
+    assert red(marked[:, half:]).sum() > 200 and red(plain).sum() == 0  # the haemorrhage panel (right) is marked
+    assert red(marked[:, :half]).sum() == 0

@@ -54,7 +54,7 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     result = run_cli("filter", "--c2st-threshold", "0.6")
     assert result.code == 0, result.err
     assert "kept" in result.out and "C2ST before AUC" in result.out and "after (kept vs held-out real)" in result.out
-    assert "held-out real images" in result.out and "ECE of the (uncalibrated) scores" in result.out and "coverage" in result.out
+    assert "held-out real images" in result.out and "ECE of the calibrated scores" in result.out and "frozen filter on 30 fresh images (generator)" in result.out and "coverage" in result.out
     kept = pd.read_csv(run / "filter" / "kept.csv")
     rejected = pd.read_csv(run / "filter" / "rejected.csv")
     assert len(kept) + len(rejected) == 60 and not set(kept["file"]) & set(rejected["file"])
@@ -65,7 +65,14 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     genuine = [n for n, k in kinds.items() if k == "genuine"]
     assert all("copy" in why.get(n, "") for n in copies)
     assert sum("copy" in why.get(n, "") for n in genuine) <= 0.05 * len(genuine)  # false copy alarms
-    assert sum("c2st" in why.get(n, "") for n in noise) >= 9
+    # Calibrated, a linear model fitted to a pool that is 5/6 real-like is modest about its few gross outliers (its logit
+    # cannot be flat for the bulk and steep for the outliers; issue 15): on this 30-image pool with one repeat it rejects
+    # 6 of the 10 pure-noise images (the former shrunk score, thresholded on its own scale: ≥ 9), but ranks them high.
+    assert sum("c2st" in why.get(n, "") for n in noise) >= 5
+    score = {**dict(zip(kept["file"], kept["c2st_score"])), **dict(zip(rejected["file"], rejected["c2st_score"]))}
+    from sklearn.metrics import roc_auc_score
+
+    assert roc_auc_score([1] * len(noise) + [0] * len(genuine), [score[n] for n in noise + genuine]) >= 0.75
     assert sum(n in set(kept["file"]) for n in genuine) >= 0.75 * len(genuine)
     summary = json.loads((run / "filter" / "filter.json").read_text())
     assert summary["c2st_threshold"] == 0.6 and summary["kept"] == len(kept)
@@ -106,7 +113,7 @@ def _check_unit_views(run, label, r, kept):
     both = unit[unit["role"].isin(["fit", "synthetic"])]
     expected = reliability(both["c2st_score"].to_numpy(float), (both["role"] == "synthetic").to_numpy(int))
     cal = r["calibration"]
-    assert cal["ece"] == expected["ece"] and cal["bins"] == expected["bins"] and "not calibrated" in cal["score"]
+    assert cal["ece"] == expected["ece"] and cal["bins"] == expected["bins"] and cal["score"].startswith("calibrated")
     assert cal["n_real"] == r["c2st_before"]["n_real"] and cal["n_synthetic"] == r["n_synthetic"]
     # the after-check: kept images vs the held-out real images, two-sided
     after = r["c2st_after"]
@@ -116,6 +123,15 @@ def _check_unit_views(run, label, r, kept):
     assert d["n_real"] == r["c2st_before"]["n_real"] and d["k"] == 5 and d["draws"] == 20
     assert all(0 <= d[f"coverage_{w}"] <= 1 and d[f"density_{w}"] >= 0 for w in ("before", "kept", "random"))
     assert (d["warning"] is not None) == (d["coverage_kept"] < d["coverage_random"] - 0.1)
+    # the frozen filter on fresh images: new draws from the fold's generator, scored by the fitted models, same rule
+    fresh = unit[unit["role"] == "fresh"]
+    frozen = r["frozen"]
+    assert frozen["source"] == "generator" and frozen["n"] == len(fresh) == r["n_synthetic"] and fresh["file"].isna().all()
+    kept_fresh = (fresh["c2st_score"] <= r["threshold"]) & ~fresh["copy_flagged"].fillna(False).astype(bool)
+    assert frozen["kept"] == int(kept_fresh.sum())
+    assert frozen["c2st_after"]["n_synthetic"] == frozen["kept"] or frozen["kept"] == 0
+    if frozen["kept"]:
+        assert frozen["c2st_after"]["n_real"] == len(held) and frozen["c2st_after"]["auc"] is not None
 
 
 def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
@@ -162,13 +178,14 @@ def test_rethresholding_refits_nothing(planted_run, run_cli, monkeypatch):
     assert result.code == 0, result.err
     summary = json.loads((run / "filter" / "filter.json").read_text())
     assert summary["c2st_threshold"] == 0.7
-    assert len(fits) == len(summary["per_class"]) and all(h is None for h in fits)  # the after-checks only
+    # the after-checks only: the selection's and the frozen filter's (on fresh images), one C2ST each per fold × class
+    assert len(fits) <= 2 * len(summary["per_class"]) and all(h is None for h in fits)
     assert (run / "qc" / "scores.csv").read_bytes() == scores_before
     scores = pd.read_csv(run / "qc" / "scores.csv")
     synthetic = scores[scores["source"] == "synthetic"]
     expected_c2st = int((synthetic["c2st_score"] > 0.7).sum())
     assert sum(u["rejected_c2st"] for u in summary["per_class"].values()) == expected_c2st
-    assert set(scores["role"]) == {"synthetic", "fit", "heldout"}  # every real image's role is stored
+    assert set(scores["role"]) == {"synthetic", "fit", "heldout", "fresh"}  # every real image's role is stored, and the fresh draws
     assert scores.loc[scores["role"] == "heldout", "c2st_score"].between(0, 1).all()
     # the conformal operating point is a decision over the same stored scores: again only the after-checks fit
     from ctqc.qc.calibration import conformal_expected_rejection, conformal_threshold
@@ -180,7 +197,7 @@ def test_rethresholding_refits_nothing(planted_run, run_cli, monkeypatch):
         assert result.code == 0, result.err
         summary = json.loads((run / "filter" / "filter.json").read_text())
         assert summary["mode"] == "conformal" and summary["max_real_rejection"] == float(alpha) and summary.get("c2st_threshold") is None
-        assert len(fits) <= len(summary["per_class"]) and all(h is None for h in fits)
+        assert len(fits) <= 2 * len(summary["per_class"]) and all(h is None for h in fits)
         assert (run / "qc" / "scores.csv").read_bytes() == scores_before
         for label, unit in summary["per_class"].items():
             fold, name = int(label.split("/")[0][4:]), label.split("/")[1]

@@ -73,6 +73,10 @@ def test_copies_of_training_images_are_flagged_and_genuine_images_are_not(phanto
     assert result.ratio.max() < 0.5
     genuine_check = check_copies(genuine, train, reference, percentile=1.0)
     assert genuine_check.flagged.mean() <= 0.05
+    # the threshold comes from the training images alone; the held-out images only grade it
+    assert check_copies(genuine, train, percentile=1.0).threshold == genuine_check.threshold
+    assert len(genuine_check.reference_distance) == len(train) and len(genuine_check.heldout_distance) == len(reference)
+    assert genuine_check.heldout_flagged.mean() <= 0.05
 
 
 def test_data_copying_statistic_separates_copies_from_fresh_samples():

@@ -559,7 +559,11 @@ def test_filter_section_shows_operating_point_calibration_after_check_and_divers
     run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
     real = read_artefact(run / "filter" / "filter.json", FilterSummary)
     text = parse(build_report(run).html).sections["filter"]
-    assert "p(synthetic) > 0.6" in text and "not calibrated" in text and "genuine rejected" in text and "ECE" in text
+    assert "p(synthetic) > 0.6" in text and "calibrated p(synthetic)" in text and "genuine rejected" in text and "ECE" in text
+    # the frozen filter on fresh images (new draws from the smoke run's generators), its kept images vs held-out reals
+    assert "The frozen filter on fresh images" in text and "new draws from each fold's generator" in text
+    for unit in real.per_class.values():
+        assert unit.frozen is not None and unit.frozen.source == "generator" and unit.frozen.n == unit.n_synthetic
     assert "C2ST after (kept vs held-out real)" in text and "two-sided" in text and "well below 0.5 is an artefact" in text
     for unit in real.per_class.values():  # the smoke run's numbers, as computed from its stored scores
         assert unit.calibration is not None and f"of {unit.real_rejection.n} held-out" in text

@@ -24,6 +24,13 @@ class C2STResult(Artefact):
     note: str | None = None
 
 
+class FreshPool(Artefact):
+    """Synthetic images the filter never selects from, scored by fitted models only (the frozen filter's check)."""
+
+    source: str | None = None  # "generator" (new draws from the fold's generator), "split half" (half of the pool held back), None
+    n: int = 0
+
+
 class UnitScoring(Artefact):
     """The scoring step's results for one fold × class."""
 
@@ -36,7 +43,10 @@ class UnitScoring(Artefact):
     c2st: C2STResult
     # the logistic regression's C: one per outer fold model when chosen by inner CV (qc.c2st_c: auto), else the fixed number
     c2st_c: float | list[float] | None = None
-    copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
+    c2st_uninformative_folds: list[int] | None = None  # [fold models whose calibration found no signal (scores 0.5), fold models]
+    copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy (from the training images alone)
+    fresh: FreshPool | None = None  # the frozen filter's fresh images (role ``fresh`` in qc/scores.csv)
+    copy_heldout_flagged: list[int] | None = None  # [flagged, n] of the held-out real images: the threshold's false-flag check
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
@@ -95,6 +105,16 @@ class Diversity(Artefact):
     warning: str | None = None  # the kept coverage is > 0.1 below the random subsets'
 
 
+class FrozenCheck(Artefact):
+    """The frozen filter on fresh synthetic images (:func:`ctqc.qc.scoring.frozen_check`): the honest after-filter check."""
+
+    source: str | None = None  # "generator" or "split half" (see FreshPool)
+    n: int  # fresh images
+    kept: int  # of them kept by the same models, threshold and copy rule
+    c2st_after: C2STResult  # kept fresh images vs the fold's held-out real images, two-sided
+    diversity_vs_heldout: Diversity | None = None  # density/coverage of the fresh pool / kept / random subsets vs the held-out images
+
+
 class FilterUnit(Artefact):
     """The filter's decision for one fold × class."""
 
@@ -109,6 +129,7 @@ class FilterUnit(Artefact):
     real_rejection: RealRejection | None = None  # genuine images the threshold would reject
     calibration: Calibration | None = None  # of the stored scores, as they are
     diversity: Diversity | None = None  # on the C2ST features (standardised, pixel block PCA-reduced)
+    frozen: FrozenCheck | None = None  # the frozen filter on fresh images: the evidence; c2st_after grades the selection itself
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
@@ -119,6 +140,7 @@ class FilterSummary(Artefact):
     mode: Literal["threshold", "conformal"] = "threshold"  # --c2st-threshold, or --max-real-rejection (split conformal)
     max_real_rejection: float | None = Field(None, gt=0, lt=1)  # α of mode "conformal"
     after_check: str | None = None  # what the after-filter C2ST compared, in words
+    frozen_check: str | None = None  # what the frozen filter's check compared, in words
     memorisation: bool
     features: list[str]
     classifier: str
@@ -218,7 +240,7 @@ class MemorisationPair(Artefact):
     file: str | None = None  # name in ``samples/``
     train_id: str | None = None
     correlation: float | None = None
-    ratio: float | None = None  # its distance / the typical held-out distance: well below 1 is suspicious
+    ratio: float | None = None  # its distance / the typical training-to-training distance: well below 1 is suspicious
     flagged: bool | None = None  # by the copy check
 
 
@@ -227,7 +249,8 @@ class ScopeMemorisation(Artefact):
 
     c_t: float | None = None  # Meehan et al. 2020: strongly negative = copying
     n_flagged: int | None = None
-    copy_threshold: float | None = None
+    copy_threshold: float | None = None  # set by the training images' leave-one-out distances
+    heldout_flagged: list[int] | None = None  # [flagged, n] held-out real images: the threshold's false-flag check
     pairs: list[MemorisationPair] = Field(default_factory=list)  # the nearest pairs, lowest ratio first
     note: str | None = None  # why C_T is missing
 
@@ -236,7 +259,10 @@ class AfterFilter(Artefact):
     """The distribution metrics of the images the filter kept."""
 
     kept: dict[str, int] = Field(default_factory=dict)  # scope → images kept
-    scopes: dict[str, ScopeMetrics] = Field(default_factory=dict)
+    against: str | None = None  # what the kept images were measured against (older runs: the training images)
+    scopes: dict[str, ScopeMetrics] = Field(default_factory=dict)  # the kept images
+    pool_scopes: dict[str, ScopeMetrics] = Field(default_factory=dict)  # the whole pool, measured the same way (before)
+    diversity: dict[str, Diversity] = Field(default_factory=dict)  # density/coverage on the metric features, vs the training images
 
 
 class QCMetrics(Artefact):

@@ -134,7 +134,7 @@ def filter_cmd(
     run: RunOpt = None,
     c2st_threshold: Annotated[
         Optional[float],
-        typer.Option("--c2st-threshold", help="Drop images whose out-of-fold, equal-prior p(synthetic) (not calibrated) is above this (default: qc.c2st_threshold, 0.6)."),
+        typer.Option("--c2st-threshold", help="Drop images whose calibrated, out-of-fold, equal-prior p(synthetic) is above this (default: qc.c2st_threshold, 0.6)."),
     ] = None,
     max_real_rejection: Annotated[
         Optional[float],
@@ -167,9 +167,9 @@ def filter_cmd(
     console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
     for unit, r in summary.per_class.items():
         fmt = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value is None else f" (p = {m.p_value:.3g})")
-        after = "n/a" if r.c2st_after.auc is None else f"AUC {r.c2st_after.auc:.3f}" + ("" if r.c2st_after.p_value_two_sided is None else f" (two-sided p = {r.c2st_after.p_value_two_sided:.3g})")
-        console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after}")
-        ece = "" if r.calibration is None else f"; ECE of the (uncalibrated) scores {r.calibration.ece:.3f}"
+        after = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value_two_sided is None else f" (two-sided p = {m.p_value_two_sided:.3g})")
+        console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after(r.c2st_after)}")
+        ece = "" if r.calibration is None else f"; ECE of the calibrated scores {r.calibration.ece:.3f}"
         console.print(f"    threshold {_operating_point(r)}{ece}" + "".join(f"; {note}" for note in [r.c2st_after.note, *r.notes] if note))
         if r.diversity is not None:
             d = r.diversity
@@ -177,6 +177,9 @@ def filter_cmd(
                 f"    coverage {d.coverage_before:.2f} → {d.coverage_kept:.2f} (same-size random subsets {d.coverage_random:.2f}); density {d.density_before:.2f} → {d.density_kept:.2f} ({d.density_random:.2f})"
                 + (f"; warning: {d.warning}" if d.warning else "")
             )
+        if r.frozen is not None:
+            f = r.frozen
+            console.print(f"    frozen filter on {f.n} fresh images ({f.source}): kept {f.kept}; kept fresh vs held-out real {after(f.c2st_after)}" + (f"; {f.c2st_after.note}" if f.c2st_after.note else ""))
 
 
 def _operating_point(r) -> str:

@@ -124,6 +124,8 @@ class C2ST:
     p_value_ : permutation p-value (1 + #{AUC_perm ≥ AUC}) / (B + 1), or None
     permutation_statistic_, null_aucs_ : the permuted statistic (first repeat's AUC at the test C) and its null
     chosen_c_ : (n_folds × n_repeats,) C chosen by the inner CV (logreg with c="auto"; else empty)
+    uninformative_folds_, n_fold_models_ : fold models whose calibration found no signal (a reversed
+        Platt map replaced by the prior: their test rows score 0.5), out of all fitted fold models
     """
 
     def __init__(
@@ -176,7 +178,7 @@ class C2ST:
         if groups is not None:  # every synthetic image is its own group
             all_groups = np.r_[np.asarray(groups, dtype=str), np.array([f"__syn{i}" for i in range(len(synthetic))])]
         extra = np.zeros((0, x.shape[1])) if heldout is None else np.asarray(heldout, dtype=np.float64).reshape(-1, x.shape[1])
-        self._chosen_c = []
+        self._chosen_c, self._uninformative = [], []
         first = self._prepare_folds(x, y, all_groups, self.random_state)  # repeat 0's folds, reused by the permutation test
         repeats = [self._oof_scores(x, y, all_groups, self.random_state + r, first if r == 0 else None, extra) for r in range(self.n_repeats)]
         per_repeat = np.stack([oof for oof, _ in repeats])
@@ -187,6 +189,8 @@ class C2ST:
         self.auc_ = float(roc_auc_score(y, self.scores_))
         self.accuracy_ = float(balanced_accuracy_score(y, self.scores_ > 0.5))
         self.chosen_c_ = np.array(self._chosen_c)
+        self.uninformative_folds_ = int(sum(self._uninformative))
+        self.n_fold_models_ = len(self._uninformative)
         self.p_value_ = self._permutation_p_value(x, y, first) if self.n_permutations else None
         return self
 
@@ -214,6 +218,7 @@ class C2ST:
             model = clone(head).fit(x_train, y[train])
             if hasattr(model, "C_") and self.c == "auto":
                 self._chosen_c.append(model.C_)
+            self._uninformative.append(bool(getattr(model, "uninformative_", False)))
             scores[test] = _equal_prior(model.predict_proba(x_test)[:, 1], y[train].mean())
             mine = owner == k
             if mine.any():

@@ -84,12 +84,13 @@ class TunedCalibratedLogReg:
 
         y = np.asarray(y, int)
         cv = min(INNER_SPLITS, int(np.bincount(y, minlength=2).min()))
+        self.uninformative_ = False  # True when the calibration replaced a reversed map by the prior
         self.C_ = _log_loss_c(x, y, cv) if self.c == "auto" and cv >= 2 else (TEST_C if self.c == "auto" else float(self.c))
         if cv < 2:  # a class with one image: no calibration split possible, the plain model
             self.model_ = LogisticRegression(C=self.C_, max_iter=2000, solver="newton-cholesky").fit(x, y)
         else:
             self.model_ = CalibratedClassifierCV(LogisticRegression(C=self.C_, max_iter=2000, solver="newton-cholesky"), method="sigmoid", cv=cv, ensemble=False).fit(x, y)
-            _never_reversed(self.model_, float(y.mean()))
+            self.uninformative_ = _never_reversed(self.model_, float(y.mean()))
         self.classes_ = self.model_.classes_
         return self
 
@@ -123,7 +124,7 @@ def _log_loss_c(x: np.ndarray, y: np.ndarray, n_splits: int) -> float:
     return float(C_GRID[int(np.flatnonzero(mean <= mean[best] + se[best])[0])])
 
 
-def _never_reversed(model, prior: float) -> None:
+def _never_reversed(model, prior: float) -> bool:
     """Replace a fitted ``CalibratedClassifierCV`` (sigmoid, binary)'s reversed Platt map by the constant ``prior``.
 
     scikit-learn's map is p = 1 / (1 + exp(a·f + b)) of the decision value f: it keeps the model's
@@ -131,9 +132,12 @@ def _never_reversed(model, prior: float) -> None:
     the labels — the known small-sample artefact of cross-validating a model with nothing to learn
     — and following it would turn a noise fit into confident scores of the opposite sign. The
     score then carries no evidence: a = 0, b = −logit(prior), so p = prior for every image (0.5
-    after the C2ST's equal-prior correction).
+    after the C2ST's equal-prior correction). Returns whether it did.
     """
+    replaced = False
     for calibrated in model.calibrated_classifiers_:
         for calibrator in calibrated.calibrators:
             if calibrator.a_ > 0:
                 calibrator.a_, calibrator.b_ = 0.0, float(-np.log(prior / (1 - prior)))
+                replaced = True
+    return replaced

@@ -8,9 +8,10 @@ k-th nearest other real image:
 - coverage = 1/N · Σ_i 1[∃ j: ‖Y_j − X_i‖ < r_i]  (the share of real neighbourhoods that hold a
   synthetic image; drops when Y loses diversity).
 
-Strict "<" as in the authors' ``prdc`` package. ``prdc`` is not installed in this project's
-environment, so these few lines follow the paper's definitions; ``tests/test_diversity.py`` checks
-them on a hand-computed case and against an independent scikit-learn nearest-neighbour route.
+Strict "<" as in the authors' ``prdc`` package. These few lines follow the paper's definitions and
+reuse the real images' radii across the kept set and its random subsets (``prdc.compute_prdc``
+recomputes them per call and prints to stdout); ``tests/test_diversity.py`` checks them against
+``prdc`` itself, a hand-computed case and an independent scikit-learn nearest-neighbour route.
 Fewer synthetic images mechanically lower coverage, so a filtered set is compared with same-size
 random subsets of the pool.
 """

@@ -55,8 +55,12 @@ def skip_note(method: str, n: int, where: str) -> str:
     return f"{name} skipped for {where}: {n} image(s), it needs at least {MIN_POINTS[method]}"
 
 
-def plot_embedding(table, method: str, out: Path) -> None:
-    """Scatter of ``table``'s ``<method>_x/_y`` by class × source; rejected synthetic images drawn as crosses."""
+def plot_embedding(table, method: str, out: Path, warnings: dict[str, str] | None = None) -> None:
+    """Scatter of ``table``'s ``<method>_x/_y`` by class × source; rejected synthetic images drawn as crosses.
+
+    ``warnings``: class name → a diversity warning of the filter (the kept set covers the real images
+    less than same-size random subsets do); such a panel gets a red frame and the warning's numbers.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -78,6 +82,12 @@ def plot_embedding(table, method: str, out: Path) -> None:
         ax.set_xlabel(f"{method} 1 (arbitrary units)")
         ax.set_ylabel(f"{method} 2 (arbitrary units)")
         ax.legend(fontsize=7, loc="best")
+        warning = (warnings or {}).get(name)
+        if warning:
+            ax.text(0.02, 0.02, "diversity warning:\n" + warning.split(":")[0], transform=ax.transAxes, fontsize=7, color="#b00020", va="bottom", wrap=True)
+            for spine in ax.spines.values():
+                spine.set_edgecolor("#b00020")
+                spine.set_linewidth(2.0)
     with atomic.atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

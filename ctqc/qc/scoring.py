@@ -9,7 +9,13 @@ image's role —
 
 - ``fit``: a reference image, used to fit the C2ST; its score is out of fold;
 - ``heldout``: a held-out real image of the same class (a run's validation split),
-  never used to fit; scored by every fold model of the C2ST —
+  never used to fit; each scored per repeat by one fold model of the C2ST —
+
+and, for the frozen filter's check, rows of source and role ``fresh``: synthetic images
+the filter never selects from, scored by the fitted fold models like held-out images —
+new draws from the fold's generator when the unit has them (``QCUnit.fresh``), else
+(bring-your-own folders, imported pools) the second half of the pool at random, with
+a second C2ST fitted on the first half only (:func:`_fresh_scores`) —
 
 plus the global results per unit and the C2ST feature matrices, so that thresholds
 (:func:`decide`), the after-filter check (:func:`after_check`), the calibration view
@@ -34,6 +40,7 @@ from ctqc.qc.memorisation import check_copies
 
 SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
+FRESH_SEED_OFFSET = 104729  # the split-half frozen check's split and C2ST: seed + fold + this
 
 
 @dataclass
@@ -44,6 +51,7 @@ class UnitFeatures:
     synthetic: np.ndarray  # n_synthetic × d
     heldout: np.ndarray  # n_heldout × d
     pixel_columns: int | None  # the leading pixel block that PCA reduces (None: no pixel block)
+    fresh: np.ndarray | None = None  # n_fresh × d: the frozen filter's fresh images (None: none)
 
 
 @dataclass
@@ -84,13 +92,20 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
     reference, pixel_columns = feature_matrix(unit.reference, qc.features, cache, domain_weights)
     synthetic, _ = feature_matrix(unit.synthetic, qc.features, cache, domain_weights)
     heldout, _ = feature_matrix(unit.heldout, qc.features, cache, domain_weights) if len(unit.heldout) else (np.zeros((0, reference.shape[1])), None)
-    test = fit_c2st(reference, synthetic, qc, cfg.seed + unit.fold, pixel_columns, heldout=heldout if len(heldout) else None)
+    fresh_images, fresh_ids, fresh_files, source = _fresh_pool(unit, cfg.seed)
+    fresh = feature_matrix(fresh_images, qc.features, cache, domain_weights)[0] if len(fresh_ids) else np.zeros((0, reference.shape[1]))
+    drawn = source == "generator"  # new draws are scored by the main C2ST's fold models, like held-out images
+    extra = np.vstack([heldout, fresh]) if drawn else heldout
+    test = fit_c2st(reference, synthetic, qc, cfg.seed + unit.fold, pixel_columns, heldout=extra if len(extra) else None)
     nan = lambda n: np.full(n, np.nan)  # noqa: E731
     syn_scores = test.synthetic_scores_ if test is not None else nan(len(synthetic))
     ref_scores = test.real_scores_ if test is not None else nan(len(reference))
-    held_scores = test.heldout_scores_ if test is not None and len(heldout) else nan(len(heldout))
-    check = memorisation and len(unit.heldout) >= 2 and len(unit.reference) >= 2
+    extra_scores = test.heldout_scores_ if test is not None and len(extra) else nan(len(extra))
+    held_scores = extra_scores[: len(heldout)]
+    fresh_scores = extra_scores[len(heldout) :] if drawn else _fresh_scores(reference, synthetic, fresh, unit, qc, cfg.seed, pixel_columns)
+    check = memorisation and len(unit.reference) >= 3
     copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
+    fresh_copies = check_copies(fresh_images, unit.reference, None, qc.copy_percentile, qc.copy_max_shift) if check and len(fresh_ids) else None
     base = {"fold": unit.fold, "class": unit.name, "label": unit.key}
     rows = []
     for i, (sample_id, file) in enumerate(zip(unit.pool["sample_id"], unit.pool["file"])):
@@ -101,6 +116,12 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
         rows.append({**base, "source": "synthetic", "role": "synthetic", "id": str(sample_id), "file": str(file), "c2st_score": _round(syn_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
     for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
         rows += [{**base, "source": "real", "role": role, "id": str(i), "file": None, "c2st_score": _round(s)} for i, s in zip(ids, scores)]
+    for i, (sample_id, file) in enumerate(zip(fresh_ids, fresh_files)):
+        copy = (None, None, None, None) if fresh_copies is None else (
+            round(float(fresh_copies.distance[i]), 6), round(float(fresh_copies.ratio[i]), 6),
+            unit.reference_ids[int(fresh_copies.nearest_train[i])], bool(fresh_copies.flagged[i]),
+        )  # fmt: skip
+        rows.append({**base, "source": "fresh", "role": "fresh", "id": str(sample_id), "file": file, "c2st_score": _round(fresh_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
     results = {
         "fold": unit.fold,
         "class": unit.name,
@@ -110,9 +131,56 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
         "n_heldout": len(heldout),
         "c2st": {**c2st_summary(test), "n_real": len(reference), "n_synthetic": len(synthetic)},
         "c2st_c": None if test is None else [float(c) for c in test.chosen_c_] or float(test.c),
+        "c2st_uninformative_folds": None if test is None else [test.uninformative_folds_, test.n_fold_models_],
         "copy_threshold": None if copies is None else round(float(copies.threshold), 6),
+        "fresh": {"source": source, "n": len(fresh_ids)},
+        # the threshold is set by the training images alone; held-out images it would flag = its false-flag rate
+        "copy_heldout_flagged": None if copies is None or not len(copies.heldout_flagged) else [int(copies.heldout_flagged.sum()), len(copies.heldout_flagged)],
     }
-    return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns)
+    if test is not None and test.uninformative_folds_:
+        results["notes"] = [
+            f"in {test.uninformative_folds_} of {test.n_fold_models_} C2ST fold models the calibration found no signal (the inner cross-validation "
+            "ranked real and synthetic images the wrong way round, as small samples do): their images score 0.5 and are not rejected as c2st"
+        ]
+    return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns, fresh if len(fresh_ids) else None)
+
+
+def _fresh_pool(unit, seed: int) -> tuple:
+    """(images, ids, files, source) of the frozen filter's fresh images for ``unit``.
+
+    New draws from the fold's generator when the unit has them (``source`` "generator", files
+    None); otherwise the second half of the pool, split at random (``source`` "split half", with
+    their files), or nothing (``source`` None) when the pool holds fewer than 2 × :data:`MIN_HALF`.
+    """
+    if unit.fresh is not None and len(unit.fresh):
+        return unit.fresh, tuple(unit.fresh_ids), (None,) * len(unit.fresh_ids), "generator"
+    if len(unit.synthetic) < 2 * MIN_HALF:
+        return None, (), (), None
+    second = _second_half(len(unit.synthetic), seed + unit.fold)
+    return unit.synthetic[second], tuple(str(unit.pool["sample_id"].iloc[i]) for i in second), tuple(str(unit.pool["file"].iloc[i]) for i in second), "split half"
+
+
+MIN_HALF = 5  # the fewest synthetic images in each half of a split-half frozen check
+
+
+def _second_half(n: int, seed: int) -> np.ndarray:
+    """Indices (sorted) of the random half of ``n`` pool images that the split-half frozen check holds back."""
+    order = np.random.default_rng(seed + FRESH_SEED_OFFSET).permutation(n)
+    return np.sort(order[n // 2 :])
+
+
+def _fresh_scores(reference, synthetic, fresh, unit, qc, seed: int, pixel_columns) -> np.ndarray:
+    """Split half: p(synthetic) of the held-back half by a C2ST fitted on the other half only (NaN without one).
+
+    The second C2ST sees the reference images and the first half of the pool; each held-back
+    image is scored per repeat by one of its fold models, like a held-out image — so the frozen
+    filter is applied to images that took no part in fitting it.
+    """
+    if not len(fresh):
+        return np.zeros(0)
+    first = np.setdiff1d(np.arange(len(synthetic)), _second_half(len(synthetic), seed + unit.fold))
+    test = fit_c2st(reference, synthetic[first], qc, seed + unit.fold + FRESH_SEED_OFFSET, pixel_columns, heldout=fresh)
+    return test.heldout_scores_ if test is not None else np.full(len(fresh), np.nan)
 
 
 def _round(value: float) -> float:
@@ -156,6 +224,33 @@ def after_check(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fo
     if statistic is not None and statistic < 0.5 and summary["p_value_two_sided"] is not None and summary["p_value_two_sided"] <= 0.05:
         summary["note"] = f"the test statistic's AUC is {statistic:.2f}, well below 0.5: an artefact of the comparison, not evidence of realism"
     return summary
+
+
+FROZEN_CHECK = "the filter frozen (same fitted models, same threshold, same copy rule) applied to fresh synthetic images that took no part in fitting or choosing it; its kept images vs the fold's held-out real images, two-sided"
+
+
+def frozen_check(table, unit: dict, features: UnitFeatures, threshold: float | None, memorisation: bool, qc, seed: int) -> dict | None:
+    """The frozen filter on the unit's fresh images: what it keeps, and that kept set vs the evaluation images.
+
+    ``table``: the score table (the unit's ``fresh`` rows); ``threshold``: the unit's p(synthetic)
+    threshold (None = no C2ST rejection). The kept fresh images are tested like the selection's
+    kept set (:func:`after_check`: a new C2ST against the held-out real images, two-sided), and
+    their density/coverage against the held-out images is compared with same-size random subsets
+    of the fresh pool (:func:`diversity`). None when the unit has no fresh images.
+    """
+    rows = table[(table["fold"] == unit["fold"]) & (table["label"] == unit["label"]) & (table["role"] == "fresh")]
+    if rows.empty or features.fresh is None or len(features.fresh) != len(rows):
+        return None
+    kept = (decide(rows, 1.0 if threshold is None else threshold, memorisation)["reasons"] == "").to_numpy()
+    fresh = UnitFeatures(features.reference, features.fresh, features.heldout, features.pixel_columns)
+    against_evaluation = UnitFeatures(features.heldout, features.fresh, features.heldout, features.pixel_columns)
+    return {
+        "source": unit.get("fresh", {}).get("source"),
+        "n": len(rows),
+        "kept": int(kept.sum()),
+        "c2st_after": after_check(fresh, kept, qc, seed, unit["fold"]),
+        "diversity_vs_heldout": diversity(against_evaluation, kept, qc, seed, unit["fold"]),
+    }
 
 
 def calibration(table, unit: dict, qc) -> dict | None:
@@ -223,6 +318,8 @@ def save_features(path, features: dict[str, UnitFeatures]) -> None:
     arrays = {}
     for n, (label, f) in enumerate(features.items()):
         arrays.update({f"u{n}_reference": f.reference, f"u{n}_synthetic": f.synthetic, f"u{n}_heldout": f.heldout})
+        if f.fresh is not None:
+            arrays[f"u{n}_fresh"] = f.fresh
         arrays[f"u{n}_meta"] = np.array([label, "" if f.pixel_columns is None else str(f.pixel_columns)])
     with atomic.atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
@@ -236,6 +333,7 @@ def load_features(path) -> dict[str, UnitFeatures]:
         n = 0
         while f"u{n}_meta" in npz:
             label, columns = (str(v) for v in npz[f"u{n}_meta"])
-            out[label] = UnitFeatures(npz[f"u{n}_reference"], npz[f"u{n}_synthetic"], npz[f"u{n}_heldout"], int(columns) if columns else None)
+            fresh = npz[f"u{n}_fresh"] if f"u{n}_fresh" in npz else None
+            out[label] = UnitFeatures(npz[f"u{n}_reference"], npz[f"u{n}_synthetic"], npz[f"u{n}_heldout"], int(columns) if columns else None, fresh)
             n += 1
     return out

@@ -22,6 +22,8 @@ from ctqc.config import DataConfig
 from ctqc.data import load_dataset
 from ctqc.errors import UserError
 from ctqc.run import Run
+from ctqc.seeds import unit_seed
+from gan.sampling import load_generator, sample_pixels
 
 POOL_COLUMNS = ["sample_id", "file", "class", "label", "fold"]
 
@@ -37,6 +39,9 @@ class QCUnit:
     heldout_ids: tuple[str, ...]
     synthetic: torch.Tensor
     pool: object  # pandas DataFrame with POOL_COLUMNS, one row per synthetic image
+    # images the filter never selects from, for its frozen check: new draws from the fold's generator (None: none drawn)
+    fresh: torch.Tensor | None = None
+    fresh_ids: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -89,8 +94,32 @@ def units_from_folders(real_dir: Path, synthetic_dir: Path, cfg, heldout_fractio
     return units
 
 
-def units_from_run(run: Run, kept_only: bool = False) -> list[QCUnit]:
-    """The QC units of ``run``: every fold × class with synthetic images (only kept ones with ``kept_only``)."""
+#: Mixed into a generator's pool seed for the frozen filter's fresh pool (the pool itself uses 0x5EED).
+FRESH_SALT = 0xF4E5
+
+
+def generator_images(run: Run, fold: int, key: int, n: int, salt: int, prefix: str) -> tuple[torch.Tensor, tuple[str, ...]]:
+    """``n`` new images of class ``key`` from fold ``fold``'s generator: float32 N×1×S×S in [-1, 1] (8-bit steps), and their ids.
+
+    Deterministic from the run's seed, fold, class and ``salt`` (each use its own, so that its
+    latent draws are distinct from the pool's); quantised to 8 bits as the pool's PNG files are.
+    Ids are ``<prefix>_<class key>_<fold>_<i>``. Raises :class:`~ctqc.errors.UserError` when the
+    generator is missing or unreadable.
+    """
+    ckpt = run.generator_checkpoint(fold, key)
+    G, meta = load_generator(ckpt)
+    y = sorted(run.config.data.classes).index(key) if meta["n_classes"] else None
+    pixels = sample_pixels(G, n, unit_seed(run.config.seed, fold, key) ^ salt, y=y)
+    ids = tuple(f"{prefix}_{key}_{fold}_{i:05d}" for i in range(n))
+    return (pixels.float() / 127.5 - 1.0).unsqueeze(1), ids
+
+
+def units_from_run(run: Run, kept_only: bool = False, fresh: bool = False) -> list[QCUnit]:
+    """The QC units of ``run``: every fold × class with synthetic images (only kept ones with ``kept_only``).
+
+    With ``fresh``, each unit whose fold has a generator also gets as many new draws from it as
+    its pool holds (:data:`FRESH_SALT`): the frozen filter's fresh pool (:mod:`ctqc.qc.scoring`).
+    """
     cfg, data, splits = run.config, run.data(), run.splits
     index = run.pool(kept_only=kept_only)
     units = []
@@ -115,4 +144,6 @@ def units_from_run(run: Run, kept_only: bool = False) -> list[QCUnit]:
                     pool=pool[POOL_COLUMNS],
                 )
             )
+            if fresh and run.generator_checkpoint(fold, key).is_file():
+                units[-1].fresh, units[-1].fresh_ids = generator_images(run, fold, key, len(pool), FRESH_SALT, "fresh")
     return units

@@ -1,9 +1,10 @@
 """The filter stage: a decision over stored scores — drop images a classifier calls synthetic, and copies.
 
 The scores come from the score stage (:mod:`ctqc.stages.score`, ``qc/scores.csv``):
-an out-of-fold, prior-corrected p(synthetic) per synthetic image, fitted against
-each fold's real *training* images, and the copy check against the same images
-with the fold's held-out validation images as reference. Images above the
+a calibrated, out-of-fold, prior-corrected p(synthetic) per synthetic image, fitted
+against each fold's real *training* images, and the copy check against the same
+images (its threshold from their leave-one-out distances; the fold's held-out
+validation images only grade it). Images above the
 operating point's threshold are rejected as unrealistic: ``--c2st-threshold``
 (one fixed p(synthetic) threshold) or ``--max-real-rejection α`` (per fold × class,
 the split-conformal threshold over the stored scores of the held-out real images,
@@ -40,7 +41,7 @@ from ctqc.errors import UserError
 from ctqc.qc.calibration import conformal_expected_rejection, conformal_threshold, rejection_rate
 from ctqc.qc.embeddings import plot_embedding
 from ctqc.qc.inception import cache_dir
-from ctqc.qc.scoring import AFTER_CHECK, ScoreSet, after_check, calibration, decide, diversity, load_features, score_units
+from ctqc.qc.scoring import AFTER_CHECK, FROZEN_CHECK, ScoreSet, after_check, calibration, decide, diversity, frozen_check, load_features, score_units
 from ctqc.qc.units import units_from_folders
 from ctqc.run import Run
 
@@ -121,7 +122,7 @@ def filter_folders(
     units = units_from_folders(real_dir, synthetic_dir, cfg, heldout_fraction=BYO_HELDOUT)
     scores = score_units(units, cfg, cache_dir() / "features", memorisation=memorisation)
     held = round(100 * BYO_HELDOUT)
-    fitted_on = f"a random {100 - held} % of the real images of each class in {real_dir}; held-out scores, copy reference and floor: the other {held} %"
+    fitted_on = f"a random {100 - held} % of the real images of each class in {real_dir}; copy threshold from the same images (leave-one-out); held-out scores, after-check and floor: the other {held} %"
     table, summary = decide_and_check(scores, cfg, point, memorisation, fitted_on=fitted_on)
     summary.real, summary.synthetic = str(real_dir), str(synthetic_dir)
     staging = out.parent / f".{out.name}.new"
@@ -168,12 +169,13 @@ def decide_and_check(scores: ScoreSet, cfg: Config, point: OperatingPoint | floa
             real_rejection=rejections[label],
             calibration=calibration(table, unit, cfg.qc),
             diversity=diversity(scores.features[label], kept_mask, cfg.qc, cfg.seed, unit["fold"]),
+            frozen=frozen_check(table, unit, scores.features[label], thresholds[label], memorisation, cfg.qc, cfg.seed),
             notes=[*unit.get("notes", []), *([notes[label]] if label in notes else [])],
         )
     out = decided.rename(columns={"id": "sample_id"})[FILTER_COLUMNS]
     kept = int((out["reasons"] == "").sum())
     summary = FilterSummary(
-        c2st_threshold=point.threshold, mode=point.mode, max_real_rejection=point.max_real_rejection, after_check=AFTER_CHECK,
+        c2st_threshold=point.threshold, mode=point.mode, max_real_rejection=point.max_real_rejection, after_check=AFTER_CHECK, frozen_check=FROZEN_CHECK,
         memorisation=memorisation, features=cfg.qc.features, classifier=cfg.qc.classifier,
         kept=kept, rejected=len(out) - kept, per_class=per_class, fitted_on=fitted_on,
     )  # fmt: skip
@@ -223,8 +225,10 @@ def _write(staging: Path, table: pd.DataFrame, summary: FilterSummary, embedding
             if embeddings_csv:
                 marked.to_csv(tmp / "embeddings.csv", index=False)
             first = marked[marked["fold"] == marked["fold"].min()]
+            fold = int(first["fold"].min()) if len(first) else 0
+            warnings = {label.split("/", 1)[1]: v.diversity.warning for label, v in summary.per_class.items() if label.startswith(f"fold{fold}/") and v.diversity is not None and v.diversity.warning}
             for method, name in plots.items():
-                plot_embedding(first, method, tmp / name)
+                plot_embedding(first, method, tmp / name, warnings)
 
 
 def _mark_kept(embeddings: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,12 @@ Per class (and over all classes), against the real images the generator learned 
   data-copying statistic C_T.
 
 When ``ctqc filter`` has run, the distribution metrics are also computed for the
-kept images (``after_filter``). Writes ``qc/metrics.json``.
+kept images (``after_filter``) — against the fold's held-out (evaluation) real images,
+which neither fitted the filter nor chose the kept set, not against the training
+images that chose it; the floor is a same-size random subset of the training images
+against the same evaluation images, and the whole pool is measured the same way
+(``after_filter.pool_scopes``) so that before and after compare like with like.
+Writes ``qc/metrics.json``.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import torch
 from ctqc import atomic
 from ctqc.artefacts import QCMetrics, Scoring, read_artefact, write_artefact
 from ctqc.errors import UserError
+from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import describe_encoder, encoders_if_used
 from ctqc.qc.features import extract
 from ctqc.qc.inception import cache_dir
@@ -93,34 +99,85 @@ def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
         metrics["domain_encoders"] = {f"fold{k}": describe_encoder(path) for k, path in domain.items()}
     if kept_units is not None:  # the filter has run (scopes with fewer than two kept images are left out)
         kept_counts = {scope(u): len(u.pool) for u in kept_units}
-        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain)}
+        metrics["after_filter"] = {
+            "kept": {scope(u): kept_counts.get(scope(u), 0) for u in units},
+            "against": AGAINST_EVALUATION,
+            "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain, evaluation=True),
+            "pool_scopes": _scopes([u for u in units if kept_counts.get(scope(u), 0) >= 2], scope, qc, cfg.seed, cache, domain, evaluation=True, sizes=kept_counts),
+            "diversity": _diversity(units, kept_units, scope, qc, cfg.seed, cache, domain),
+        }
     for unit in units:
         metrics["c2st"][scope(unit)] = scores.units[unit.label]["c2st"]
         metrics["memorisation"][scope(unit)] = _memorisation(unit, qc, cache, scores, domain.get(unit.fold))
     for name, entry in metrics["scopes"].items():
         metrics["warnings"] += [f"{name}: {w}" for w in entry.pop("warnings", [])]
-    for entry in metrics.get("after_filter", {}).get("scopes", {}).values():
-        entry.pop("warnings", None)
+    for part in ("scopes", "pool_scopes"):
+        for entry in metrics.get("after_filter", {}).get(part, {}).values():
+            entry.pop("warnings", None)
     return metrics
 
 
-def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None) -> dict:
-    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder})."""
+AGAINST_EVALUATION = (
+    "the fold's held-out (evaluation) real images, which neither fitted the filter nor chose the kept set; "
+    "floor: a random subset of the training images of the kept set's size against the same evaluation images"
+)
+
+
+def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None, evaluation: bool = False, sizes: dict | None = None) -> dict:
+    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder}).
+
+    Default: synthetic vs the training (reference) images, floor = held-out vs the same reference.
+    With ``evaluation``: synthetic vs the held-out (evaluation) images, floor = a random subset of
+    the training images vs the same evaluation images, of the synthetic set's size — or of
+    ``sizes[scope]`` (the kept set's size), so that a pool and its kept set meet the same floor.
+    """
 
     def features(images, fold):
         return extract(qc.metric_features, images, cache, (domain or {}).get(fold))
 
+    def measure(synthetic, reference, heldout, size, unit_seed):
+        if not evaluation:
+            return distribution_metrics(synthetic, reference, heldout, qc.n_bootstrap, unit_seed)
+        n_floor = min(len(reference), size)
+        floor = reference[np.sort(np.random.default_rng(unit_seed + FLOOR_OFFSET).choice(len(reference), n_floor, replace=False))]
+        return distribution_metrics(synthetic, heldout, floor, qc.n_bootstrap, unit_seed)
+
+    size = lambda u: (sizes or {}).get(scope(u), len(u.synthetic))  # noqa: E731
     out = {}
     for unit in units:
-        if len(unit.synthetic) < 2:
+        if len(unit.synthetic) < 2 or (evaluation and len(unit.heldout) < 2):
             continue
         synthetic, reference, heldout = (features(x, unit.fold) for x in (unit.synthetic, unit.reference, unit.heldout))
-        out[scope(unit)] = distribution_metrics(synthetic, reference, heldout, qc.n_bootstrap, seed + unit.fold)
+        out[scope(unit)] = measure(synthetic, reference, heldout, size(unit), seed + unit.fold)
     first = [u for u in units if u.fold == units[0].fold] if units else []
-    if len(first) > 1:
+    if len(first) > 1 and not (evaluation and sum(len(u.heldout) for u in first) < 2):
         cat = lambda attr: features(torch.cat([getattr(u, attr) for u in first]), first[0].fold)  # noqa: E731
-        out["all"] = distribution_metrics(cat("synthetic"), cat("reference"), cat("heldout"), qc.n_bootstrap, seed)
+        out["all"] = measure(cat("synthetic"), cat("reference"), cat("heldout"), sum(size(u) for u in first), seed)
     return out
+
+
+def _diversity(units, kept_units, scope, qc, seed: int, cache, domain: dict) -> dict:
+    """Density/coverage (Naeem et al. 2020) of each unit's pool, kept set and same-size random subsets on the metric features.
+
+    Against the unit's training (reference) images, as the filter's view on the C2ST features
+    (:func:`ctqc.qc.diversity.diversity_check`, k = 5, 20 random draws, warning when the kept set
+    covers more than 0.1 less than the random subsets). Units with no kept image are left out.
+    """
+    kept_ids = {(u.fold, u.key): set(u.pool["sample_id"].astype(str)) for u in kept_units}
+    out = {}
+    for unit in units:
+        ids = kept_ids.get((unit.fold, unit.key))
+        if not ids or len(unit.synthetic) < 2:
+            continue
+        mask = unit.pool["sample_id"].astype(str).isin(ids).to_numpy()
+        real, pool = (extract(qc.metric_features, x, cache, (domain or {}).get(unit.fold)) for x in (unit.reference, unit.synthetic))
+        result = diversity_check(real, pool, mask, seed=seed + unit.fold)
+        if result is not None:
+            out[scope(unit)] = result
+    return out
+
+
+FLOOR_OFFSET = 31337  # the evaluation floor's random training subset: seed + fold + this
 
 
 def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dict:
@@ -140,6 +197,7 @@ def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dic
         "c_t": None if np.isnan(c_t) else round(c_t, 4),
         "n_flagged": int(rows["copy_flagged"].fillna(False).astype(bool).sum()),
         "copy_threshold": scores.units[unit.label]["copy_threshold"],
+        "heldout_flagged": scores.units[unit.label].get("copy_heldout_flagged"),
         "pairs": pairs,
     }
 

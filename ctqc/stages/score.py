@@ -4,7 +4,8 @@ Per fold and class, the synthetic pool is compared with that fold's real *traini
 images (never validation or test) by a classifier two-sample test; every image gets
 an out-of-fold, prior-corrected p(synthetic), and the fold's held-out validation
 images are scored by every fold model (they took no part in fitting). The copy
-check finds each synthetic image's nearest training image. See :mod:`ctqc.qc.scoring`.
+check finds each synthetic image's nearest training image; its threshold comes from
+the training images alone, and the validation images grade it. See :mod:`ctqc.qc.scoring`.
 
 Writes into ``qc/`` (the stage that owns it): ``scores.csv`` (one row per image,
 synthetic and real, with each real image's role ``fit`` or ``heldout``),
@@ -30,7 +31,7 @@ def score(run: Run) -> ScoreSet:
     layout = run.layout
     with run.stage(STAGE) as outputs:
         cfg = run.config
-        scores = score_units(units_from_run(run), cfg, layout.features, memorisation=True)
+        scores = score_units(units_from_run(run, fresh=True), cfg, layout.features, memorisation=True)
         atomic.write_text(layout.scores, scores.table.to_csv(index=False))
         save_features(layout.c2st_features, scores.features)
         write_artefact(layout.scoring, Scoring(features=cfg.qc.features, classifier=cfg.qc.classifier, fitted_on=FITTED_ON, units=scores.units))
@@ -41,4 +42,4 @@ def score(run: Run) -> ScoreSet:
     return scores
 
 
-FITTED_ON = "each fold's real training images vs that fold's synthetic pool; held-out scores and copy reference: the fold's validation images"
+FITTED_ON = "each fold's real training images vs that fold's synthetic pool (copy threshold: the training images' leave-one-out distances); held-out scores and the copy threshold's false-flag check: the fold's validation images"

@@ -1,7 +1,8 @@
 """9 Filter: the operating point and what it kept (filter/filter.json), before/after metrics, galleries.
 
 Per fold and class: the threshold used and the genuine images it rejects, the ECE of the stored
-scores as they are, the after-filter C2ST (kept vs held-out real images, two-sided) and density /
+(calibrated) scores, the after-filter C2ST (kept vs held-out real images, two-sided), the frozen
+filter on fresh images (the evidence: its kept images vs the held-out real images) and density /
 coverage of pool and kept set against same-size random subsets of the pool.
 """
 
@@ -51,9 +52,40 @@ def build(run: RunData) -> Section:
         for unit, v in filt.per_class.items()
         if (d := v.diversity) is not None
     ]
-    metrics = run.metrics()
-    before = metrics.scopes if metrics else {}
+    qc_metrics = run.metrics()
+    metric_diversity = qc_metrics.after_filter.diversity if qc_metrics and qc_metrics.after_filter else {}
+    metric_diversity_rows = [
+        {
+            "unit": scope,
+            "coverage": f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
+            "coverage_random": fmt(d.coverage_random, 2),
+            "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
+            "density_random": fmt(d.density_random, 2),
+            "n_real": d.n_real,
+            "warning": d.warning,
+        }
+        for scope, d in metric_diversity.items()
+    ]
+    frozen_rows = [
+        {
+            "unit": unit,
+            "n": f.n,
+            "kept": f.kept,
+            "after": after_cell(f.c2st_after),
+            "coverage": "–" if (d := f.diversity_vs_heldout) is None else f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
+            "coverage_random": "–" if d is None else fmt(d.coverage_random, 2),
+            "warning": None if d is None else d.warning,
+        }
+        for unit, v in filt.per_class.items()
+        if (f := v.frozen) is not None
+    ]
+    sources = sorted({v.frozen.source for v in filt.per_class.values() if v.frozen is not None and v.frozen.source})
+    frozen_sources = "; ".join({"generator": "new draws from each fold's generator, as many as its pool", "split half": "half of the pool held back at random; the filter refitted on the other half"}.get(x, x) for x in sources)
+    metrics = qc_metrics
     after = metrics.after_filter.scopes if metrics and metrics.after_filter else {}
+    # measured against the held-out images, the pool's own values are the like-for-like "before" (older runs: none)
+    against = metrics.after_filter.against if metrics and metrics.after_filter else None
+    before = metrics.after_filter.pool_scopes if against else (metrics.scopes if metrics else {})
     before_after = []
     for name, scope in after.items():
         prior = before.get(name)
@@ -83,6 +115,7 @@ def build(run: RunData) -> Section:
         "kept": filt.kept,
         "rejected": filt.rejected,
         "per_class": {unit: v.model_dump(include=UNIT_FIELDS) for unit, v in filt.per_class.items()},
+        "frozen": {unit: {"n": v.frozen.n, "kept": v.frozen.kept, "auc": v.frozen.c2st_after.auc, "p_value_two_sided": v.frozen.c2st_after.p_value_two_sided} for unit, v in filt.per_class.items() if v.frozen is not None},
         "distribution_metrics_after": headline(after),
     }
     content = {
@@ -98,8 +131,12 @@ def build(run: RunData) -> Section:
         "rejected": filt.rejected,
         "rows": rows,
         "diversity_rows": diversity_rows,
+        "frozen_rows": frozen_rows,
+        "metric_diversity_rows": metric_diversity_rows,
+        "frozen_sources": frozen_sources,
         "before_after": before_after,
         "metrics_ran": bool(before),
+        "against": against or "the training images (the images that chose the kept set: read with care)",
         "figure": figures.filter_scores(kept, rejected, filt.c2st_threshold),
         "kept_pictures": _gallery(run, kept, ascending=True),
         "rejected_pictures": _gallery(run, rejected, ascending=False),

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from ctqc.config import ratio_arm
+from ctqc.qc.units import generator_images
 from ctqc.run import Run
-from ctqc.seeds import unit_seed
-from gan.sampling import load_generator, sample_pixels
 
 #: Mixed into a generator's pool seed so that extension images are fresh latent draws.
 EXTENSION_SALT = 0xE7E7
@@ -72,13 +71,8 @@ def extension_images(run: Run, fold: int, key: int, n: int) -> tuple[torch.Tenso
     """``n`` new images of class ``key`` from fold ``fold``'s generator: float32 N×1×S×S in [-1, 1] (8-bit steps), and their ids.
 
     Deterministic from the run's seed, fold and class; distinct from the pool's latent
-    draws. Raises :class:`~ctqc.errors.UserError` when the generator is missing or
-    unreadable (:func:`plan` skips ratios whose generator is missing).
+    draws (:func:`ctqc.qc.units.generator_images` with :data:`EXTENSION_SALT`). Raises
+    :class:`~ctqc.errors.UserError` when the generator is missing or unreadable (:func:`plan`
+    skips ratios whose generator is missing).
     """
-    ckpt = run.generator_checkpoint(fold, key)
-    G, meta = load_generator(ckpt)
-    y = sorted(run.config.data.classes).index(key) if meta["n_classes"] else None
-    seed = unit_seed(run.config.seed, fold, key) ^ EXTENSION_SALT
-    pixels = sample_pixels(G, n, seed, y=y)
-    ids = tuple(f"ext_{key}_{fold}_{i:05d}" for i in range(n))
-    return (pixels.float() / 127.5 - 1.0).unsqueeze(1), ids
+    return generator_images(run, fold, key, n, EXTENSION_SALT, "ext")
