@@ -39,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from ctqc.device import use_bf16
 from classify.models import build_classifier
 from classify.training import fit_classifier
 from ctqc.config import ClassifierConfig, DataConfig, PhantomConfig
 from ctqc.data import load_dataset
+from ctqc.device import use_bf16
 
 BATCH = 32
 

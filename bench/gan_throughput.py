@@ -24,11 +24,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from ctqc.config import GanConfig
+from ctqc.config import DataConfig, GanConfig, PhantomConfig
 from ctqc.data import load_dataset
-from ctqc.config import DataConfig, PhantomConfig
-from gan.networks import PaperDiscriminator, PaperGenerator
 from ctqc.device import use_bf16
+from gan.networks import PaperDiscriminator, PaperGenerator
 from gan.trainer import train_gan
 
 BATCH = 16
