@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from classify.config import ClassifierConfig
 from ctqc.errors import UserError
+from ctqc.pretrained import CMMD_EXTRACTOR, METRIC_EXTRACTORS, PRETRAINED, PRETRAINED_WEIGHTS
 from gan.config import GanConfig
 
 #: DICOM display windows as (level, width) in Hounsfield units.
@@ -195,8 +196,34 @@ class QCConfig(_Strict):
     # ctqc qc: FID / KID / precision-recall features (inception = torch-fidelity's exact fp32
     # network; inception-bf16 = the same weights, BN folded, bfloat16: faster, ~2 % feature error;
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)
-    metric_features: Literal["inception", "inception-bf16", "domain"] = "inception"
+    # A list compares extractors side by side (the first is the headline); a single name is accepted.
+    # The pretrained ones (PRETRAINED_WEIGHTS) need their local weights file in qc.weights.<name>.
+    metric_features: list[Literal[METRIC_EXTRACTORS]] = Field(default_factory=lambda: ["inception"], min_length=1)  # type: ignore[valid-type]
+    weights: dict[Literal[PRETRAINED], str] = Field(default_factory=dict)  # type: ignore[valid-type]  # name → local file; never downloaded
+    reject_inauthentic: bool = False  # filter: also reject images the authenticity test (Alaa et al. 2022) calls copies
     n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
+
+    @field_validator("metric_features", mode="before")
+    @classmethod
+    def _one_name_is_a_list(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _weights_exist(self) -> QCConfig:
+        """Every pretrained metric extractor has a weights file, and every given file exists (one line naming the key)."""
+        for name in (n for n in self.metric_features if n in PRETRAINED_WEIGHTS and n not in self.weights):
+            raise ValueError(f"qc.weights.{name} is not set: give the local file ({PRETRAINED_WEIGHTS[name]}); ctqc never downloads")
+        if len(set(self.metric_features)) != len(self.metric_features):
+            raise ValueError("qc.metric_features lists an extractor twice")
+        for name, path in self.weights.items():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"qc.weights.{name}: file not found: {path}; expected {PRETRAINED_WEIGHTS[name]}")
+        return self
+
+    def metric_extractors(self) -> list[str]:
+        """The extractors the QC metrics are computed on: ``metric_features``, plus CMMD's CLIP when its weights are given."""
+        extra = [CMMD_EXTRACTOR] if CMMD_EXTRACTOR in self.weights and CMMD_EXTRACTOR not in self.metric_features else []
+        return [*self.metric_features, *extra]
 
 
 class RunConfig(_Strict):
@@ -337,6 +364,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             valid = _valid_keys(err["loc"][:-1])
             hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
             messages.append(f"unknown key '{key}'{hint}")
+        elif err["type"] == "value_error" and str(err["ctx"]["error"]).startswith(f"{key}."):  # names its own key
+            messages.append(str(err["ctx"]["error"]))
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"
