@@ -15,6 +15,7 @@ kept images (``after_filter``). Writes ``qc/metrics.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -76,16 +77,22 @@ def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
     qc = cfg.qc
     single_fold = len({u.fold for u in units}) == 1
     scope = (lambda u: u.name) if single_fold else (lambda u: u.label)
+    names = qc.metric_extractors()  # the first is the headline; CMMD's CLIP is added when its weights are given
     # {fold: weights of the domain encoder fitted on that fold's real training images}; {} unless "domain" is used
-    domain = encoders_if_used(units, [*qc.features, qc.metric_features], cache, cfg.seed)
+    domain = encoders_if_used(units, [*qc.features, *names], cache, cfg.seed)
+
+    def scopes(name, some_units):
+        return _scopes(some_units, scope, qc, cfg.seed, lambda images, fold: extract(name, images, cache, domain.get(fold), qc.weights))
+
     metrics: dict = {
-        "extractor": qc.metric_features,
+        "extractor": names[0],
+        "extractors": names,
         "n_bootstrap": qc.n_bootstrap,
         "c2st_features": qc.features,
         "c2st_classifier": qc.classifier,
         "reference": "real training images of each class (the GAN's own); floor: held-out (validation) real images vs the same reference",
         "warnings": [],
-        "scopes": _scopes(units, scope, qc, cfg.seed, cache, domain),
+        "scopes": scopes(names[0], units),
         "c2st": {},
         "memorisation": {},
     }
@@ -93,23 +100,42 @@ def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
         metrics["domain_encoders"] = {f"fold{k}": describe_encoder(path) for k, path in domain.items()}
     if kept_units is not None:  # the filter has run (scopes with fewer than two kept images are left out)
         kept_counts = {scope(u): len(u.pool) for u in kept_units}
-        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain)}
+        metrics["after_filter"] = {"kept": {scope(u): kept_counts.get(scope(u), 0) for u in units}, "scopes": scopes(names[0], kept_units)}
+    if len(names) > 1:  # agreement between extractors: pool, kept set and a same-size random subset on each
+        randoms = random_like(units, kept_units, cfg.seed) if kept_units is not None else None
+        metrics["by_extractor"] = {
+            name: {
+                "pool": metrics["scopes"] if i == 0 else scopes(name, units),
+                "kept": None if kept_units is None else metrics["after_filter"]["scopes"] if i == 0 else scopes(name, kept_units),
+                "random": None if randoms is None else scopes(name, randoms),
+            }
+            for i, name in enumerate(names)
+        }
     for unit in units:
         metrics["c2st"][scope(unit)] = scores.units[unit.label]["c2st"]
         metrics["memorisation"][scope(unit)] = _memorisation(unit, qc, cache, scores, domain.get(unit.fold))
     for name, entry in metrics["scopes"].items():
         metrics["warnings"] += [f"{name}: {w}" for w in entry.pop("warnings", [])]
-    for entry in metrics.get("after_filter", {}).get("scopes", {}).values():
+    extra = [*metrics.get("after_filter", {}).get("scopes", {}).values()]
+    extra += [e for sets in metrics.get("by_extractor", {}).values() for group in sets.values() if group for e in group.values()]
+    for entry in extra:
         entry.pop("warnings", None)
     return metrics
 
 
-def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None) -> dict:
-    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder})."""
+def random_like(units, kept_units, seed: int) -> list:
+    """Per unit, a random subset of its synthetic pool as large as the filter's kept set (the filter's no-skill baseline)."""
+    kept = {u.label: len(u.synthetic) for u in kept_units}
+    out = []
+    for unit in units:
+        rng = np.random.default_rng([seed, unit.fold, unit.key])
+        idx = np.sort(rng.choice(len(unit.synthetic), min(kept.get(unit.label, 0), len(unit.synthetic)), replace=False))
+        out.append(dataclasses.replace(unit, synthetic=unit.synthetic[torch.from_numpy(idx)], pool=unit.pool.iloc[idx]))
+    return out
 
-    def features(images, fold):
-        return extract(qc.metric_features, images, cache, (domain or {}).get(fold))
 
+def _scopes(units, scope, qc, seed: int, features) -> dict:
+    """Distribution metrics per unit, and over all classes of the first fold (``features(images, fold)``: the metric features)."""
     out = {}
     for unit in units:
         if len(unit.synthetic) < 2:
@@ -129,7 +155,7 @@ def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dic
     rows = table[(table["source"] == "synthetic") & (table["fold"] == unit.fold) & (table["label"] == unit.key)]
     if len(unit.heldout) < 2 or len(unit.reference) < 2 or rows["copy_ratio"].isna().all():
         return {"c_t": None, "n_flagged": None, "pairs": [], "note": "fewer than two held-out or reference images"}
-    feats = [extract(qc.metric_features, x, cache, domain_weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
+    feats = [extract(qc.metric_features[0], x, cache, domain_weights, qc.weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
     c_t = data_copying_statistic(*feats, random_state=0)
     nearest = rows.sort_values("copy_ratio", kind="stable").head(PAIRS_SHOWN)
     pairs = [
