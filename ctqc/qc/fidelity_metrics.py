@@ -20,7 +20,7 @@ Definitions, on feature vectors (n×d, any d; in a run the configured metric fea
 - **Authenticity** (the paper's §3.3, its reference estimator): a synthetic sample g is *inauthentic*
   when it is closer to its nearest real sample r* than r* is to its own nearest other real sample
   (d(g, r*) ≤ d(r*, NN_real(r*))) — a likely copy; authenticity is the share of authentic samples.
-  Two independent samples of one distribution score about 0.5-0.6, copies score 0 (see the tests).
+  Two independent samples of one distribution score about 0.55-0.85 (Gaussians, d = 8-64, n = 70-300), copies 0 (tests).
 
 Deviation from the paper, on purpose: the paper first maps the data into a learned one-class
 (deep SVDD) embedding; ctqc uses the given features directly (the paper's §4 notes the metrics are
