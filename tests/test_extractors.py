@@ -177,3 +177,32 @@ def test_cli_refuses_a_missing_weights_file_in_one_line_with_exit_2(tmp_path, ph
     assert result.stderr.strip() == f"error: --set: qc.weights.dinov2-vits14: file not found: {missing}; expected {extractors.PRETRAINED_WEIGHTS['dinov2-vits14']}"
     unset = ctqc("data", "inspect", "--data", phantom_folder, "--set", "qc.metric_features=swav-resnet50", cwd=tmp_path)
     assert unset.returncode == 2 and len(unset.stderr.strip().splitlines()) == 1 and "qc.weights.swav-resnet50 is not set" in unset.stderr
+
+
+def test_qc_on_two_extractors_writes_each_ones_metrics_and_per_image_authenticity(tmp_path, monkeypatch, dinov2_file, swav_file):
+    """The QC stage end to end on two pretrained extractors (tiny self-made weights); the synthetic folder copies the real one."""
+    import json
+
+    import pandas as pd
+
+    from ctqc.config import load_config
+    from ctqc.qc.inception import CACHE_DIR_ENV
+    from ctqc.stages.qc import qc_folders
+    from tests.conftest import make_folder
+
+    monkeypatch.setenv(CACHE_DIR_ENV, str(tmp_path / "cache"))
+    real, synthetic = make_folder(tmp_path / "real", n_per_class=10), make_folder(tmp_path / "synthetic", n_per_class=10)  # same seed: copies
+    settings = ["qc.metric_features=[dinov2-vits14, swav-resnet50]", f"qc.weights.dinov2-vits14={dinov2_file}", f"qc.weights.swav-resnet50={swav_file}"]
+    cfg = load_config("smoke", [*settings, "qc.n_permutations=0", "qc.n_bootstrap=20", "qc.embeddings=[]", "qc.n_repeats=1", "qc.n_splits=2"])
+    metrics = qc_folders(real, synthetic, tmp_path / "out", cfg)
+    assert metrics["extractor"] == "dinov2-vits14" and metrics["extractors"] == ["dinov2-vits14", "swav-resnet50"]
+    by = metrics["by_extractor"]
+    assert by["dinov2-vits14"]["pool"] == metrics["scopes"] and by["swav-resnet50"]["kept"] is None  # no filter here: pool only
+    swav = by["swav-resnet50"]["pool"]["normal"]
+    for name in ("fid", "kid", "rbf_mmd", "alpha_precision", "beta_recall", "authenticity"):
+        assert swav[name]["value"] is not None and swav[name]["floor"] is not None, name
+    assert swav["authenticity"]["value"] <= 0.25  # every synthetic image copies a real one (most of them a training image)
+    scores = pd.read_csv(tmp_path / "out" / "scores.csv")
+    authentic = scores.loc[scores["source"] == "synthetic", "authentic"].astype(str)
+    assert (authentic == "False").mean() >= 0.6  # 80 % of the synthetic images copy a reference image
+    json.dumps(metrics)  # what metrics.json holds
