@@ -17,10 +17,10 @@ import hashlib
 import importlib.resources
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from classify.config import ClassifierConfig
 from ctqc.errors import UserError
@@ -196,34 +196,32 @@ class QCConfig(_Strict):
     # ctqc qc: FID / KID / precision-recall features (inception = torch-fidelity's exact fp32
     # network; inception-bf16 = the same weights, BN folded, bfloat16: faster, ~2 % feature error;
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)
-    # A list compares extractors side by side (the first is the headline); a single name is accepted.
-    # The pretrained ones (PRETRAINED_WEIGHTS) need their local weights file in qc.weights.<name>.
-    metric_features: list[Literal[METRIC_EXTRACTORS]] = Field(default_factory=lambda: ["inception"], min_length=1)  # type: ignore[valid-type]
+    # One name, or a list compared side by side (the first is the headline); pretrained ones need qc.weights.<name>.
+    metric_features: Annotated[list[Literal[METRIC_EXTRACTORS]], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(default_factory=lambda: ["inception"], min_length=1)  # type: ignore[valid-type]
     weights: dict[Literal[PRETRAINED], str] = Field(default_factory=dict)  # type: ignore[valid-type]  # name → local file; never downloaded
     reject_inauthentic: bool = False  # filter: also reject images the authenticity test (Alaa et al. 2022) calls copies
     n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
 
-    @field_validator("metric_features", mode="before")
+    @field_validator("weights")
     @classmethod
-    def _one_name_is_a_list(cls, value: Any) -> Any:
-        return [value] if isinstance(value, str) else value
+    def _files_exist(cls, weights: dict[str, str]) -> dict[str, str]:  # made absolute: the run's saved config works from any folder
+        for name, path in weights.items():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"qc.weights.{name}: file not found: {path}; expected {PRETRAINED_WEIGHTS[name]}")
+        return {name: str(Path(path).expanduser().absolute()) for name, path in weights.items()}
 
     @model_validator(mode="after")
-    def _weights_exist(self) -> QCConfig:
-        """Every pretrained metric extractor has a weights file, and every given file exists (one line naming the key)."""
+    def _weights_given(self) -> QCConfig:
+        """Every pretrained metric extractor has a weights file (one line naming the key), none is listed twice."""
         for name in (n for n in self.metric_features if n in PRETRAINED_WEIGHTS and n not in self.weights):
             raise ValueError(f"qc.weights.{name} is not set: give the local file ({PRETRAINED_WEIGHTS[name]}); ctqc never downloads")
         if len(set(self.metric_features)) != len(self.metric_features):
             raise ValueError("qc.metric_features lists an extractor twice")
-        for name, path in self.weights.items():
-            if not Path(path).expanduser().is_file():
-                raise ValueError(f"qc.weights.{name}: file not found: {path}; expected {PRETRAINED_WEIGHTS[name]}")
         return self
 
     def metric_extractors(self) -> list[str]:
         """The extractors the QC metrics are computed on: ``metric_features``, plus CMMD's CLIP when its weights are given."""
-        extra = [CMMD_EXTRACTOR] if CMMD_EXTRACTOR in self.weights and CMMD_EXTRACTOR not in self.metric_features else []
-        return [*self.metric_features, *extra]
+        return [*self.metric_features, *([CMMD_EXTRACTOR] if CMMD_EXTRACTOR in self.weights and CMMD_EXTRACTOR not in self.metric_features else [])]
 
 
 class RunConfig(_Strict):
