@@ -44,6 +44,7 @@ def tiny_architectures(monkeypatch):
     monkeypatch.setattr(fidelity_clip, "load_state_dict_from_url", no_download)
     specs = dict(extractors.SPECS)
     specs["dinov2-vits14"] = dataclasses.replace(specs["dinov2-vits14"], build=_tiny_vit)
+    specs["dinov2-vitb14"] = dataclasses.replace(specs["dinov2-vitb14"], build=_tiny_vit)
     specs["swav-resnet50"] = dataclasses.replace(specs["swav-resnet50"], build=_tiny_resnet)
     monkeypatch.setattr(extractors, "SPECS", specs)
 
@@ -108,11 +109,12 @@ def test_grey_to_rgb_boundary_maps_minus_one_to_one_onto_imagenet_normalised_cha
         to_normalised_rgb(torch.zeros(2, 3, 4, 4), 8, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def test_dinov2_file_loads_through_timms_conversion_and_gives_the_cls_token(dinov2_file):
+@pytest.mark.parametrize("name", ["dinov2-vits14", "dinov2-vitb14"])
+def test_dinov2_file_loads_through_timms_conversion_and_gives_the_cls_token(dinov2_file, name):
     images = _images()
-    out = extractors.pretrained_features(images, "dinov2-vits14", dinov2_file)
+    out = extractors.pretrained_features(images, name, dinov2_file)
     assert out.shape == (5, WIDTH) and out.dtype == "float64"
-    model = extractors.load("dinov2-vits14", dinov2_file)
+    model = extractors.load(name, dinov2_file)
     saved = torch.load(dinov2_file)
     torch.testing.assert_close(model.state_dict()["blocks.0.attn.qkv.weight"], saved["blocks.0.attn.qkv.weight"])
     assert model.pos_embed.shape == (1, 1 + 16 * 16, WIDTH)  # 37×37 grid resampled to 224 px
@@ -129,11 +131,15 @@ def test_swav_file_drops_prefixes_head_and_prototypes_and_gives_2048_pooled_feat
     torch.testing.assert_close(model.state_dict()["conv1.weight"], torch.load(swav_file)["module.conv1.weight"])
 
 
-def test_clip_torchscript_loads_through_torch_fidelity(clip_file):
-    out = extractors.pretrained_features(_images(4), "clip-vit-b-32", clip_file)
+@pytest.mark.parametrize("name", ["clip-vit-b-32", "clip-vit-l-14-336px"])
+def test_clip_torchscript_loads_through_torch_fidelity(clip_file, name):
+    out = extractors.pretrained_features(_images(4), name, clip_file)
     assert out.shape == (4, 16)
-    again = extractors.pretrained_features(_images(4), "clip-vit-b-32", clip_file)
-    assert (out == again).all()
+    model = extractors.load(name, clip_file)
+    assert model.resolution == 32  # torch-fidelity reads the input size from the file (224 / 336 px for the real ones)
+    with torch.inference_mode():  # the uint8 boundary: [-1, 1] → 0..255 grey in R, G and B, then CLIP's own normalisation
+        expected = model(((_images(4) + 1) * 127.5).round().to(torch.uint8).expand(-1, 3, -1, -1))[0].double().numpy()
+    assert abs(out - expected).max() < 1e-6
 
 
 @pytest.mark.parametrize("name", ["dinov2-vits14", "swav-resnet50", "clip-vit-b-32"])
