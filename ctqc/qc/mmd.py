@@ -9,6 +9,7 @@ computation on any other extractor's features is reported as "RBF-MMD (<extracto
 σ and scale, not comparable with published CMMD values. Note that the authors' released code averages
 over all pairs including i = j (a biased V-statistic) while the paper states the unbiased estimator;
 ctqc follows the paper (pairs of distinct samples), so values differ from that code by O(1/n).
+Images reach CLIP through torch-fidelity's bilinear resize; the authors' code resizes bicubically.
 
 The estimate and its bootstrap replicates come from one formula over kernel matrices and draw counts
 (:func:`mmd_from_counts`), shared with KID's polynomial kernel in :mod:`ctqc.qc.metrics`.
