@@ -89,3 +89,16 @@ def test_distribution_metrics_report_the_new_metrics_with_intervals_and_floors()
 def test_cmmd_is_named_only_on_its_own_clip():
     assert rbf_mmd_label("clip-vit-l-14-336px") == "CMMD"
     assert rbf_mmd_label("dinov2-vits14") == "RBF-MMD (dinov2-vits14)"
+
+
+def test_the_filter_rejects_inauthentic_images_only_when_asked():
+    import pandas as pd
+
+    from ctqc.config import QCConfig
+    from ctqc.qc.scoring import decide
+
+    table = pd.DataFrame({"c2st_score": [0.1, 0.9, 0.2, 0.3], "copy_flagged": [False, False, True, False], "authentic": [True, True, False, None]})
+    assert list(decide(table, 0.6, memorisation=True)["reasons"]) == ["", "c2st", "copy", ""]  # the default: authenticity is only shown
+    assert list(decide(table, 0.6, memorisation=False, inauthentic=True)["reasons"]) == ["", "c2st", "inauthentic", ""]
+    assert list(decide(table.drop(columns="authentic"), 0.6, memorisation=False, inauthentic=True)["reasons"]) == ["", "c2st", "", ""]  # older tables
+    assert QCConfig().reject_inauthentic is False
