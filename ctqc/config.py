@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from classify.config import ClassifierConfig
 from ctqc.errors import UserError
+from ctqc.pretrained import CMMD_EXTRACTOR, METRIC_EXTRACTORS, PRETRAINED, PRETRAINED_WEIGHTS
 from gan.config import GanConfig
 
 #: DICOM display windows as (level, width) in Hounsfield units.
@@ -182,8 +183,7 @@ class QCConfig(_Strict):
     features: list[Literal["pixels", "fft", "histogram", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
     classifier: Literal["logreg", "forest"] = "logreg"
     pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
-    # inverse L2 strength of the logistic regression: "auto" = chosen per fold by inner CV on log-loss,
-    # or a fixed number (the scores are Platt-calibrated either way; ctqc.qc.c2st)
+    # inverse L2 strength of the logistic regression: "auto" = by inner CV on log-loss, or a number (Platt-calibrated either way)
     c2st_c: Union[Literal["auto"], Annotated[float, Field(gt=0)]] = "auto"
     n_splits: int = Field(5, ge=2, le=20)
     n_repeats: int = Field(3, ge=1, le=20)
@@ -197,8 +197,32 @@ class QCConfig(_Strict):
     # ctqc qc: FID / KID / precision-recall features (inception = torch-fidelity's exact fp32
     # network; inception-bf16 = the same weights, BN folded, bfloat16: faster, ~2 % feature error;
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)
-    metric_features: Literal["inception", "inception-bf16", "domain"] = "inception"
+    # One name, or a list compared side by side (the first is the headline); pretrained ones need qc.weights.<name>.
+    metric_features: Annotated[list[Literal[METRIC_EXTRACTORS]], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = Field(default_factory=lambda: ["inception"], min_length=1)  # type: ignore[valid-type]
+    weights: dict[Literal[PRETRAINED], str] = Field(default_factory=dict)  # type: ignore[valid-type]  # name → local file; never downloaded
+    reject_inauthentic: bool = False  # filter: also reject images the authenticity test (Alaa et al. 2022) calls copies
     n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
+
+    @field_validator("weights")
+    @classmethod
+    def _files_exist(cls, weights: dict[str, str]) -> dict[str, str]:  # made absolute: the run's saved config works from any folder
+        for name, path in weights.items():
+            if not Path(path).expanduser().is_file():
+                raise ValueError(f"qc.weights.{name}: file not found: {path}; expected {PRETRAINED_WEIGHTS[name]}")
+        return {name: str(Path(path).expanduser().absolute()) for name, path in weights.items()}
+
+    @model_validator(mode="after")
+    def _weights_given(self) -> QCConfig:
+        """Every pretrained metric extractor has a weights file (one line naming the key), none is listed twice."""
+        for name in (n for n in self.metric_features if n in PRETRAINED_WEIGHTS and n not in self.weights):
+            raise ValueError(f"qc.weights.{name} is not set: give the local file ({PRETRAINED_WEIGHTS[name]}); ctqc never downloads")
+        if len(set(self.metric_features)) != len(self.metric_features):
+            raise ValueError("qc.metric_features lists an extractor twice")
+        return self
+
+    def metric_extractors(self) -> list[str]:
+        """The extractors the QC metrics are computed on: ``metric_features``, plus CMMD's CLIP when its weights are given."""
+        return [*self.metric_features, *([CMMD_EXTRACTOR] if CMMD_EXTRACTOR in self.weights and CMMD_EXTRACTOR not in self.metric_features else [])]
 
 
 class RunConfig(_Strict):
@@ -339,6 +363,8 @@ def describe_validation_error(exc: ValidationError) -> str:
             valid = _valid_keys(err["loc"][:-1])
             hint = f" (valid keys here: {', '.join(valid)})" if valid else ""
             messages.append(f"unknown key '{key}'{hint}")
+        elif err["type"] == "value_error" and str(err["ctx"]["error"]).startswith(f"{key}."):  # names its own key
+            messages.append(str(err["ctx"]["error"]))
         else:
             given = err.get("input")
             shown = "" if isinstance(given, dict) else f" (got {given!r})"

@@ -93,6 +93,13 @@ METRIC_LABELS = {
     "precision": ("Precision", "precision (fraction, 0–1)\nhigher = more realistic"),
     "recall": ("Recall", "recall (fraction, 0–1)\nhigher = more diverse"),
 }
+TABLE_LABELS = {  # metrics shown in tables only (the figure keeps the four above)
+    **{m: label for m, (label, _) in METRIC_LABELS.items()},
+    "rbf_mmd": "RBF-MMD",  # "CMMD" on CLIP ViT-L/14-336 (reports.sections.distribution.metric_label)
+    "alpha_precision": "α-precision (IPα)",
+    "beta_recall": "β-recall (IRβ)",
+    "authenticity": "Authenticity",
+}
 
 
 def distribution_metrics(scopes: dict[str, dict]) -> str | None:

@@ -609,3 +609,26 @@ def test_filter_section_shows_operating_point_calibration_after_check_and_divers
     assert f"{first}: the kept images score AUC 0.241 against held-out real images (two-sided p = 0.015), well below 0.5 — an artefact" in doc.sections["conclusion"]
     assert "split conformal" in doc.sections["conclusion"] and "None" not in doc.sections["conclusion"]
     assert report.summary["filter"]["mode"] == "conformal" and report.summary["filter"]["per_class"][first]["threshold"] == 0.613
+
+
+def test_metrics_section_shows_extractors_side_by_side_and_says_whether_they_agree(tmp_path_factory, tmp_path):
+    """With several extractors (qc.metric_features as a list), each metric's pool / kept / random values sit side by side per extractor."""
+    from reports.render import build_report
+
+    run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
+    e = lambda v: {"value": v, "ci_low": v - 1, "ci_high": v + 1}  # noqa: E731
+    scope = lambda fid, mmd: {"n_real": 11, "n_synthetic": 16, "n_floor": 5, "fid": e(fid), "rbf_mmd": e(mmd)}  # noqa: E731
+    sets = {
+        "inception": {"pool": {"normal": scope(50, 9)}, "kept": {"normal": scope(30, 5)}, "random": {"normal": scope(52, 8)}},
+        "dinov2-vits14": {"pool": {"normal": scope(700, 4)}, "kept": {"normal": scope(500, 6)}, "random": {"normal": scope(710, 3)}},
+    }
+    metrics = {"extractor": "inception", "extractors": list(sets), "scopes": sets["inception"]["pool"], "by_extractor": sets}
+    (run / "qc" / "metrics.json").write_text(json.dumps(metrics))
+    text = parse(build_report(run).html).sections["metrics"]
+    assert "Extractors side by side" in text
+    assert "inception: pool · kept · random" in text and "dinov2-vits14: pool · kept · random" in text
+    assert "50 [49, 51] · 30 [29, 31] · 52 [51, 53]" in text and "700 [699, 701] · 500 [499, 501] · 710 [709, 711]" in text
+    assert "kept > pool > random subset" in text  # FID: lower is better, on both extractors
+    assert "RBF-MMD (inception)" in text  # the headline table names the kernel MMD after its extractor (CMMD only on CLIP ViT-L/14-336)
+    # RBF-MMD: inception ranks kept best, DINOv2 ranks the random subset best — they disagree on that row only
+    assert "same way in 1 of 2 class × metric rows; they disagree on normal RBF-MMD" in text

@@ -19,12 +19,14 @@ from ctqc.artefacts.qc import (
     GAP_METRICS,
     GAP_NOT_ESTIMABLE,
     GAP_WITHIN,
+    LOWER_IS_BETTER,
     AfterFilter,
     C2STResult,
     Calibration,
     CopyCheck,
     Diversity,
     Estimate,
+    ExtractorSets,
     FilterSummary,
     FilterUnit,
     Gap,
@@ -42,6 +44,7 @@ from ctqc.artefacts.qc import (
     SelftestData,
     UnitScoring,
     gap_verdict,
+    rbf_mmd_label,
 )
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "GAP_METRICS",
     "GAP_NOT_ESTIMABLE",
     "GAP_WITHIN",
+    "LOWER_IS_BETTER",
     "AfterFilter",
     "Artefact",
     "C2STResult",
@@ -61,6 +65,7 @@ __all__ = [
     "Diversity",
     "DosePoint",
     "Estimate",
+    "ExtractorSets",
     "FilterSummary",
     "FilterUnit",
     "Gap",
@@ -85,6 +90,7 @@ __all__ = [
     "StageRecord",
     "UnitScoring",
     "gap_verdict",
+    "rbf_mmd_label",
     "read_artefact",
     "write_artefact",
 ]

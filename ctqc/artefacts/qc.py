@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ctqc.artefacts.base import Artefact
+from ctqc.pretrained import CMMD_EXTRACTOR
 
 
 class C2STResult(Artefact):
@@ -162,7 +163,17 @@ class FilterSummary(Artefact):
 # Every key is optional: a scope with too few images, or a metric the QC could not compute, is
 # simply absent (or null), and readers show "–". The writer is ``ctqc.stages.qc``.
 
-DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall")
+DISTRIBUTION_METRICS = ("fid", "kid", "precision", "recall", "rbf_mmd", "alpha_precision", "beta_recall", "authenticity")
+LOWER_IS_BETTER = ("fid", "kid", "rbf_mmd")  # distances; the others are fractions where higher = closer to ideal
+
+
+def rbf_mmd_label(extractor: str | None) -> str:
+    """The Gaussian-kernel MMD's name: "CMMD" on its authors' CLIP ViT-L/14-336 embedding, "RBF-MMD (<extractor>)" elsewhere."""
+    if extractor == CMMD_EXTRACTOR:
+        return "CMMD"
+    return f"RBF-MMD ({extractor})" if extractor else "RBF-MMD"
+
+
 GAP_METRICS = ("fid", "kid")  # distances (lower = closer): the metrics whose gap to the floor is judged
 GAP_ABOVE, GAP_WITHIN, GAP_BELOW, GAP_NOT_ESTIMABLE = "above the floor", "within the floor", "below the floor (copying signal)", "not estimable"
 GapVerdict = Literal["above the floor", "within the floor", "below the floor (copying signal)", "not estimable"]
@@ -227,9 +238,13 @@ class ScopeMetrics(Artefact):
     kid: Estimate | None = None
     precision: Estimate | None = None
     recall: Estimate | None = None
+    rbf_mmd: Estimate | None = None  # CMMD on clip-vit-l-14-336px, "RBF-MMD (<extractor>)" elsewhere (ctqc.qc.mmd), ×1000
+    alpha_precision: Estimate | None = None  # IPα of Alaa et al. 2022 (ctqc.qc.fidelity_metrics), 0–1
+    beta_recall: Estimate | None = None  # IRβ, 0–1
+    authenticity: Estimate | None = None  # share of synthetic images that are no likely copy, 0–1
 
     def estimates(self) -> dict[str, Estimate]:
-        """The metrics present, in the order fid, kid, precision, recall."""
+        """The metrics present, in the order of :data:`DISTRIBUTION_METRICS`."""
         return {name: e for name in DISTRIBUTION_METRICS if (e := getattr(self, name)) is not None}
 
 
@@ -265,10 +280,20 @@ class AfterFilter(Artefact):
     diversity: dict[str, Diversity] = Field(default_factory=dict)  # density/coverage on the metric features, vs the training images
 
 
+class ExtractorSets(Artefact):
+    """One extractor's metrics of the whole pool, the filter's kept set and a same-size random subset of the pool."""
+
+    pool: dict[str, ScopeMetrics] = Field(default_factory=dict)
+    kept: dict[str, ScopeMetrics] | None = None  # only once ``ctqc filter`` has run
+    random: dict[str, ScopeMetrics] | None = None
+
+
 class QCMetrics(Artefact):
     """``qc/metrics.json``: how close, how diverse, how copied (``ctqc qc``)."""
 
-    extractor: str | None = None  # the features FID/KID/precision/recall are computed on
+    extractor: str | None = None  # the headline features the metrics (``scopes``) are computed on
+    extractors: list[str] = Field(default_factory=list)  # every extractor the metrics were computed on, headline first
+    by_extractor: dict[str, ExtractorSets] | None = None  # with two or more extractors: each one's pool / kept / random
     n_bootstrap: int | None = None
     c2st_features: list[str] = Field(default_factory=list)
     c2st_classifier: str | None = None

@@ -13,6 +13,7 @@ here only, in :func:`to_uint8_rgb`.
   BN folded, fused conv + ReLU, reordered pools; AMX on this CPU): several times faster,
   features within ~2-3 % (relative L2) of the exact ones — for C2ST/embeddings, or FID
   when speed matters more than comparability with published FIDs;
+- the pretrained extractors of :mod:`ctqc.qc.extractors` (CLIP, DINOv2, SwAV from local weight files);
 - ``domain``: the 128-d embedding of a small CNN fitted on the run's real *training*
   images (:mod:`ctqc.qc.domain`). It has no fixed weights, so it is not in
   :data:`EXTRACTORS`: pass the fitted encoder's file as ``domain_weights``; its cache file
@@ -25,14 +26,14 @@ superset or a re-run of the same images costs only the images not seen before.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ctqc import atomic
-from ctqc.qc import domain, inception
+from ctqc.qc import domain, extractors, inception
 from ctqc.qc.pixels import image_hashes, to_uint8_rgb
 
 
@@ -110,20 +111,13 @@ EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
 DOMAIN = "domain"  # fitted per run: needs extract(..., domain_weights=<encoder .pt>)
 
 
-def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, domain_weights: Path | None = None) -> np.ndarray:
+def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, domain_weights: Path | None = None, weights: Mapping[str, str | Path] | None = None) -> np.ndarray:
     """Features of ``images`` by extractor ``name``; cached per image under ``cache_dir``.
 
-    ``domain_weights``: the encoder file for ``name == "domain"`` (ignored by the other extractors).
+    ``domain_weights``: the encoder file for ``name == "domain"``; ``weights``: ``qc.weights`` (name → local
+    file) for the pretrained extractors of :mod:`ctqc.qc.extractors`. Each is ignored by the other extractors.
     """
-    if name == DOMAIN:
-        if domain_weights is None:
-            raise ValueError("the 'domain' extractor needs domain_weights: an encoder fitted on the real training images (ctqc.qc.domain)")
-        compute = functools.partial(domain.domain_features, weights=Path(domain_weights))
-        cache_name = f"{DOMAIN}-{domain.weights_digest(domain_weights)}"
-    elif name in EXTRACTORS:
-        compute, cache_name = EXTRACTORS[name], name
-    else:
-        raise ValueError(f"unknown feature extractor {name!r}; choose from {', '.join([*EXTRACTORS, DOMAIN])}")
+    compute, cache_name = _extractor(name, domain_weights, weights)
     if cache_dir is None or len(images) == 0:
         return compute(images)
     keys = image_hashes(images)
@@ -143,6 +137,28 @@ def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, doma
     return stored[[row[key] for key in keys]]
 
 
+def _extractor(name: str, domain_weights, weights) -> tuple[Callable[[torch.Tensor], np.ndarray], str]:
+    """The function computing extractor ``name`` and its cache file's stem — the one place cache keys are made.
+
+    Fixed extractors are keyed by name; the fitted ``domain`` encoder and the pretrained extractors by name and
+    a hash of their weights, so features of different weights never mix.
+    """
+    if name == DOMAIN:
+        if domain_weights is None:
+            raise ValueError("the 'domain' extractor needs domain_weights: an encoder fitted on the real training images (ctqc.qc.domain)")
+        return functools.partial(domain.domain_features, weights=Path(domain_weights)), f"{DOMAIN}-{domain.weights_digest(domain_weights)}"
+    if name in extractors.SPECS:
+        path = (weights or {}).get(name)
+        if path is None:
+            raise extractors.refuse(name, "(not set)", "no weights file given")
+        if not Path(path).expanduser().is_file():
+            raise extractors.refuse(name, path, "file not found")
+        return functools.partial(extractors.pretrained_features, name=name, weights=path), f"{name}-{extractors.weights_digest(Path(path).expanduser())}"
+    if name in EXTRACTORS:
+        return EXTRACTORS[name], name
+    raise ValueError(f"unknown feature extractor {name!r}; choose from {', '.join([*EXTRACTORS, DOMAIN, *extractors.SPECS])}")
+
+
 def _read_cache(path: Path) -> tuple[list[str], np.ndarray | None]:
     if not path.is_file():
         return [], None
@@ -154,9 +170,9 @@ def _read_cache(path: Path) -> tuple[list[str], np.ndarray | None]:
 
 
 def feature_matrix(
-    images: torch.Tensor, names: list[str], cache_dir: Path | None = None, domain_weights: Path | None = None
+    images: torch.Tensor, names: list[str], cache_dir: Path | None = None, domain_weights: Path | None = None, weights: Mapping[str, str | Path] | None = None
 ) -> tuple[np.ndarray, int | None]:
     """Concatenated features of ``images``, pixels first; returns (matrix, width of the pixel block or None)."""
     ordered = sorted(names, key=lambda n: n != "pixels")
-    blocks = [extract(name, images, cache_dir, domain_weights) for name in ordered]
+    blocks = [extract(name, images, cache_dir, domain_weights, weights) for name in ordered]
     return np.hstack(blocks), (blocks[0].shape[1] if ordered[0] == "pixels" else None)

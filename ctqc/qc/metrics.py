@@ -35,7 +35,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ctqc.qc.fidelity_metrics import fidelity_indicators
 from ctqc.qc.gap import matched_subsets, size_matched_gap
+from ctqc.qc.mmd import SCALE, mmd_from_counts, rbf_kernels, rbf_mmd
 
 FID_FEATURE_WARNING = 2048
 
@@ -84,9 +86,7 @@ def precision_recall(generated: np.ndarray, real: np.ndarray, neighborhood: int 
     from torch_fidelity.metric_prc import KEY_METRIC_PRECISION, KEY_METRIC_RECALL, prc_features_to_metric
 
     k = _neighborhood(len(generated), len(real), neighborhood)
-    out = prc_features_to_metric(
-        torch.from_numpy(generated).float(), torch.from_numpy(real).float(), prc_neighborhood=k, prc_batch_size=10000, save_cpu_ram=False, verbose=False
-    )
+    out = prc_features_to_metric(torch.from_numpy(generated).float(), torch.from_numpy(real).float(), prc_neighborhood=k, prc_batch_size=10000, save_cpu_ram=False, verbose=False)
     return out[KEY_METRIC_PRECISION], out[KEY_METRIC_RECALL]
 
 
@@ -129,6 +129,8 @@ class _Resampled:
         self.k11, self.k12, self.k22 = (self.g11 / dim + 1) ** 3, (self.g12 / dim + 1) ** 3, (self.g22 / dim + 1) ** 3
         self.sq1, self.sq2 = np.diag(self.g11).copy(), np.diag(self.g22).copy()
         self.prec_ind, self.rec_ind = prec_ind, rec_ind
+        self.rbf = rbf_kernels(generated, real)
+        self.fidelity = fidelity_indicators(generated, real)
 
     def fid(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
         """FID of each resample (rows of the count matrices c1: B×n₁, c2: B×n₂; 1-d for one resample).
@@ -164,15 +166,8 @@ class _Resampled:
         return mm11 + mm22 - 2 * mm12 + trace_1 + trace_2 - 2 * nuclear
 
     def kid(self, c1: np.ndarray, c2: np.ndarray) -> np.ndarray:
-        """KID of each resample (rows of c1, c2), NaN where a resample has no pairs."""
-        c1, c2 = np.atleast_2d(c1), np.atleast_2d(c2)
-        pairs_1, pairs_2 = self.n1**2 - np.einsum("bi,bi->b", c1, c1), self.n2**2 - np.einsum("bi,bi->b", c2, c2)
-        within_1 = np.einsum("bi,bi->b", c1 @ self.k11, c1) - (c1**2) @ np.diag(self.k11)
-        within_2 = np.einsum("bi,bi->b", c2 @ self.k22, c2) - (c2**2) @ np.diag(self.k22)
-        cross = np.einsum("bi,bi->b", c1 @ self.k12, c2) / (self.n1 * self.n2)
-        with np.errstate(divide="ignore", invalid="ignore"):  # a resample of one repeated image: no pairs
-            out = within_1 / pairs_1 + within_2 / pairs_2 - 2 * cross
-        return np.where((pairs_1 == 0) | (pairs_2 == 0), np.nan, out)
+        """KID of each resample (rows of c1, c2), NaN where a resample has no pairs (:func:`ctqc.qc.mmd.mmd_from_counts`)."""
+        return mmd_from_counts(self.k11, self.k12, self.k22, c1, c2)
 
     def replicates(self, c1: np.ndarray, c2: np.ndarray) -> dict[str, np.ndarray]:
         """Every metric for each resample: c1 is B×n₁, c2 B×n₂ (draw counts per image)."""
@@ -181,6 +176,8 @@ class _Resampled:
             "kid": self.kid(c1, c2),
             "precision": c1 @ self.prec_ind / self.n1,
             "recall": c2 @ self.rec_ind / self.n2,
+            "rbf_mmd": SCALE * mmd_from_counts(*self.rbf, c1, c2),
+            **self.fidelity.scalars(c1, c2),  # α-precision, β-recall, authenticity: supports fixed, indicators resampled
         }
 
 
@@ -199,20 +196,20 @@ def _interval(values: list[float], estimate: float, centred: bool) -> tuple[floa
 
 
 def compare_sets(generated: np.ndarray, real: np.ndarray, n_bootstrap: int, seed: int, neighborhood: int = 3) -> dict:
-    """FID, KID (mean ± std) and precision/recall of ``generated`` vs ``real``, each with a bootstrap 95 % CI."""
+    """FID, KID (mean ± std), precision/recall, RBF-MMD (:mod:`ctqc.qc.mmd`) and α-precision/β-recall/authenticity
+    (:mod:`ctqc.qc.fidelity_metrics`) of ``generated`` vs ``real``, each with a bootstrap 95 % CI."""
     rng = np.random.default_rng(seed)
     n1, n2 = len(generated), len(real)
     k_mean, k_std = kid(generated, real, seed=seed)
     precision, recall = precision_recall(generated, real, neighborhood)
     resampled = _Resampled(generated, real, *_pr_indicators(generated, real, neighborhood))
     counts = [
-        (np.bincount(rng.integers(0, n1, n1), minlength=n1), np.bincount(rng.integers(0, n2, n2), minlength=n2))
-        for _ in range(n_bootstrap)
+        (np.bincount(rng.integers(0, n1, n1), minlength=n1), np.bincount(rng.integers(0, n2, n2), minlength=n2)) for _ in range(n_bootstrap)
     ]  # drawn in the same order as one replicate at a time, so the intervals are unchanged
     c1 = np.array([c for c, _ in counts], dtype=float).reshape(n_bootstrap, n1)
     c2 = np.array([c for _, c in counts], dtype=float).reshape(n_bootstrap, n2)
     boot = {name: list(values) for name, values in resampled.replicates(c1, c2).items()}
-    values = {"fid": fid(generated, real), "kid": k_mean, "precision": precision, "recall": recall}
+    values = {"fid": fid(generated, real), "kid": k_mean, "precision": precision, "recall": recall, "rbf_mmd": rbf_mmd(generated, real), **resampled.fidelity.point()}
     out = {}
     for name, value in values.items():
         low, high = _interval(boot[name], value, centred=name == "fid")
@@ -224,7 +221,7 @@ def compare_sets(generated: np.ndarray, real: np.ndarray, n_bootstrap: int, seed
 def distribution_metrics(synthetic: np.ndarray, reference: np.ndarray, heldout: np.ndarray, n_bootstrap: int = 200, seed: int = 0, matched_draws: int = 10) -> dict:
     """Synthetic vs reference (training) images, next to the floor: held-out real vs reference.
 
-    Returns ``{"n_real", "n_synthetic", "n_floor", "warnings", "fid"|"kid"|"precision"|"recall": {value,
+    Returns ``{"n_real", "n_synthetic", "n_floor", "warnings", "fid"|"kid"|"precision"|"recall"|"rbf_mmd"|"alpha_precision"|"beta_recall"|"authenticity": {value,
     ci_low, ci_high, matched, floor, floor_ci_low, floor_ci_high}}`` — ``matched`` is the synthetic value
     at the floor's sample size (mean over ``matched_draws`` random synthetic subsets). FID and KID also
     carry ``gap`` (:func:`ctqc.qc.gap.size_matched_gap`: synthetic − floor at that n, on the same
@@ -254,6 +251,9 @@ def _distribution_metrics(synthetic, reference, heldout, n_bootstrap, seed, matc
         p, r = precision_recall(sub, reference)
         matched["precision"].append(p)
         matched["recall"].append(r)
+        matched["rbf_mmd"].append(rbf_mmd(sub, reference))
+        for name, value in fidelity_indicators(sub, reference).point().items():
+            matched[name].append(value)
     gaps = size_matched_gap(synthetic, reference, heldout, n_bootstrap, seed + 3, matched_draws, subsets or None) if floor is not None else {}
     for name, entry in main.items():
         entry["matched"] = float(np.mean(matched[name])) if matched[name] else entry["value"]

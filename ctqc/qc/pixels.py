@@ -15,6 +15,24 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return u8.expand(-1, 3, -1, -1).contiguous()
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the RGB statistics ImageNet-trained networks (DINOv2, SwAV) normalise with
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_normalised_rgb(images: torch.Tensor, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """N×1×H×W float in [-1, 1] → N×3×size×size float32: grey copied to R, G, B in [0, 1], resized, then (x − mean) / std.
+
+    The input boundary of ctqc's own pretrained extractors (:mod:`ctqc.qc.extractors`); the resize is
+    bicubic with antialiasing (torchvision's default for these models), clamped back to [0, 1].
+    """
+    if images.ndim != 4 or images.shape[1] != 1:
+        raise ValueError(f"expected N×1×H×W images, got {tuple(images.shape)}")
+    x = (images.float().clamp(-1, 1) + 1) / 2
+    if x.shape[-2:] != (size, size):
+        x = torch.nn.functional.interpolate(x, size=(size, size), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+    x = x.expand(-1, 3, -1, -1)
+    return (x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1)
+
 
 def image_hashes(images: torch.Tensor) -> list[str]:
     """Per-image hash of shape and float32 bytes (identical images → identical key)."""

@@ -35,10 +35,11 @@ from ctqc.qc.classifiers import make_classifier
 from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
-from ctqc.qc.features import feature_matrix
+from ctqc.qc.features import extract, feature_matrix
+from ctqc.qc.fidelity_metrics import per_sample_authenticity
 from ctqc.qc.memorisation import check_copies
 
-SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "authentic", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
 FRESH_SEED_OFFSET = 104729  # the split-half frozen check's split and C2ST: seed + fold + this
 
@@ -74,7 +75,8 @@ def score_units(units, cfg, cache, memorisation: bool = True) -> ScoreSet:
     """Fit the C2ST and the copy check of every unit once (``cfg``: :class:`ctqc.config.Config`)."""
     import pandas as pd
 
-    domain = encoders_if_used(units, cfg.qc.features, cache, cfg.seed)  # {fold: encoder}; {} unless "domain" is used
+    # {fold: encoder}; {} unless "domain" is used (by the C2ST, or by authenticity on the headline metric features)
+    domain = encoders_if_used(units, [*cfg.qc.features, cfg.qc.metric_features[0]], cache, cfg.seed)
     rows, results, features, embedding_parts = [], {}, {}, []
     for unit in units:
         unit_rows, results[unit.label], features[unit.label] = _score_unit(unit, cfg, cache, memorisation, domain.get(unit.fold))
@@ -103,6 +105,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
     extra_scores = test.heldout_scores_ if test is not None and len(extra) else nan(len(extra))
     held_scores = extra_scores[: len(heldout)]
     fresh_scores = extra_scores[len(heldout) :] if drawn else _fresh_scores(reference, synthetic, fresh, unit, qc, cfg.seed, pixel_columns)
+    authentic = _authenticity(unit, qc, cache, domain_weights)
     check = memorisation and len(unit.reference) >= 3
     copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
     fresh_copies = check_copies(fresh_images, unit.reference, None, qc.copy_percentile, qc.copy_max_shift) if check and len(fresh_ids) else None
@@ -113,7 +116,18 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
             round(float(copies.distance[i]), 6), round(float(copies.ratio[i]), 6),
             unit.reference_ids[int(copies.nearest_train[i])], bool(copies.flagged[i]),
         )  # fmt: skip
-        rows.append({**base, "source": "synthetic", "role": "synthetic", "id": str(sample_id), "file": str(file), "c2st_score": _round(syn_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
+        rows.append(
+            {
+                **base,
+                "source": "synthetic",
+                "role": "synthetic",
+                "id": str(sample_id),
+                "file": str(file),
+                "c2st_score": _round(syn_scores[i]),
+                "authentic": authentic[i],
+                **dict(zip(SCORE_COLUMNS[-4:], copy)),
+            }
+        )
     for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
         rows += [{**base, "source": "real", "role": role, "id": str(i), "file": None, "c2st_score": _round(s)} for i, s in zip(ids, scores)]
     for i, (sample_id, file) in enumerate(zip(fresh_ids, fresh_files)):
@@ -183,22 +197,39 @@ def _fresh_scores(reference, synthetic, fresh, unit, qc, seed: int, pixel_column
     return test.heldout_scores_ if test is not None else np.full(len(fresh), np.nan)
 
 
+def _authenticity(unit, qc, cache, domain_weights) -> list[bool | None]:
+    """Per synthetic image: authentic (True) or a likely copy (False) on the headline metric features (Alaa et al. 2022).
+
+    Against the unit's reference images, by :func:`ctqc.qc.fidelity_metrics.per_sample_authenticity`; None
+    for every image when there are fewer than two reference images.
+    """
+    if len(unit.reference) < 2 or len(unit.synthetic) == 0:
+        return [None] * len(unit.synthetic)
+    name = qc.metric_features[0]
+    synthetic, reference = (extract(name, x, cache, domain_weights, qc.weights) for x in (unit.synthetic, unit.reference))
+    return [bool(a) for a in per_sample_authenticity(synthetic, reference)]
+
+
 def _round(value: float) -> float:
     return round(float(value), 6)
 
 
-def decide(table, threshold, memorisation: bool):
+def decide(table, threshold, memorisation: bool, inauthentic: bool = False):
     """The filter's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
 
     ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
     p(synthetic) exceeds ``threshold`` (one number, or one per row: e.g. each unit's conformal
     threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``); both
-    reasons are joined with ``+``. Returns a copy with ``reasons``.
+    reasons are joined with ``+``; with ``inauthentic``, images whose ``authentic`` score is False are
+    rejected as ``inauthentic`` too (``qc.reject_inauthentic``). Returns a copy with ``reasons``.
     """
     out = table.copy()
     too_synthetic = out["c2st_score"].to_numpy(float) > np.asarray(threshold, dtype=float)
     copied = out["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation else np.zeros(len(out), bool)
-    out["reasons"] = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
+    flagged = inauthentic and "authentic" in out  # score tables written before issue 18 have no such column
+    unauthentic = out["authentic"].map(lambda a: str(a) in ("False", "0", "0.0")).to_numpy(bool) if flagged else np.zeros(len(out), bool)
+    hits = zip(too_synthetic, copied, unauthentic)
+    out["reasons"] = ["+".join(r for r, hit in zip(("c2st", "copy", "inauthentic"), h) if hit) for h in hits]
     return out
 
 
@@ -241,7 +272,7 @@ def frozen_check(table, unit: dict, features: UnitFeatures, threshold: float | N
     rows = table[(table["fold"] == unit["fold"]) & (table["label"] == unit["label"]) & (table["role"] == "fresh")]
     if rows.empty or features.fresh is None or len(features.fresh) != len(rows):
         return None
-    kept = (decide(rows, 1.0 if threshold is None else threshold, memorisation)["reasons"] == "").to_numpy()
+    kept = (decide(rows, 1.0 if threshold is None else threshold, memorisation, qc.reject_inauthentic)["reasons"] == "").to_numpy()
     fresh = UnitFeatures(features.reference, features.fresh, features.heldout, features.pixel_columns)
     against_evaluation = UnitFeatures(features.heldout, features.fresh, features.heldout, features.pixel_columns)
     return {

@@ -46,7 +46,7 @@ from ctqc.qc.units import units_from_folders
 from ctqc.run import Run
 
 #: kept.csv / rejected.csv columns (the synthetic rows of the score table, plus the decision)
-FILTER_COLUMNS = ["sample_id", "file", "class", "label", "fold", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "reasons"]
+FILTER_COLUMNS = ["sample_id", "file", "class", "label", "fold", "c2st_score", "authentic", "copy_distance", "copy_ratio", "nearest_train_id", "reasons"]
 BYO_HELDOUT = 0.2  # bring-your-own folders: the share of real images held out per class
 
 
@@ -151,7 +151,7 @@ def decide_and_check(scores: ScoreSet, cfg: Config, point: OperatingPoint | floa
                 f"{rejections[label]['n']} held-out real images are too few for a {point.max_real_rejection:g} conformal guarantee (needs ≥ {_needed(point.max_real_rejection)}): nothing rejected as c2st"
             )
     unit_of = {(u["fold"], u["label"]): label for label, u in scores.units.items()}
-    decided = decide(synthetic, [1.0 if thresholds[unit_of[fk]] is None else thresholds[unit_of[fk]] for fk in zip(synthetic["fold"], synthetic["label"])], memorisation)
+    decided = decide(synthetic, [1.0 if thresholds[unit_of[fk]] is None else thresholds[unit_of[fk]] for fk in zip(synthetic["fold"], synthetic["label"])], memorisation, cfg.qc.reject_inauthentic)
     per_class = {}
     for label, unit in scores.units.items():
         rows = decided[(decided["fold"] == unit["fold"]) & (decided["label"] == unit["label"])]
@@ -172,7 +172,7 @@ def decide_and_check(scores: ScoreSet, cfg: Config, point: OperatingPoint | floa
             frozen=frozen_check(table, unit, scores.features[label], thresholds[label], memorisation, cfg.qc, cfg.seed),
             notes=[*unit.get("notes", []), *([notes[label]] if label in notes else [])],
         )
-    out = decided.rename(columns={"id": "sample_id"})[FILTER_COLUMNS]
+    out = decided.rename(columns={"id": "sample_id"}).reindex(columns=FILTER_COLUMNS)  # (older score tables: no authentic column)
     kept = int((out["reasons"] == "").sum())
     summary = FilterSummary(
         c2st_threshold=point.threshold, mode=point.mode, max_real_rejection=point.max_real_rejection, after_check=AFTER_CHECK, frozen_check=FROZEN_CHECK,

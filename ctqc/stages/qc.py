@@ -20,6 +20,7 @@ Writes ``qc/metrics.json``.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -82,16 +83,25 @@ def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
     qc = cfg.qc
     single_fold = len({u.fold for u in units}) == 1
     scope = (lambda u: u.name) if single_fold else (lambda u: u.label)
+    names = qc.metric_extractors()  # the first is the headline; CMMD's CLIP is added when its weights are given
     # {fold: weights of the domain encoder fitted on that fold's real training images}; {} unless "domain" is used
-    domain = encoders_if_used(units, [*qc.features, qc.metric_features], cache, cfg.seed)
+    domain = encoders_if_used(units, [*qc.features, *names], cache, cfg.seed)
+
+    def features_of(name):
+        return lambda images, fold: extract(name, images, cache, domain.get(fold), qc.weights)
+
+    def scopes(name, some_units, **how):
+        return _scopes(some_units, scope, qc, cfg.seed, features_of(name), **how)
+
     metrics: dict = {
-        "extractor": qc.metric_features,
+        "extractor": names[0],
+        "extractors": names,
         "n_bootstrap": qc.n_bootstrap,
         "c2st_features": qc.features,
         "c2st_classifier": qc.classifier,
         "reference": "real training images of each class (the GAN's own); floor: held-out (validation) real images vs the same reference",
         "warnings": [],
-        "scopes": _scopes(units, scope, qc, cfg.seed, cache, domain),
+        "scopes": scopes(names[0], units),
         "c2st": {},
         "memorisation": {},
     }
@@ -102,38 +112,58 @@ def _qc(units, kept_units, cfg, cache, scores: ScoreSet) -> dict:
         metrics["after_filter"] = {
             "kept": {scope(u): kept_counts.get(scope(u), 0) for u in units},
             "against": AGAINST_EVALUATION,
-            "scopes": _scopes(kept_units, scope, qc, cfg.seed, cache, domain, evaluation=True),
-            "pool_scopes": _scopes([u for u in units if kept_counts.get(scope(u), 0) >= 2], scope, qc, cfg.seed, cache, domain, evaluation=True, sizes=kept_counts),
-            "diversity": _diversity(units, kept_units, scope, qc, cfg.seed, cache, domain),
+            "scopes": scopes(names[0], kept_units, evaluation=True),
+            "pool_scopes": scopes(names[0], [u for u in units if kept_counts.get(scope(u), 0) >= 2], evaluation=True, sizes=kept_counts),
+            "diversity": _diversity(units, kept_units, scope, cfg.seed, features_of(names[0])),
+        }
+    if len(names) > 1:  # agreement between extractors: pool, kept set and a same-size random subset on each
+        randoms = random_like(units, kept_units, cfg.seed) if kept_units is not None else None
+        metrics["by_extractor"] = {
+            name: {
+                "pool": metrics["scopes"] if i == 0 else scopes(name, units),
+                "kept": None if kept_units is None else scopes(name, kept_units),  # vs the training images, like pool and random
+                "random": None if randoms is None else scopes(name, randoms),
+            }
+            for i, name in enumerate(names)
         }
     for unit in units:
         metrics["c2st"][scope(unit)] = scores.units[unit.label]["c2st"]
         metrics["memorisation"][scope(unit)] = _memorisation(unit, qc, cache, scores, domain.get(unit.fold))
     for name, entry in metrics["scopes"].items():
         metrics["warnings"] += [f"{name}: {w}" for w in entry.pop("warnings", [])]
-    for part in ("scopes", "pool_scopes"):
-        for entry in metrics.get("after_filter", {}).get(part, {}).values():
-            entry.pop("warnings", None)
+    extra = [e for part in ("scopes", "pool_scopes") for e in metrics.get("after_filter", {}).get(part, {}).values()]
+    extra += [e for sets in metrics.get("by_extractor", {}).values() for group in sets.values() if group for e in group.values()]
+    for entry in extra:
+        entry.pop("warnings", None)
     return metrics
+
+
+def random_like(units, kept_units, seed: int) -> list:
+    """Per unit, a random subset of its synthetic pool as large as the filter's kept set (the filter's no-skill baseline)."""
+    kept = {u.label: len(u.synthetic) for u in kept_units}
+    out = []
+    for unit in units:
+        rng = np.random.default_rng([seed, unit.fold, unit.key])
+        idx = np.sort(rng.choice(len(unit.synthetic), min(kept.get(unit.label, 0), len(unit.synthetic)), replace=False))
+        out.append(dataclasses.replace(unit, synthetic=unit.synthetic[torch.from_numpy(idx)], pool=unit.pool.iloc[idx]))
+    return out
 
 
 AGAINST_EVALUATION = (
     "the fold's held-out (evaluation) real images, which neither fitted the filter nor chose the kept set; "
     "floor: a random subset of the training images of the kept set's size against the same evaluation images"
 )
+FLOOR_OFFSET = 31337  # the evaluation floor's random training subset: seed + fold + this
 
 
-def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None, evaluation: bool = False, sizes: dict | None = None) -> dict:
-    """Distribution metrics per unit, and over all classes of the first fold (``domain``: {fold: encoder}).
+def _scopes(units, scope, qc, seed: int, features, evaluation: bool = False, sizes: dict | None = None) -> dict:
+    """Distribution metrics per unit, and over all classes of the first fold (``features(images, fold)``: the metric features).
 
     Default: synthetic vs the training (reference) images, floor = held-out vs the same reference.
     With ``evaluation``: synthetic vs the held-out (evaluation) images, floor = a random subset of
     the training images vs the same evaluation images, of the synthetic set's size — or of
     ``sizes[scope]`` (the kept set's size), so that a pool and its kept set meet the same floor.
     """
-
-    def features(images, fold):
-        return extract(qc.metric_features, images, cache, (domain or {}).get(fold))
 
     def measure(synthetic, reference, heldout, size, unit_seed):
         if not evaluation:
@@ -156,7 +186,7 @@ def _scopes(units, scope, qc, seed: int, cache, domain: dict | None = None, eval
     return out
 
 
-def _diversity(units, kept_units, scope, qc, seed: int, cache, domain: dict) -> dict:
+def _diversity(units, kept_units, scope, seed: int, features) -> dict:
     """Density/coverage (Naeem et al. 2020) of each unit's pool, kept set and same-size random subsets on the metric features.
 
     Against the unit's training (reference) images, as the filter's view on the C2ST features
@@ -170,14 +200,10 @@ def _diversity(units, kept_units, scope, qc, seed: int, cache, domain: dict) -> 
         if not ids or len(unit.synthetic) < 2:
             continue
         mask = unit.pool["sample_id"].astype(str).isin(ids).to_numpy()
-        real, pool = (extract(qc.metric_features, x, cache, (domain or {}).get(unit.fold)) for x in (unit.reference, unit.synthetic))
-        result = diversity_check(real, pool, mask, seed=seed + unit.fold)
+        result = diversity_check(features(unit.reference, unit.fold), features(unit.synthetic, unit.fold), mask, seed=seed + unit.fold)
         if result is not None:
             out[scope(unit)] = result
     return out
-
-
-FLOOR_OFFSET = 31337  # the evaluation floor's random training subset: seed + fold + this
 
 
 def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dict:
@@ -186,7 +212,7 @@ def _memorisation(unit, qc, cache, scores: ScoreSet, domain_weights=None) -> dic
     rows = table[(table["source"] == "synthetic") & (table["fold"] == unit.fold) & (table["label"] == unit.key)]
     if len(unit.heldout) < 2 or len(unit.reference) < 2 or rows["copy_ratio"].isna().all():
         return {"c_t": None, "n_flagged": None, "pairs": [], "note": "fewer than two held-out or reference images"}
-    feats = [extract(qc.metric_features, x, cache, domain_weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
+    feats = [extract(qc.metric_features[0], x, cache, domain_weights, qc.weights) for x in (unit.reference, unit.heldout, unit.synthetic)]
     c_t = data_copying_statistic(*feats, random_state=0)
     nearest = rows.sort_values("copy_ratio", kind="stable").head(PAIRS_SHOWN)
     pairs = [

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from ctqc.artefacts import GAP_METRICS, Estimate, ScopeMetrics
+from ctqc.artefacts import GAP_METRICS, Estimate, ScopeMetrics, rbf_mmd_label
 from reports import conclusion as concl
 from reports import figures
 from reports.rundata import RunData
+from reports.sections import agreement
 from reports.sections.common import Section, ci
+
+
+def metric_label(metric: str, extractor: str | None) -> str:
+    """A metric's name in tables; the Gaussian-kernel MMD is "CMMD" on CLIP ViT-L/14-336, "RBF-MMD (<extractor>)" elsewhere."""
+    return rbf_mmd_label(extractor) if metric == "rbf_mmd" else figures.TABLE_LABELS[metric]
 
 
 def value_ci(e: Estimate) -> str:
@@ -31,7 +37,7 @@ def headline(scopes: dict[str, ScopeMetrics]) -> dict[str, dict[str, dict]]:
     return {name: {m: e.model_dump(exclude_unset=True) for m, e in s.estimates().items()} for name, s in scopes.items()}
 
 
-def rows(scopes: dict[str, ScopeMetrics]) -> list[dict]:
+def rows(scopes: dict[str, ScopeMetrics], extractor: str | None = None) -> list[dict]:
     """Long format: one row per scope × metric: the value, its size-matched value, the floor and the size-matched gap's verdict."""
     out = []
     for name, s in scopes.items():
@@ -43,7 +49,7 @@ def rows(scopes: dict[str, ScopeMetrics]) -> list[dict]:
             out.append(
                 {
                     "scope": name,
-                    "metric": figures.METRIC_LABELS[metric][0],
+                    "metric": metric_label(metric, extractor),
                     "value": value_ci(e),
                     "matched": "–" if matched is None else concl.sig(matched, 4),
                     "floor": floor_ci(e),
@@ -72,7 +78,10 @@ def build(run: RunData) -> Section:
         "n_bootstrap": metrics.n_bootstrap,
         "reference": metrics.reference,
         "warnings": list(metrics.warnings),
-        "rows": rows(scopes),
+        "rows": rows(scopes, metrics.extractor),
+        "extractors": list(metrics.by_extractor or {}),
+        "agreement": (table := agreement.rows(metrics, metric_label)),
+        "agreement_sentence": agreement.sentence(table),
         "figure": figures.distribution_metrics(headline(scopes)),
         "sentences": sentences,
     }

@@ -13,7 +13,7 @@ from reports import figures
 from reports.images import THUMB_PX, Picture, picture_from_file
 from reports.rundata import RunData
 from reports.sections.common import MAX_GALLERY, Section, auc, c2st_cell, fmt
-from reports.sections.distribution import floor_ci, gap_cells, headline, value_ci
+from reports.sections.distribution import floor_ci, gap_cells, headline, metric_label, value_ci
 
 UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "c2st_before", "c2st_after", "threshold"}
 
@@ -23,6 +23,7 @@ def build(run: RunData) -> Section:
     if filt is None:
         return Section("filter", "Filter", False)
     kept, rejected = run.csv(run.layout.kept), run.csv(run.layout.rejected)
+    inauthentic = inauthentic_counts(kept, rejected)
     rows = [
         {
             "unit": unit,
@@ -30,6 +31,7 @@ def build(run: RunData) -> Section:
             "kept": v.kept,
             "rejected_c2st": v.rejected_c2st,
             "rejected_copy": v.rejected_copy,
+            "inauthentic": inauthentic.get(unit, "–"),
             "before": c2st_cell(v.c2st_before),
             "after": after_cell(v.c2st_after),
             "copy_threshold": fmt(v.copy_threshold),
@@ -98,7 +100,7 @@ def build(run: RunData) -> Section:
             before_after.append(
                 {
                     "scope": name,
-                    "metric": figures.METRIC_LABELS[metric][0],
+                    "metric": metric_label(metric, metrics.extractor),
                     "before": value_ci(b) if b else "–",
                     "after": value_ci(a),
                     "floor": floor_ci(a),
@@ -144,6 +146,18 @@ def build(run: RunData) -> Section:
         "n_rejected_total": 0 if rejected is None else len(rejected),
     }
     return Section("filter", "Filter", True, content, summary)
+
+
+def inauthentic_counts(*tables) -> dict[str, int]:
+    """``fold<k>/<class>`` → synthetic images whose ``authentic`` column is False (kept and rejected together); {} for older tables."""
+    counts: dict[str, int] = {}
+    for table in tables:
+        if table is None or "authentic" not in table:
+            continue
+        flags = table["authentic"].astype(str).isin(["False", "0", "0.0"])
+        for (fold, name), n in flags.groupby([table["fold"], table["class"]]).sum().items():
+            counts[f"fold{fold}/{name}"] = counts.get(f"fold{fold}/{name}", 0) + int(n)
+    return counts
 
 
 def genuine_cell(rejection) -> str:
