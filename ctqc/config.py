@@ -124,6 +124,12 @@ class SplitConfig(_Strict):
 
 
 ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset")
+#: The filter's selection strategies (``ctqc filter --strategy``): ``realism`` drops what the C2ST calls synthetic,
+#: ``label`` what a classifier fitted on the fold's real training images does not assign to its generated class,
+#: ``both`` what fails either (each also drops flagged copies).
+FILTER_STRATEGIES = ("realism", "label", "both")
+#: The arms built from a strategy's kept set: the filtered set and its same-size random control.
+FILTER_ARMS = ("original+filtered", "original+random-subset")
 #: Prefix of the dose-response arms (``compare.synthetic_ratios``): ``original+synthetic-x<ratio>``.
 RATIO_ARM_PREFIX = "original+synthetic-x"
 
@@ -141,6 +147,23 @@ def arm_ratio(arm: str) -> float | None:
         return float(arm[len(RATIO_ARM_PREFIX) :])
     except ValueError:
         return None
+
+
+def strategy_arm(arm: str, strategy: str) -> str:
+    """The ``arm`` (one of :data:`FILTER_ARMS`) of a non-default filter strategy, e.g. ``original+filtered-label``.
+
+    The default strategy's arms keep the plain names (``original+filtered``, ``original+random-subset``).
+    """
+    return f"{arm}-{strategy}"
+
+
+def arm_strategy(arm: str) -> tuple[str, str] | None:
+    """(filter arm, strategy) of a strategy arm (:func:`strategy_arm`), ``None`` for any other arm name."""
+    for base in FILTER_ARMS:
+        for strategy in FILTER_STRATEGIES:
+            if arm == strategy_arm(base, strategy):
+                return base, strategy
+    return None
 
 
 class CompareConfig(_Strict):
@@ -188,6 +211,10 @@ class QCConfig(_Strict):
     n_permutations: int = Field(200, ge=0)
     n_jobs: int = Field(2, ge=1, le=64)  # processes for the permutation test
     c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
+    # the strategies ctqc filter runs (ctqc filter --strategy adds more); the first is the default strategy:
+    # filter/kept.csv, the original+filtered arm and the primary comparisons use its kept set
+    filter_strategies: list[Literal[FILTER_STRATEGIES]] = Field(default_factory=lambda: ["realism"])  # type: ignore[valid-type]
+    label_threshold: float = Field(0.5, gt=0, lt=1)  # label strategy: keep images with p(generated class) at least this
     memorisation: bool = True
     embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
@@ -197,6 +224,18 @@ class QCConfig(_Strict):
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)
     metric_features: Literal["inception", "inception-bf16", "domain"] = "inception"
     n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
+
+    @field_validator("filter_strategies")
+    @classmethod
+    def _unique_strategies(cls, strategies: list[str]) -> list[str]:
+        if not strategies:
+            raise ValueError("needs at least one strategy (the first is the default)")
+        return list(dict.fromkeys(strategies))
+
+    @property
+    def default_strategy(self) -> str:
+        """The strategy whose kept set is ``filter/kept.csv`` and the ``original+filtered`` arm."""
+        return self.filter_strategies[0]
 
 
 class RunConfig(_Strict):

@@ -12,6 +12,11 @@ from ctqc.config import DataConfig, PhantomConfig
 from ctqc.data import load_dataset
 
 
+def _files(folder):
+    """Every file under ``folder`` (strategy subfolders too) by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _to_png(image, path):
     Image.fromarray(((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)).save(path)
 
@@ -84,9 +89,9 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["filter"]["status"] == "done"
     # deterministic: the same run filtered again gives identical files
-    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    before = _files(run / "filter")
     assert run_cli("-q", "filter").code == 0
-    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+    assert _files(run / "filter") == before
 
 
 def _check_unit_views(run, label, r, kept):
@@ -123,7 +128,7 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
     assert run_cli("-q", "filter", "--no-memorisation").code == 0
     rejected = pd.read_csv(run / "filter" / "rejected.csv")
     assert not rejected["reasons"].str.contains("copy").any()
-    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    before = _files(run / "filter")
     for bad in ("0", "1", "-0.2", "1.5"):
         result = run_cli("filter", "--c2st-threshold", bad)
         assert result.code == 2 and "--c2st-threshold must be between 0 and 1" in result.err
@@ -132,7 +137,7 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
         assert result.code == 2 and "--max-real-rejection must be between 0 and 1" in result.err and len(result.err.strip().splitlines()) == 1
     both = run_cli("filter", "--max-real-rejection", "0.1", "--c2st-threshold", "0.6")
     assert both.code == 2 and "not both" in both.err and len(both.err.strip().splitlines()) == 1
-    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+    assert _files(run / "filter") == before
 
 
 def test_filter_needs_a_trained_run(tmp_path, run_cli):

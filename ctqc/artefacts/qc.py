@@ -24,6 +24,16 @@ class C2STResult(Artefact):
     note: str | None = None
 
 
+class LabelClassifier(Artefact):
+    """The label strategy's classifier of one fold (``ctqc.qc.label_scores``), fitted on its real training images."""
+
+    classes: list[int]  # class keys it tells apart
+    n_train: int  # real training images of those classes
+    c: float | None = None  # inverse L2 strength chosen by inner CV on log-loss; None when not fitted
+    classifier: str
+    note: str | None = None  # why it was not fitted
+
+
 class UnitScoring(Artefact):
     """The scoring step's results for one fold × class."""
 
@@ -36,6 +46,7 @@ class UnitScoring(Artefact):
     c2st: C2STResult
     copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
+    label_classifier: LabelClassifier | None = None  # the fold's label classifier (label_prob in qc/scores.csv)
 
 
 class Scoring(Artefact):
@@ -100,6 +111,7 @@ class FilterUnit(Artefact):
     kept: int
     rejected_c2st: int
     rejected_copy: int
+    rejected_label: int = 0  # the default strategy is label or both: below the label threshold
     c2st_before: C2STResult
     c2st_after: C2STResult  # a fresh C2ST of the kept images vs the fold's held-out real images (two-sided p too)
     copy_threshold: float | None
@@ -110,8 +122,29 @@ class FilterUnit(Artefact):
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
+class StrategyUnit(Artefact):
+    """What one filter strategy kept in one fold × class (``filter/<strategy>/kept.csv``)."""
+
+    n_synthetic: int
+    kept: int
+    rejected_c2st: int = 0  # rule c2st: p(synthetic) above the unit's threshold (realism, both)
+    rejected_label: int = 0  # rule label: p(generated class) below the label threshold (label, both)
+    rejected_copy: int = 0  # flagged copies (every strategy, with memorisation checks on)
+    real_rejection: RealRejection | None = None  # held-out real images the strategy's score rules would reject
+    notes: list[str] = Field(default_factory=list)  # e.g. the label classifier could not be fitted
+
+
+class StrategySummary(Artefact):
+    """One filter strategy's decisions (``ctqc.qc.strategies``)."""
+
+    description: str
+    kept: int
+    rejected: int
+    per_class: dict[str, StrategyUnit]
+
+
 class FilterSummary(Artefact):
-    """``filter/filter.json``: the operating point and what it kept."""
+    """``filter/filter.json``: the operating point and what it kept (``per_class``: the default strategy, ``strategy``)."""
 
     c2st_threshold: float | None = Field(None, gt=0, lt=1)  # mode "threshold": the fixed threshold; None in mode "conformal"
     mode: Literal["threshold", "conformal"] = "threshold"  # --c2st-threshold, or --max-real-rejection (split conformal)
@@ -126,6 +159,9 @@ class FilterSummary(Artefact):
     fitted_on: str
     real: str | None = None  # bring-your-own folders only
     synthetic: str | None = None
+    strategy: str = "realism"  # the default strategy: kept.csv, per_class and the after-check/diversity views are its
+    label_threshold: float | None = Field(None, gt=0, lt=1)  # label/both: keep images with p(generated class) ≥ this
+    strategies: dict[str, StrategySummary] = Field(default_factory=dict)  # every strategy that ran, the default first
 
     def operating_point(self) -> str:
         """The operating point in words: ``p(synthetic) > 0.6`` or the conformal rule."""

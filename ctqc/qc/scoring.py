@@ -11,7 +11,8 @@ image's role —
 - ``heldout``: a held-out real image of the same class (a run's validation split),
   never used to fit; scored by every fold model of the C2ST —
 
-plus the global results per unit and the C2ST feature matrices, so that thresholds
+plus each image's ``label_prob`` (:mod:`ctqc.qc.label_scores`: p(its class) from a classifier fitted on
+the fold's real training images; synthetic and held-out rows), the global results per unit and the C2ST feature matrices, so that thresholds
 (:func:`decide`), the after-filter check (:func:`after_check`), the calibration view
 (:func:`calibration`) and the diversity view (:func:`diversity`) need no re-fit.
 """
@@ -29,9 +30,10 @@ from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import feature_matrix
+from ctqc.qc.label_scores import add_label_probabilities
 from ctqc.qc.memorisation import check_copies
 
-SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "label_prob", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
 
 
@@ -73,6 +75,7 @@ def score_units(units, cfg, cache, memorisation: bool = True) -> ScoreSet:
         if cfg.qc.embeddings:
             embedding_parts.append(_embedding_rows(cfg.qc.embeddings, cfg.seed, unit, features[unit.label], results[unit.label]))
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    add_label_probabilities(table, units, features, cfg.qc, cfg.seed, results)  # the label strategy's score (ctqc.qc.label_scores)
     embeddings = pd.concat(embedding_parts, ignore_index=True) if embedding_parts else None
     return ScoreSet(table=table, units=results, features=features, embeddings=embeddings)
 
