@@ -18,9 +18,16 @@ stored scores as they are (:func:`ctqc.qc.scoring.calibration`; the default scor
 not calibrated), the two-sided after-check, and density/coverage of pool, kept set
 and same-size random subsets (:func:`ctqc.qc.scoring.diversity`).
 
-Writes ``filter/kept.csv``, ``filter/rejected.csv`` (reasons and scores),
-``filter/filter.json`` (:class:`ctqc.artefacts.FilterSummary`) and the embedding
-plots (``filter/embedding_<method>.png``, kept and rejected images marked).
+Selection strategies (:mod:`ctqc.qc.strategies`): ``realism`` (the threshold above), ``label``
+(the stored ``label_prob`` — p(generated class) from a classifier fitted on the fold's real
+training images — at least ``--label-threshold``) and ``both``; each also drops flagged copies.
+The strategies of ``qc.filter_strategies`` run (the first is the default) plus any ``--strategy``;
+the after-check, calibration and diversity views are the default strategy's.
+
+Writes ``filter/kept.csv``, ``filter/rejected.csv`` (reasons and scores; the default strategy's),
+``filter/<strategy>/kept.csv`` and ``rejected.csv`` of every strategy that ran,
+``filter/filter.json`` (:class:`ctqc.artefacts.FilterSummary`; ``strategies``: what each kept
+per unit) and the embedding plots (``filter/embedding_<method>.png``, kept and rejected images marked).
 """
 
 from __future__ import annotations

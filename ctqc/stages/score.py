@@ -4,7 +4,10 @@ Per fold and class, the synthetic pool is compared with that fold's real *traini
 images (never validation or test) by a classifier two-sample test; every image gets
 an out-of-fold, prior-corrected p(synthetic), and the fold's held-out validation
 images are scored by every fold model (they took no part in fitting). The copy
-check finds each synthetic image's nearest training image. See :mod:`ctqc.qc.scoring`.
+check finds each synthetic image's nearest training image. The label strategy's classifier
+(:mod:`ctqc.qc.label_scores`), fitted per fold on the real training images of every class,
+stores each synthetic image's p(generated class) and each held-out image's p(true class)
+(``label_prob``). See :mod:`ctqc.qc.scoring`.
 
 Writes into ``qc/`` (the stage that owns it): ``scores.csv`` (one row per image,
 synthetic and real, with each real image's role ``fit`` or ``heldout``),

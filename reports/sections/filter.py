@@ -2,7 +2,8 @@
 
 Per fold and class: the threshold used and the genuine images it rejects, the ECE of the stored
 scores as they are, the after-filter C2ST (kept vs held-out real images, two-sided) and density /
-coverage of pool and kept set against same-size random subsets of the pool.
+coverage of pool and kept set against same-size random subsets of the pool. With more than one
+selection strategy (``ctqc filter --strategy``), what each kept per fold and class, side by side.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def build(run: RunData) -> Section:
         for unit, v in filt.per_class.items()
         if (d := v.diversity) is not None
     ]
+    strategies, strategy_rows = strategy_table(filt)
     metrics = run.metrics()
     before = metrics.scopes if metrics else {}
     after = metrics.after_filter.scopes if metrics and metrics.after_filter else {}
@@ -84,6 +86,8 @@ def build(run: RunData) -> Section:
         "rejected": filt.rejected,
         "per_class": {unit: v.model_dump(include=UNIT_FIELDS) for unit, v in filt.per_class.items()},
         "distribution_metrics_after": headline(after),
+        "strategy": filt.strategy,
+        "strategies": {name: {unit: u.kept for unit, u in st.per_class.items()} for name, st in filt.strategies.items()},
     }
     content = {
         "threshold": filt.c2st_threshold,
@@ -97,6 +101,10 @@ def build(run: RunData) -> Section:
         "kept": filt.kept,
         "rejected": filt.rejected,
         "rows": rows,
+        "strategy": filt.strategy,
+        "label_threshold": fmt(filt.label_threshold),
+        "strategies": strategies,
+        "strategy_rows": strategy_rows,
         "diversity_rows": diversity_rows,
         "before_after": before_after,
         "metrics_ran": bool(before),
@@ -107,6 +115,20 @@ def build(run: RunData) -> Section:
         "n_rejected_total": 0 if rejected is None else len(rejected),
     }
     return Section("filter", "Filter", True, content, summary)
+
+
+def strategy_table(filt) -> tuple[list[dict], list[dict]]:
+    """The strategies side by side: (one entry per strategy: name, description, kept in all; one row per fold × class
+    with each strategy's kept / synthetic and the genuine held-out images its rules reject)."""
+    strategies = [{"name": name, "default": name == filt.strategy, "description": st.description, "kept": st.kept, "total": st.kept + st.rejected} for name, st in filt.strategies.items()]
+    rows = []
+    for unit in filt.per_class:
+        cells = []
+        for st in filt.strategies.values():
+            u = st.per_class.get(unit)
+            cells.append({"kept": "–" if u is None else f"{u.kept}/{u.n_synthetic}", "genuine": "–" if u is None else genuine_cell(u.real_rejection), "notes": [] if u is None else u.notes})
+        rows.append({"unit": unit, "cells": cells})
+    return strategies, rows
 
 
 def genuine_cell(rejection) -> str:
