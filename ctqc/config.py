@@ -124,9 +124,7 @@ class SplitConfig(_Strict):
 
 
 ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset")
-#: The filter's selection strategies (``ctqc filter --strategy``): ``realism`` drops what the C2ST calls synthetic,
-#: ``label`` what a classifier fitted on the fold's real training images does not assign to its generated class,
-#: ``both`` what fails either (each also drops flagged copies).
+#: The filter's selection strategies (``ctqc filter --strategy``; their rules: :mod:`ctqc.qc.strategies`).
 FILTER_STRATEGIES = ("realism", "label", "both")
 #: The arms built from a strategy's kept set: the filtered set and its same-size random control.
 FILTER_ARMS = ("original+filtered", "original+random-subset")
@@ -150,20 +148,13 @@ def arm_ratio(arm: str) -> float | None:
 
 
 def strategy_arm(arm: str, strategy: str) -> str:
-    """The ``arm`` (one of :data:`FILTER_ARMS`) of a non-default filter strategy, e.g. ``original+filtered-label``.
-
-    The default strategy's arms keep the plain names (``original+filtered``, ``original+random-subset``).
-    """
+    """``arm`` (one of :data:`FILTER_ARMS`) of a further filter strategy, e.g. ``original+filtered-label`` (the default strategy's: plain ``arm``)."""
     return f"{arm}-{strategy}"
 
 
 def arm_strategy(arm: str) -> tuple[str, str] | None:
     """(filter arm, strategy) of a strategy arm (:func:`strategy_arm`), ``None`` for any other arm name."""
-    for base in FILTER_ARMS:
-        for strategy in FILTER_STRATEGIES:
-            if arm == strategy_arm(base, strategy):
-                return base, strategy
-    return None
+    return next(((base, s) for base in FILTER_ARMS for s in FILTER_STRATEGIES if arm == strategy_arm(base, s)), None)
 
 
 class CompareConfig(_Strict):
@@ -211,9 +202,8 @@ class QCConfig(_Strict):
     n_permutations: int = Field(200, ge=0)
     n_jobs: int = Field(2, ge=1, le=64)  # processes for the permutation test
     c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
-    # the strategies ctqc filter runs (ctqc filter --strategy adds more); the first is the default strategy:
-    # filter/kept.csv, the original+filtered arm and the primary comparisons use its kept set
-    filter_strategies: list[Literal[FILTER_STRATEGIES]] = Field(default_factory=lambda: ["realism"])  # type: ignore[valid-type]
+    # strategies ctqc filter runs (--strategy adds more); the first is the default: filter/kept.csv, original+filtered
+    filter_strategies: list[Literal[FILTER_STRATEGIES]] = Field(default_factory=lambda: ["realism"], min_length=1)  # type: ignore[valid-type]
     label_threshold: float = Field(0.5, gt=0, lt=1)  # label strategy: keep images with p(generated class) at least this
     memorisation: bool = True
     embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
@@ -224,13 +214,6 @@ class QCConfig(_Strict):
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)
     metric_features: Literal["inception", "inception-bf16", "domain"] = "inception"
     n_bootstrap: int = Field(200, ge=0, le=10000)  # bootstrap replicates for the metrics' 95 % CIs
-
-    @field_validator("filter_strategies")
-    @classmethod
-    def _unique_strategies(cls, strategies: list[str]) -> list[str]:
-        if not strategies:
-            raise ValueError("needs at least one strategy (the first is the default)")
-        return list(dict.fromkeys(strategies))
 
     @property
     def default_strategy(self) -> str:
