@@ -385,3 +385,11 @@ def test_the_glance_shows_the_operating_point_the_primary_comparisons_and_the_se
     conformal = {**filt, "mode": "conformal", "max_real_rejection": 0.1, "c2st_threshold": None}
     write_artefact(layout.filter_summary, FilterSummary.model_validate(conformal))
     assert glance_lines(layout)[0].startswith("filter: kept 4 of 100 synthetic images at split conformal, at most 0.1 of genuine images rejected")
+    # further strategies get a line each; a default strategy other than realism is named instead of the C2ST threshold
+    strategy = lambda kept: {"description": "d", "kept": kept, "rejected": 100 - kept, "per_class": {"fold0/normal": {"n_synthetic": 100, "kept": kept}}}
+    with_label = {**filt, "strategies": {"realism": strategy(4), "label": strategy(70)}, "label_threshold": 0.5}
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(with_label))
+    assert glance_lines(layout)[:2] == [lines[0], "filter strategy label: kept 70 of 100; fold0/normal 70/100"]
+    label_default = {**with_label, "strategy": "label", "strategies": {"label": strategy(4)}}
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(label_default))
+    assert glance_lines(layout)[0].startswith("filter: kept 4 of 100 synthetic images by strategy label (d; label threshold 0.5)")
