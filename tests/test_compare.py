@@ -250,6 +250,8 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert summary["primary"] == [["original+filtered", "original+random-subset"]]  # the default strategy's; the synthetic control did not run
     assert summary["skipped"] == {"original+filtered-both": "strategy both has not run: run `ctqc filter --strategy both` to add this arm"}
     assert summary["seeds"] == [0] and summary["dose_response"] == []
+    nothing = run_cli("compare", "--arm", "original+filtered-both,original+filtered-realism")
+    assert nothing.code == 2 and "no arm left to train" in nothing.err and "realism is the default strategy: its arm is original+filtered" in nothing.err
 
     # dose-response: ×0.5 draws from the pool; ×3 needs more than the pool holds and draws fresh images from the fold's generator
     n_real = int(results.loc[0, "n_train_real"])

@@ -105,6 +105,8 @@ def compare(
         arms = [a for a in arms if a not in skipped]
         if not arms:
             raise UserError(f"arm(s) {', '.join(skipped)} need the filter's output: run `ctqc filter` first, or choose other arms with --arm")
+    if not arms:  # e.g. only strategy arms whose strategy has not run
+        raise UserError(f"no arm left to train: {'; '.join(f'{a}: {why}' for a, why in skipped.items())}")
     if cfg.classifier.pretrained:
         check_pretrained_available(cfg.classifier.arch)  # fail before any training starts
     keys = class_keys(cfg)
