@@ -144,6 +144,12 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
         result = run_cli("filter", "--strategy", "label", "--label-threshold", bad)
         assert result.code == 2 and "--label-threshold must be between 0 and 1" in result.err and len(result.err.strip().splitlines()) == 1
     assert _files(run / "filter") == before
+    # a run scored before label_prob existed: realism filters it as it is, label scores it again first
+    old = pd.read_csv(run / "qc" / "scores.csv", dtype=str).drop(columns="label_prob")
+    old.to_csv(run / "qc" / "scores.csv", index=False)
+    assert run_cli("-q", "filter").code == 0 and "label_prob" not in (run / "qc" / "scores.csv").read_text().splitlines()[0]
+    assert run_cli("-q", "filter", "--strategy", "label").code == 0
+    assert pd.read_csv(run / "qc" / "scores.csv").query("role == 'synthetic'")["label_prob"].between(0, 1).all()
 
 
 def test_filter_needs_a_trained_run(tmp_path, run_cli):

@@ -170,7 +170,8 @@ def filter_cmd(
     strategies = [a.strip() for item in strategy for a in item.split(",") if a.strip()] if strategy else None
     options = {"threshold": c2st_threshold, "memorisation": memorisation, "max_real_rejection": max_real_rejection, "strategies": strategies, "label_threshold": label_threshold}
     if cfg is None:
-        target = _scored_run(run, lambda r: settings(r.config.qc, **options))
+        needs_label = lambda r: set(settings(r.config.qc, **options)[0].strategies) != {"realism"}  # label/both read label_prob
+        target = _scored_run(run, lambda r: settings(r.config.qc, **options), stale=lambda r: needs_label(r) and _scored_without_label_prob(r))
         summary = run_filter(target, **options)
         where = target.path / "filter"
     else:
@@ -356,8 +357,8 @@ def selftest_cmd(
     console.print(f"wrote {out}")
 
 
-def _scored_run(run: Path | None, check=lambda run: None):
-    """Open ``run`` and run the score stage first when its scores are missing or older than the pool."""
+def _scored_run(run: Path | None, check=lambda run: None, stale=lambda run: False):
+    """Open ``run`` and run the score stage first when its scores are missing, older than the pool, or ``stale``."""
     from ctqc.pipeline import needs_running
     from ctqc.run import Run
     from ctqc.stages.score import score
@@ -365,7 +366,7 @@ def _scored_run(run: Path | None, check=lambda run: None):
     target = Run.open(run)
     target.require_stage("generate", "ctqc train")
     check(target)  # bad options: refused before the minutes of scoring
-    if needs_running(target, "score") or _scored_without_label_prob(target):
+    if needs_running(target, "score") or stale(target):
         with _console().status("scoring the synthetic pool (C2ST, copy check) …"):
             score(target)
     return target
