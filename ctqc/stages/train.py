@@ -37,7 +37,9 @@ class GanUnit:
 def gan_units(cfg: Config, dev: DevelopmentData) -> list[GanUnit]:
     train, val = dev.train, dev.val
     if cfg.gan.mode == "conditional":
-        return [GanUnit(CONDITIONAL_UNIT, None, train.images, torch.from_numpy(train.targets), val.images, unit_seed(cfg.seed, dev.fold, -1))]
+        return [
+            GanUnit(CONDITIONAL_UNIT, None, train.images, torch.from_numpy(train.targets), val.images, unit_seed(cfg.seed, dev.fold, -1))
+        ]
     units = []
     for key, name in train.class_names.items():
         units.append(
@@ -62,7 +64,12 @@ def unit_names(cfg: Config) -> list[str]:
 
 def untrained(run: Run) -> list[str]:
     """``gan/fold<k>/<unit>`` folders without a final generator (reads only the config and splits)."""
-    return [run.layout.rel(run.layout.gan_unit(fold, name)) for fold in run.splits.folds for name in unit_names(run.config) if not run.layout.generator(fold, name).is_file()]
+    return [
+        run.layout.rel(run.layout.gan_unit(fold, name))
+        for fold in run.splits.folds
+        for name in unit_names(run.config)
+        if not run.layout.generator(fold, name).is_file()
+    ]
 
 
 def train(run: Run, *, progress: bool = True) -> Run:
