@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from classify.config import ClassifierConfig
+from ctqc.arms import ARMS, FILTER_ARMS, FILTER_STRATEGIES, RATIO_ARM_PREFIX, arm_ratio, arm_strategy, ratio_arm, strategy_arm  # noqa: F401 (re-exported)
 from ctqc.errors import UserError
 from ctqc.pretrained import CMMD_EXTRACTOR, METRIC_EXTRACTORS, PRETRAINED, PRETRAINED_WEIGHTS
 from gan.config import GanConfig
@@ -124,24 +125,7 @@ class SplitConfig(_Strict):
         return self
 
 
-ARMS = ("original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset")
-#: Prefix of the dose-response arms (``compare.synthetic_ratios``): ``original+synthetic-x<ratio>``.
-RATIO_ARM_PREFIX = "original+synthetic-x"
-
-
-def ratio_arm(ratio: float) -> str:
-    """The dose-response arm of ``ratio`` synthetic images per real training image, e.g. ``original+synthetic-x0.5``."""
-    return f"{RATIO_ARM_PREFIX}{ratio:g}"
-
-
-def arm_ratio(arm: str) -> float | None:
-    """The ratio of a dose-response arm (:func:`ratio_arm`), ``None`` for any other arm name."""
-    if not arm.startswith(RATIO_ARM_PREFIX):
-        return None
-    try:
-        return float(arm[len(RATIO_ARM_PREFIX) :])
-    except ValueError:
-        return None
+# The arm names and their naming rules live in ctqc.arms (a foundation module: the report reads them too).
 
 
 class CompareConfig(_Strict):
@@ -190,6 +174,9 @@ class QCConfig(_Strict):
     n_permutations: int = Field(200, ge=0)
     n_jobs: int = Field(2, ge=1, le=64)  # processes for the permutation test
     c2st_threshold: float = Field(0.6, gt=0, lt=1)  # drop images with p(synthetic) above this
+    # strategies ctqc filter runs (--strategy adds more); the first is the default: filter/kept.csv, original+filtered
+    filter_strategies: list[Literal[FILTER_STRATEGIES]] = Field(default_factory=lambda: ["realism"], min_length=1)  # type: ignore[valid-type]
+    label_threshold: float = Field(0.5, gt=0, lt=1)  # label strategy: keep images with p(generated class) at least this
     memorisation: bool = True
     embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
@@ -223,6 +210,11 @@ class QCConfig(_Strict):
     def metric_extractors(self) -> list[str]:
         """The extractors the QC metrics are computed on: ``metric_features``, plus CMMD's CLIP when its weights are given."""
         return [*self.metric_features, *([CMMD_EXTRACTOR] if CMMD_EXTRACTOR in self.weights and CMMD_EXTRACTOR not in self.metric_features else [])]
+
+    @property
+    def default_strategy(self) -> str:
+        """The strategy whose kept set is ``filter/kept.csv`` and the ``original+filtered`` arm."""
+        return self.filter_strategies[0]
 
 
 class RunConfig(_Strict):

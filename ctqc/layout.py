@@ -7,7 +7,7 @@ A run is one folder that the stages read and write (``docs/run-directory.md``)::
       gan/fold<k>/<unit>/           checkpoints/, grids/, stats.jsonl
       samples/                      syn_<class>_<fold>_<i>.png, index.csv
       qc/                           scores.csv, scoring.json, features/, embeddings.csv, metrics.json, …
-      filter/                       kept.csv, rejected.csv, filter.json, embedding_<method>.png
+      filter/                       kept.csv, rejected.csv, filter.json, embedding_<method>.png, <strategy>/kept.csv …
       compare/                      results.csv, summary.json, table.txt, predictions/, units/
       report/                       report.html, summary.json
 
@@ -147,6 +147,16 @@ class RunLayout:
     @property
     def filter_summary(self) -> Path:
         return self.filter / "filter.json"
+
+    def strategy_dir(self, strategy: str) -> Path:
+        """``filter/<strategy>/``: one filter strategy's decisions (the default strategy's are also ``filter/kept.csv``)."""
+        return self.filter / strategy
+
+    def strategy_kept(self, strategy: str) -> Path:
+        return self.strategy_dir(strategy) / "kept.csv"
+
+    def strategy_rejected(self, strategy: str) -> Path:
+        return self.strategy_dir(strategy) / "rejected.csv"
 
     def embedding_plot(self, method: str) -> Path:
         """t-SNE / UMAP plot of the first fold, kept and rejected images marked."""

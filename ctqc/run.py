@@ -250,12 +250,13 @@ class Run:
             return index
         return index[index["sample_id"].isin(self.kept()["sample_id"])].reset_index(drop=True)
 
-    def kept(self):
-        """``filter/kept.csv``, checked to belong to the current pool; raises :class:`UserError` otherwise."""
+    def kept(self, strategy: str | None = None):
+        """``filter/kept.csv`` (or a strategy's ``filter/<strategy>/kept.csv``), checked to belong to the current pool;
+        raises :class:`UserError` otherwise."""
         import pandas as pd
 
         self.require_stage("filter", "ctqc filter")
-        kept_path = self.layout.kept
+        kept_path = self.layout.kept if strategy is None else self.layout.strategy_kept(strategy)
         if not kept_path.is_file():
             raise UserError(f"{kept_path} is missing: run `ctqc filter` again")
         kept = pd.read_csv(kept_path, dtype={"sample_id": str, "file": str})

@@ -105,6 +105,40 @@ def test_filter_arms_need_the_filter(fold_data):
         build_arm("original+filtered", no_filter, seed=0, keys=[0, 1])
 
 
+def test_each_filter_strategy_has_its_filtered_arm_and_its_own_same_size_random_control(fold_data):
+    """filter/<strategy>/kept.csv → original+filtered-<strategy> (exactly its kept images) and original+random-subset-<strategy>
+    (a random draw from the whole pool with its per-class counts); the plain names stay the default strategy's."""
+    from ctqc.config import arm_strategy, strategy_arm
+    from ctqc.stages.compare.arms import arm_order
+
+    label_kept = frozenset(fold_data.pool["sample_id"].iloc[[3, 4, 10, 11, 12]])  # 2 normal, 3 haemorrhage
+    fd = dataclasses.replace(fold_data, strategy_kept={"label": label_kept})
+    held_out = set(fd.val.ids) | set(fd.test.ids)
+    default = build_arm("original+filtered", fd, seed=0, keys=[0, 1])
+    assert {i for i in default.ids if i.startswith("syn_")} == fd.kept  # unchanged by the further strategy
+    filtered = build_arm("original+filtered-label", fd, seed=0, keys=[0, 1])
+    assert {i for i in filtered.ids if i.startswith("syn_")} == label_kept and filtered.n_real == 29 and not set(filtered.ids) & held_out
+    draws = set()
+    for seed in range(6):
+        control = build_arm("original+random-subset-label", fd, seed=seed, keys=[0, 1])
+        syn = [i for i in control.ids if i.startswith("syn_")]
+        assert sorted(i.split("_")[1] for i in syn) == ["0", "0", "1", "1", "1"] and control.n_real == 29  # the label set's per-class counts
+        assert all(t == int(i.split("_")[1]) for i, t in zip(control.ids, control.targets) if i.startswith("syn_")) and not set(control.ids) & held_out
+        draws.add(tuple(syn))
+    assert len(draws) > 1  # drawn at random from the pool, not the kept set
+    assert build_arm("original+random-subset-label", fd, seed=2, keys=[0, 1]).ids == build_arm("original+random-subset-label", fd, seed=2, keys=[0, 1]).ids
+    with pytest.raises(UserError, match="ctqc filter --strategy both"):
+        build_arm("original+filtered-both", fd, seed=0, keys=[0, 1])
+    # one naming rule, and each strategy's pair sits right after the default's arm of the same kind
+    assert strategy_arm("original+filtered", "label") == "original+filtered-label" and arm_strategy("original+random-subset-both") == ("original+random-subset", "both")
+    assert arm_strategy("original+filtered") is None and arm_strategy("original+filtered-foo") is None
+    names = ["original+random-subset-label", "original+random-subset", "original+filtered-both", "original+filtered-label", "original+filtered", "original"]
+    assert sorted(names, key=arm_order) == ["original", "original+filtered", "original+filtered-label", "original+filtered-both", "original+random-subset", "original+random-subset-label"]
+    pairs = comparisons_for(["original", "original+synthetic", "original+filtered", "original+filtered-label", "original+random-subset", "original+random-subset-label"])
+    assert ("original+filtered-label", "original+random-subset-label") in pairs and ("original+filtered-label", "original+synthetic") in pairs
+    assert ("original+filtered-label", "original+random-subset") not in pairs
+
+
 def test_seeds_are_shared_across_arms_and_differ_across_folds_and_seeds():
     seeds = {(f, s): training_seed(0, f, s) for f in range(3) for s in range(3)}
     assert len(set(seeds.values())) == 9 and training_seed(0, 1, 2) == seeds[(1, 2)]
@@ -192,22 +226,32 @@ def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     timeless = lambda h: [{k: v for k, v in e.items() if k != "train_seconds"} for e in h]
     assert after["predictions"] == before["predictions"] and timeless(after["history"]) == timeless(before["history"])
 
-    # once the filter has run, the filtered arm and its random control join
+    # once the filter has run, the filtered arm and its random control join, and so does each further strategy's pair
     index = pd.read_csv(run / "samples" / "index.csv")
-    kept = index.groupby("label").head(3)  # 3 per class "kept"
+    kept = index.groupby("label").head(3)  # 3 per class "kept" by the default strategy
     with Run(run).stage("filter"):
-        (run / "filter").mkdir(exist_ok=True)
+        (run / "filter" / "label").mkdir(parents=True, exist_ok=True)
         kept.to_csv(run / "filter" / "kept.csv", index=False)
-    result = run_cli("compare", "--seeds", "1", "--arm", "original,original+filtered")  # (the random-subset arm: see above)
+        index.groupby("label").tail(2).to_csv(run / "filter" / "label" / "kept.csv", index=False)  # 2 per class by --strategy label
+    result = run_cli("compare", "--seeds", "1", "--arm", "original,original+filtered,original+random-subset,original+filtered-both")
     assert result.code == 0, result.err
-    assert "trained 1, reused 1" in result.out
+    assert "trained 4, reused 1" in result.out
     results = pd.read_csv(folder / "results.csv")
-    assert list(results["arm"]) == ["original", "original+filtered"] and list(results["n_train_synthetic"]) == [0, 6]
+    arms = ["original", "original+filtered", "original+filtered-label", "original+random-subset", "original+random-subset-label"]
+    assert list(results["arm"]) == arms and list(results["n_train_synthetic"]) == [0, 6, 4, 6, 4]
+    label_ids = set(index.groupby("label").tail(2)["sample_id"])
+    units = {a: json.loads((folder / "units" / f"{a}__f0__s0.json").read_text())["train_ids"] for a in arms}
+    assert {i for i in units["original+filtered-label"] if i.startswith("syn_")} == label_ids
+    control = [i for i in units["original+random-subset-label"] if i.startswith("syn_")]
+    assert sorted(index.set_index("sample_id").loc[control, "label"]) == [0, 0, 1, 1]  # the label set's per-class counts
     summary = json.loads((folder / "summary.json").read_text())
-    assert {(c["arm"], c["reference"]) for c in summary["comparisons"]} == {("original+filtered", "original")}
-    assert summary["primary"] == []  # the random-subset and synthetic controls did not run
-    assert summary["skipped"] == {} and summary["seeds"] == [0]
-    assert summary["dose_response"] == []
+    pairs = {(c["arm"], c["reference"]) for c in summary["comparisons"]}
+    assert pairs == {*((a, "original") for a in arms[1:]), ("original+filtered", "original+random-subset"), ("original+filtered-label", "original+random-subset-label")}
+    assert summary["primary"] == [["original+filtered", "original+random-subset"]]  # the default strategy's; the synthetic control did not run
+    assert summary["skipped"] == {"original+filtered-both": "strategy both has not run: run `ctqc filter --strategy both` to add this arm"}
+    assert summary["seeds"] == [0] and summary["dose_response"] == []
+    nothing = run_cli("compare", "--arm", "original+filtered-both,original+filtered-realism")
+    assert nothing.code == 2 and "no arm left to train" in nothing.err and "realism is the default strategy: its arm is original+filtered" in nothing.err
 
     # dose-response: ×0.5 draws from the pool; ×3 needs more than the pool holds and draws fresh images from the fold's generator
     n_real = int(results.loc[0, "n_train_real"])
@@ -343,3 +387,11 @@ def test_the_glance_shows_the_operating_point_the_primary_comparisons_and_the_se
     conformal = {**filt, "mode": "conformal", "max_real_rejection": 0.1, "c2st_threshold": None}
     write_artefact(layout.filter_summary, FilterSummary.model_validate(conformal))
     assert glance_lines(layout)[0].startswith("filter: kept 4 of 100 synthetic images at split conformal, at most 0.1 of genuine images rejected")
+    # further strategies get a line each; a default strategy other than realism is named instead of the C2ST threshold
+    strategy = lambda kept: {"description": "d", "kept": kept, "rejected": 100 - kept, "per_class": {"fold0/normal": {"n_synthetic": 100, "kept": kept}}}
+    with_label = {**filt, "strategies": {"realism": strategy(4), "label": strategy(70)}, "label_threshold": 0.5}
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(with_label))
+    assert glance_lines(layout)[:2] == [lines[0], "filter strategy label: kept 70 of 100; fold0/normal 70/100"]
+    label_default = {**with_label, "strategy": "label", "strategies": {"label": strategy(4)}}
+    write_artefact(layout.filter_summary, FilterSummary.model_validate(label_default))
+    assert glance_lines(layout)[0].startswith("filter: kept 4 of 100 synthetic images by strategy label (d; label threshold 0.5)")

@@ -12,6 +12,11 @@ from ctqc.config import DataConfig, PhantomConfig
 from ctqc.data import load_dataset
 
 
+def _files(folder):
+    """Every file under ``folder`` (strategy subfolders too) by relative path, with its bytes."""
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 def _to_png(image, path):
     Image.fromarray(((image[0].numpy() + 1) * 127.5).round().astype(np.uint8)).save(path)
 
@@ -91,9 +96,9 @@ def test_filter_separates_planted_images(planted_run, run_cli):
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["stages"]["filter"]["status"] == "done"
     # deterministic: the same run filtered again gives identical files
-    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    before = _files(run / "filter")
     assert run_cli("-q", "filter").code == 0
-    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+    assert _files(run / "filter") == before
 
 
 def _check_unit_views(run, label, r, kept):
@@ -139,7 +144,7 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
     assert run_cli("-q", "filter", "--no-memorisation").code == 0
     rejected = pd.read_csv(run / "filter" / "rejected.csv")
     assert not rejected["reasons"].str.contains("copy").any()
-    before = {p.name: p.read_bytes() for p in (run / "filter").iterdir()}
+    before = _files(run / "filter")
     for bad in ("0", "1", "-0.2", "1.5"):
         result = run_cli("filter", "--c2st-threshold", bad)
         assert result.code == 2 and "--c2st-threshold must be between 0 and 1" in result.err
@@ -148,7 +153,19 @@ def test_filter_without_memorisation_and_bad_threshold(planted_run, run_cli):
         assert result.code == 2 and "--max-real-rejection must be between 0 and 1" in result.err and len(result.err.strip().splitlines()) == 1
     both = run_cli("filter", "--max-real-rejection", "0.1", "--c2st-threshold", "0.6")
     assert both.code == 2 and "not both" in both.err and len(both.err.strip().splitlines()) == 1
-    assert {p.name: p.read_bytes() for p in (run / "filter").iterdir()} == before
+    for args, message in ((("--strategy", "foo"), "--strategy 'foo': choose from realism, label, both"), (("--strategy", "label,bogus"), "--strategy 'bogus'")):
+        result = run_cli("filter", *args)
+        assert result.code == 2 and message in result.err and len(result.err.strip().splitlines()) == 1, result.err
+    for bad in ("0", "1", "1.5", "-0.5"):
+        result = run_cli("filter", "--strategy", "label", "--label-threshold", bad)
+        assert result.code == 2 and "--label-threshold must be between 0 and 1" in result.err and len(result.err.strip().splitlines()) == 1
+    assert _files(run / "filter") == before
+    # a run scored before label_prob existed: realism filters it as it is, label scores it again first
+    old = pd.read_csv(run / "qc" / "scores.csv", dtype=str).drop(columns="label_prob")
+    old.to_csv(run / "qc" / "scores.csv", index=False)
+    assert run_cli("-q", "filter").code == 0 and "label_prob" not in (run / "qc" / "scores.csv").read_text().splitlines()[0]
+    assert run_cli("-q", "filter", "--strategy", "label").code == 0
+    assert pd.read_csv(run / "qc" / "scores.csv").query("role == 'synthetic'")["label_prob"].between(0, 1).all()
 
 
 def test_filter_needs_a_trained_run(tmp_path, run_cli):
@@ -217,3 +234,48 @@ def test_rethresholding_refits_nothing(planted_run, run_cli, monkeypatch):
                 assert rej["guarantee"] == float(alpha) and rej["expected"] == pytest.approx(conformal_expected_rejection(len(held), float(alpha)), abs=1e-4)
                 assert rej["expected"] <= float(alpha) and "split conformal" in result.out
     assert seen == {"conformal", "too few"}  # ~7 held-out images per class: enough for α = 0.2 (≥ 4), not for 0.1 (≥ 9)
+    _rethreshold_strategies(run, run_cli, monkeypatch, scores_before, fits)
+
+
+def _rethreshold_strategies(run, run_cli, monkeypatch, scores_before, fits):
+    """Switching strategy or label threshold is a decision over the stored label_prob: the label classifier is never fitted again."""
+    from ctqc.qc import label_scores, scoring
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("switching strategy must not re-fit the label classifier")
+
+    for module, name in ((label_scores, "fit_fold"), (label_scores, "label_probabilities"), (label_scores, "add_label_probabilities"), (scoring, "add_label_probabilities")):
+        monkeypatch.setattr(module, name, refuse)
+    scores = pd.read_csv(run / "qc" / "scores.csv", dtype={"id": str})
+    synthetic = scores[scores["source"] == "synthetic"]
+    copy = synthetic["copy_flagged"].fillna(False).astype(bool)
+    for threshold in (0.7, 0.5):
+        fits.clear()
+        result = run_cli("filter", "--strategy", "label", "--strategy", "both", "--label-threshold", str(threshold))
+        assert result.code == 0, result.err
+        assert "strategy label: kept" in result.out and "strategy realism (default)" in result.out
+        assert (run / "qc" / "scores.csv").read_bytes() == scores_before
+        summary = json.loads((run / "filter" / "filter.json").read_text())
+        assert len(fits) <= 2 * len(summary["per_class"]) and all(h is None for h in fits)  # still only the default strategy's after-checks (selection and frozen)
+        assert list(summary["strategies"]) == ["realism", "label", "both"] and summary["strategy"] == "realism" and summary["label_threshold"] == threshold
+        kept = {s: set(pd.read_csv(run / "filter" / s / "kept.csv", dtype={"sample_id": str})["sample_id"]) for s in summary["strategies"]}
+        realism = ~copy & ~(synthetic["c2st_score"] > 0.6)
+        label = ~copy & ~(synthetic["label_prob"] < threshold)
+        assert kept["realism"] == set(synthetic.loc[realism, "id"]) == set(pd.read_csv(run / "filter" / "kept.csv", dtype={"sample_id": str})["sample_id"])
+        assert kept["label"] == set(synthetic.loc[label, "id"]) and kept["both"] == kept["realism"] & kept["label"]
+        rejected = pd.read_csv(run / "filter" / "label" / "rejected.csv", dtype={"sample_id": str})
+        assert not set(rejected["sample_id"]) & kept["label"] and len(rejected) + len(kept["label"]) == len(synthetic)
+        assert all(r in ("label", "copy", "label+copy") for r in rejected["reasons"])
+        for strategy, result_ in summary["strategies"].items():
+            assert result_["kept"] == len(kept[strategy]) and "description" in result_
+            for unit, u in result_["per_class"].items():
+                fold, name = int(unit.split("/")[0][4:]), unit.split("/")[1]
+                rows = synthetic[(synthetic["fold"] == fold) & (synthetic["class"] == name)]
+                assert u["kept"] == len(set(rows["id"]) & kept[strategy]) and u["n_synthetic"] == len(rows)
+                held = scores[(scores["fold"] == fold) & (scores["class"] == name) & (scores["role"] == "heldout")]
+                expected = {"realism": held["c2st_score"] > 0.6, "label": held["label_prob"] < threshold}
+                expected["both"] = expected["realism"] | expected["label"]
+                assert u["real_rejection"]["n"] == len(held) and u["real_rejection"]["rate"] == pytest.approx(expected[strategy].mean(), abs=1e-4)
+    # stored for the synthetic images and the held-out real images; the training images that fitted it get none
+    assert synthetic["label_prob"].between(0, 1).all() and scores.loc[scores["role"] == "heldout", "label_prob"].between(0, 1).all()
+    assert scores.loc[scores["role"] == "fit", "label_prob"].isna().all()

@@ -632,3 +632,25 @@ def test_metrics_section_shows_extractors_side_by_side_and_says_whether_they_agr
     assert "RBF-MMD (inception)" in text  # the headline table names the kernel MMD after its extractor (CMMD only on CLIP ViT-L/14-336)
     # RBF-MMD: inception ranks kept best, DINOv2 ranks the random subset best — they disagree on that row only
     assert "same way in 1 of 2 class × metric rows; they disagree on normal RBF-MMD" in text
+
+
+def test_filter_section_shows_the_strategies_side_by_side(tmp_path_factory, tmp_path):
+    """`ctqc filter --strategy label --strategy both` on the smoke run: each strategy's kept per fold × class, next to the default's."""
+    from ctqc.run import Run
+    from ctqc.stages.filter import run_filter
+    from reports.render import build_report
+
+    run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
+    result = run_filter(Run(run), strategies=["label", "both"], label_threshold=0.6)
+    assert list(result.strategies) == ["realism", "label", "both"]
+    report = build_report(run)
+    text = parse(report.html).sections["filter"]
+    assert "Selection strategies" in text and "default: realism; label threshold 0.6" in text and "realism: kept" in text and "both: kept" in text
+    table = report.html.split("Selection strategies", 1)[1].split("</table>", 1)[0]
+    for unit in result.per_class:
+        row = table.split(f"<tr><td>{unit}</td>", 1)[1].split("</tr>", 1)[0]
+        kept = [cell.split("</td>", 1)[0] for cell in row.split('<td class="r">')[1:]]
+        assert kept == [f"{s.per_class[unit].kept}/{s.per_class[unit].n_synthetic}" for s in result.strategies.values()]
+        assert row.count("held-out") == 3  # each strategy's genuine rejection
+    assert report.summary["filter"]["strategy"] == "realism"
+    assert report.summary["filter"]["strategies"] == {n: {u: v.kept for u, v in s.per_class.items()} for n, s in result.strategies.items()}

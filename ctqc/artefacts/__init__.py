@@ -4,7 +4,7 @@ Writer and reader share these models: a stage builds the model and writes it wit
 :func:`write_artefact` (the one JSON encoder, :func:`ctqc.atomic.json_text`: NaN → null);
 a reader validates once with :func:`read_artefact` and then trusts the fields. Models refuse
 unknown keys; open-ended content is a typed dict. One module per group of files:
-:mod:`~ctqc.artefacts.qc` (scoring, filter, metrics, self-test), :mod:`~ctqc.artefacts.compare`,
+:mod:`~ctqc.artefacts.qc` (scoring, filter, metrics), :mod:`~ctqc.artefacts.selftest`, :mod:`~ctqc.artefacts.compare`,
 :mod:`~ctqc.artefacts.manifest`; :mod:`~ctqc.artefacts.base` has the base class, writer and reader.
 """
 
@@ -23,29 +23,27 @@ from ctqc.artefacts.qc import (
     AfterFilter,
     C2STResult,
     Calibration,
-    CopyCheck,
     Diversity,
     Estimate,
     ExtractorSets,
     FilterSummary,
     FilterUnit,
     Gap,
-    IntensityShiftUnits,
+    LabelClassifier,
     MemorisationPair,
-    NullCheck,
-    PlantedCheck,
     QCMetrics,
     RealRejection,
     ReliabilityBin,
     ScopeMemorisation,
     ScopeMetrics,
     Scoring,
-    Selftest,
-    SelftestData,
+    StrategySummary,
+    StrategyUnit,
     UnitScoring,
     gap_verdict,
     rbf_mmd_label,
 )
+from ctqc.artefacts.selftest import CopyCheck, IntensityShiftUnits, NullCheck, PlantedCheck, Selftest, SelftestData
 
 __all__ = [
     "GAP_ABOVE",
@@ -70,6 +68,7 @@ __all__ = [
     "FilterUnit",
     "Gap",
     "IntensityShiftUnits",
+    "LabelClassifier",
     "Manifest",
     "MeanCI",
     "MemorisationPair",
@@ -88,6 +87,8 @@ __all__ = [
     "SelftestData",
     "Sensitivity",
     "StageRecord",
+    "StrategySummary",
+    "StrategyUnit",
     "UnitScoring",
     "gap_verdict",
     "rbf_mmd_label",

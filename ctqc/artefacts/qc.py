@@ -32,6 +32,16 @@ class FreshPool(Artefact):
     n: int = 0
 
 
+class LabelClassifier(Artefact):
+    """The label strategy's classifier of one fold (``ctqc.qc.label_scores``), fitted on its real training images."""
+
+    classes: list[int]  # class keys it tells apart
+    n_train: int  # real training images of those classes
+    c: float | None = None  # inverse L2 strength chosen by inner CV on log-loss; None when not fitted
+    classifier: str
+    note: str | None = None  # why it was not fitted
+
+
 class UnitScoring(Artefact):
     """The scoring step's results for one fold × class."""
 
@@ -49,6 +59,7 @@ class UnitScoring(Artefact):
     fresh: FreshPool | None = None  # the frozen filter's fresh images (role ``fresh`` in qc/scores.csv)
     copy_heldout_flagged: list[int] | None = None  # [flagged, n] of the held-out real images: the threshold's false-flag check
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
+    label_classifier: LabelClassifier | None = None  # the fold's label classifier (label_prob in qc/scores.csv)
 
 
 class Scoring(Artefact):
@@ -123,6 +134,7 @@ class FilterUnit(Artefact):
     kept: int
     rejected_c2st: int
     rejected_copy: int
+    rejected_label: int = 0  # the default strategy is label or both: below the label threshold
     c2st_before: C2STResult
     c2st_after: C2STResult  # a fresh C2ST of the kept images vs the fold's held-out real images (two-sided p too)
     copy_threshold: float | None
@@ -134,8 +146,29 @@ class FilterUnit(Artefact):
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 
 
+class StrategyUnit(Artefact):
+    """What one filter strategy kept in one fold × class (``filter/<strategy>/kept.csv``)."""
+
+    n_synthetic: int
+    kept: int
+    rejected_c2st: int = 0  # rule c2st: p(synthetic) above the unit's threshold (realism, both)
+    rejected_label: int = 0  # rule label: p(generated class) below the label threshold (label, both)
+    rejected_copy: int = 0  # flagged copies (every strategy, with memorisation checks on)
+    real_rejection: RealRejection | None = None  # held-out real images the strategy's score rules would reject
+    notes: list[str] = Field(default_factory=list)  # e.g. the label classifier could not be fitted
+
+
+class StrategySummary(Artefact):
+    """One filter strategy's decisions (``ctqc.qc.strategies``)."""
+
+    description: str
+    kept: int
+    rejected: int
+    per_class: dict[str, StrategyUnit]
+
+
 class FilterSummary(Artefact):
-    """``filter/filter.json``: the operating point and what it kept."""
+    """``filter/filter.json``: the operating point and what it kept (``per_class``: the default strategy, ``strategy``)."""
 
     c2st_threshold: float | None = Field(None, gt=0, lt=1)  # mode "threshold": the fixed threshold; None in mode "conformal"
     mode: Literal["threshold", "conformal"] = "threshold"  # --c2st-threshold, or --max-real-rejection (split conformal)
@@ -151,6 +184,9 @@ class FilterSummary(Artefact):
     fitted_on: str
     real: str | None = None  # bring-your-own folders only
     synthetic: str | None = None
+    strategy: str = "realism"  # the default strategy: kept.csv, per_class and the after-check/diversity views are its
+    label_threshold: float | None = Field(None, gt=0, lt=1)  # label/both: keep images with p(generated class) ≥ this
+    strategies: dict[str, StrategySummary] = Field(default_factory=dict)  # every strategy that ran, the default first
 
     def operating_point(self) -> str:
         """The operating point in words: ``p(synthetic) > 0.6`` or the conformal rule."""
@@ -310,69 +346,3 @@ class QCMetrics(Artefact):
 
 
 # ---------------------------------------------------------------------------- qc/selftest.json
-
-
-class NullCheck(Artefact):
-    """(a) real vs real: the C2ST must not see a difference, and its scores must stay calibrated."""
-
-    auc: list[float | None] = Field(default_factory=list)  # one per random split
-    p_values: list[float | None] = Field(default_factory=list)
-    discarded_fraction: list[float | None] = Field(default_factory=list)  # of the "synthetic" half, at the threshold
-    mean_discarded: float | None = None  # over the splits (criterion ≤ 0.10)
-    ece: list[float | None] = Field(default_factory=list)  # per split, against the true equal-prior posterior 0.5
-    ece_labels: list[float | None] = Field(default_factory=list)  # per split, against the labels (as filter.json estimates it)
-    mean_ece: float | None = None  # mean of ``ece`` (criterion ≤ 0.05)
-    passed: bool | None = Field(None, alias="pass")
-
-
-class IntensityShiftUnits(Artefact):
-    brightness_spread: float | None = None  # inter-image SD of the mean foreground brightness
-    strengths: dict[str, float] = Field(default_factory=dict)  # strength → shift, in brightness spreads
-
-
-class PlantedCheck(Artefact):
-    """(b) planted artefacts: ranked first by the per-image scores, and removed at the operating point."""
-
-    n_splits: int | None = None  # random reference / clean / defective splits pooled
-    n_defective: int | None = None  # defective images per defect and strength, over the splits
-    auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC (mean over splits)
-    removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of defective images above the threshold
-    genuine_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of the clean (genuine) pool images above it
-    reference_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # of the reference images' out-of-fold scores
-    intensity_shift_units: IntensityShiftUnits | None = None
-    rising_with_strength: bool | None = None  # removed share: no fall with strength beyond two binomial SEs
-    auroc_rising: bool | None = None  # the former rule on AUROC (tolerance 0.02, ties above 0.95); recorded, not judged
-    medium_at_least_0_9: bool | None = Field(None, alias="medium_at_least_0.9")  # AUROC
-    medium_removed_at_least_0_9: bool | None = Field(None, alias="medium_removed_at_least_0.9")
-    genuine_removed_at_most_0_1: bool | None = Field(None, alias="genuine_removed_at_most_0.1")  # at medium strength
-    passed: bool | None = Field(None, alias="pass")
-
-
-class CopyCheck(Artefact):
-    """(c) planted copies: flagged; genuine held-out images: not."""
-
-    flagged: dict[str, float | None] = Field(default_factory=dict)  # kind of copy → fraction flagged
-    genuine_flagged: float | None = None
-    passed: bool | None = Field(None, alias="pass")
-
-
-class SelftestData(Artefact):
-    location: str | None = None
-    fingerprint: str | None = None
-    images_used: str | None = None
-
-
-class Selftest(Artefact):
-    """``qc/selftest.json`` (``ctqc selftest``): the QC proved on real images with known answers."""
-
-    n_images: int | None = None
-    features: list[str] = Field(default_factory=list)
-    classifier: str | None = None
-    threshold: float | None = None
-    c2st_c: float | str | None = None  # the C2ST's regularisation: a number, or "auto" (inner CV)
-    operating_point: str | None = None  # in words
-    null: NullCheck | None = None
-    planted: PlantedCheck | None = None
-    copies: CopyCheck | None = None
-    passed: bool | None = Field(None, alias="pass")
-    data: SelftestData | None = None

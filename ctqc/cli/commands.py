@@ -143,6 +143,17 @@ def filter_cmd(
             help="Instead of --c2st-threshold: per fold and class, the split-conformal threshold over the held-out real images' stored scores, so that at most about this share of genuine images is rejected (e.g. 0.1).",
         ),
     ] = None,
+    strategy: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--strategy",
+            help="Also run these selection strategies (realism, label, both; repeatable or comma-separated) beside qc.filter_strategies, whose first is the default (filter/kept.csv); each writes filter/<strategy>/.",
+        ),
+    ] = None,
+    label_threshold: Annotated[
+        Optional[float],
+        typer.Option("--label-threshold", help="Strategies label/both: keep images the label classifier assigns to their generated class with p ≥ this (default: qc.label_threshold, 0.5)."),
+    ] = None,
     no_memorisation: Annotated[bool, typer.Option("--no-memorisation", help="Skip the copy check.")] = False,
     real: RealOpt = None,
     synthetic: SyntheticOpt = None,
@@ -150,18 +161,21 @@ def filter_cmd(
     config: ConfigOpt = None,
     set_: SetOpt = None,
 ) -> None:
-    """Split the synthetic pool into kept and rejected over its per-image scores (C2ST, copy check), scoring it first if needed."""
+    """Split the synthetic pool into kept and rejected over its per-image scores (C2ST, label classifier, copy check), scoring it first if needed."""
     _single_process("filter")
     from ctqc.stages.filter import filter_folders, run_filter, settings
 
     cfg = _byo_config(real, synthetic, out, run, config, set_)
     memorisation = False if no_memorisation else None
+    strategies = [a.strip() for item in strategy for a in item.split(",") if a.strip()] if strategy else None
+    options = {"threshold": c2st_threshold, "memorisation": memorisation, "max_real_rejection": max_real_rejection, "strategies": strategies, "label_threshold": label_threshold}
     if cfg is None:
-        target = _scored_run(run, lambda r: settings(r.config.qc, c2st_threshold, memorisation, max_real_rejection))
-        summary = run_filter(target, threshold=c2st_threshold, memorisation=memorisation, max_real_rejection=max_real_rejection)
+        needs_label = lambda r: set(settings(r.config.qc, **options)[0].strategies) != {"realism"}  # label/both read label_prob
+        target = _scored_run(run, lambda r: settings(r.config.qc, **options), stale=lambda r: needs_label(r) and _scored_without_label_prob(r))
+        summary = run_filter(target, **options)
         where = target.path / "filter"
     else:
-        summary = filter_folders(real, synthetic, out, cfg, threshold=c2st_threshold, memorisation=memorisation, max_real_rejection=max_real_rejection)
+        summary = filter_folders(real, synthetic, out, cfg, **options)
         where = out
     console = _console()
     console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
@@ -180,6 +194,15 @@ def filter_cmd(
         if r.frozen is not None:
             f = r.frozen
             console.print(f"    frozen filter on {f.n} fresh images ({f.source}): kept {f.kept}; kept fresh vs held-out real {after(f.c2st_after)}" + (f"; {f.c2st_after.note}" if f.c2st_after.note else ""))
+    if len(summary.strategies) > 1:
+        _print_strategies(console, summary.strategies)
+
+
+def _print_strategies(console, strategies: dict) -> None:
+    """One line per strategy: what it kept in all and per fold × class (the first is the default)."""
+    for n, (name, s) in enumerate(strategies.items()):
+        units = ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in s.per_class.items())
+        console.print(f"  strategy {name}{' (default)' if n == 0 else ''}: kept {s.kept}, rejected {s.rejected} ({units}) → {name}/kept.csv")
 
 
 def _operating_point(r) -> str:
@@ -343,8 +366,8 @@ def selftest_cmd(
     console.print(f"wrote {out}")
 
 
-def _scored_run(run: Path | None, check=lambda run: None):
-    """Open ``run`` and run the score stage first when its scores are missing or older than the pool."""
+def _scored_run(run: Path | None, check=lambda run: None, stale=lambda run: False):
+    """Open ``run`` and run the score stage first when its scores are missing, older than the pool, or ``stale``."""
     from ctqc.pipeline import needs_running
     from ctqc.run import Run
     from ctqc.stages.score import score
@@ -352,7 +375,16 @@ def _scored_run(run: Path | None, check=lambda run: None):
     target = Run.open(run)
     target.require_stage("generate", "ctqc train")
     check(target)  # bad options: refused before the minutes of scoring
-    if needs_running(target, "score"):
+    if needs_running(target, "score") or stale(target):
         with _console().status("scoring the synthetic pool (C2ST, copy check) …"):
             score(target)
     return target
+
+
+def _scored_without_label_prob(run) -> bool:
+    """qc/scores.csv was written before the label strategy's score existed (no ``label_prob`` column): score again."""
+    path = run.layout.scores
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8") as fh:
+        return "label_prob" not in fh.readline().strip().split(",")

@@ -78,7 +78,11 @@ def glance_lines(layout) -> list[str]:
             point = f"at C2ST threshold {f.c2st_threshold:g} (dropped where p(synthetic) > {f.c2st_threshold:g}{' or a near-copy' if f.memorisation else ''})"
         else:
             point = f"at {f.operating_point()}{' (and near-copies dropped)' if f.memorisation else ''}"
+        if f.strategy != "realism":
+            point = f"by strategy {f.strategy} ({f.strategies[f.strategy].description if f.strategy in f.strategies else ''}; label threshold {f.label_threshold:g})"
         lines.append(f"filter: kept {f.kept} of {f.kept + f.rejected} synthetic images {point}; {per_class}")
+        for name, s in list(f.strategies.items())[1:]:  # the further strategies (ctqc filter --strategy), the default first
+            lines.append(f"filter strategy {name}: kept {s.kept} of {s.kept + s.rejected}; " + ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in s.per_class.items()))
     if layout.compare_summary.is_file():
         c = read_artefact(layout.compare_summary, CompareSummary)
         headline = [x for x in c.comparisons if x.metric == "balanced_accuracy"]

@@ -17,7 +17,8 @@ new draws from the fold's generator when the unit has them (``QCUnit.fresh``), e
 (bring-your-own folders, imported pools) the second half of the pool at random, with
 a second C2ST fitted on the first half only (:func:`_fresh_scores`) —
 
-plus the global results per unit and the C2ST feature matrices, so that thresholds
+plus each image's ``label_prob`` (:mod:`ctqc.qc.label_scores`: p(its class) from a classifier fitted on
+the fold's real training images; synthetic and held-out rows), the global results per unit and the C2ST feature matrices, so that thresholds
 (:func:`decide`), the after-filter check (:func:`after_check`), the calibration view
 (:func:`calibration`) and the diversity view (:func:`diversity`) need no re-fit.
 """
@@ -37,9 +38,11 @@ from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import extract, feature_matrix
 from ctqc.qc.fidelity_metrics import per_sample_authenticity
+from ctqc.qc.label_scores import add_label_probabilities
 from ctqc.qc.memorisation import check_copies
+from ctqc.qc.strategies import decide_strategy, flags
 
-SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "authentic", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "authentic", "label_prob", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
 FRESH_SEED_OFFSET = 104729  # the split-half frozen check's split and C2ST: seed + fold + this
 
@@ -84,6 +87,7 @@ def score_units(units, cfg, cache, memorisation: bool = True) -> ScoreSet:
         if cfg.qc.embeddings:
             embedding_parts.append(_embedding_rows(cfg.qc.embeddings, cfg.seed, unit, features[unit.label], results[unit.label]))
     table = pd.DataFrame(rows, columns=SCORE_COLUMNS)
+    add_label_probabilities(table, units, features, cfg.qc, cfg.seed, results)  # the label strategy's score (ctqc.qc.label_scores)
     embeddings = pd.concat(embedding_parts, ignore_index=True) if embedding_parts else None
     return ScoreSet(table=table, units=results, features=features, embeddings=embeddings)
 
@@ -215,22 +219,15 @@ def _round(value: float) -> float:
 
 
 def decide(table, threshold, memorisation: bool, inauthentic: bool = False):
-    """The filter's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
+    """The realism strategy's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
 
     ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
     p(synthetic) exceeds ``threshold`` (one number, or one per row: e.g. each unit's conformal
-    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``); both
-    reasons are joined with ``+``; with ``inauthentic``, images whose ``authentic`` score is False are
-    rejected as ``inauthentic`` too (``qc.reject_inauthentic``). Returns a copy with ``reasons``.
+    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``), and with
+    ``inauthentic`` as ``inauthentic`` when its ``authentic`` score is False (``qc.reject_inauthentic``);
+    reasons are joined with ``+``. The rules live in :mod:`ctqc.qc.strategies`. Returns a copy with ``reasons``.
     """
-    out = table.copy()
-    too_synthetic = out["c2st_score"].to_numpy(float) > np.asarray(threshold, dtype=float)
-    copied = out["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation else np.zeros(len(out), bool)
-    flagged = inauthentic and "authentic" in out  # score tables written before issue 18 have no such column
-    unauthentic = out["authentic"].map(lambda a: str(a) in ("False", "0", "0.0")).to_numpy(bool) if flagged else np.zeros(len(out), bool)
-    hits = zip(too_synthetic, copied, unauthentic)
-    out["reasons"] = ["+".join(r for r, hit in zip(("c2st", "copy", "inauthentic"), h) if hit) for h in hits]
-    return out
+    return decide_strategy(table, "realism", flags(table, threshold, 0.0, memorisation, inauthentic))
 
 
 AFTER_CHECK = "kept synthetic images vs the fold's held-out (validation) real images of the class, which neither fitted the scores nor chose the kept set; two-sided"

@@ -5,7 +5,10 @@ images (never validation or test) by a classifier two-sample test; every image g
 an out-of-fold, prior-corrected p(synthetic), and the fold's held-out validation
 images are scored by every fold model (they took no part in fitting). The copy
 check finds each synthetic image's nearest training image; its threshold comes from
-the training images alone, and the validation images grade it. See :mod:`ctqc.qc.scoring`.
+the training images alone, and the validation images grade it. The label strategy's classifier
+(:mod:`ctqc.qc.label_scores`), fitted per fold on the real training images of every class,
+stores each synthetic image's p(generated class) and each held-out image's p(true class)
+(``label_prob``). See :mod:`ctqc.qc.scoring`.
 
 Writes into ``qc/`` (the stage that owns it): ``scores.csv`` (one row per image,
 synthetic and real, with each real image's role ``fit`` or ``heldout``),

@@ -3,7 +3,8 @@
 Per fold and class: the threshold used and the genuine images it rejects, the ECE of the stored
 (calibrated) scores, the after-filter C2ST (kept vs held-out real images, two-sided), the frozen
 filter on fresh images (the evidence: its kept images vs the held-out real images) and density /
-coverage of pool and kept set against same-size random subsets of the pool.
+coverage of pool and kept set against same-size random subsets of the pool. With more than one
+selection strategy (``ctqc filter --strategy``), what each kept per fold and class, side by side.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def build(run: RunData) -> Section:
     sources = sorted({v.frozen.source for v in filt.per_class.values() if v.frozen is not None and v.frozen.source})
     frozen_sources = "; ".join({"generator": "new draws from each fold's generator, as many as its pool", "split half": "half of the pool held back at random; the filter refitted on the other half"}.get(x, x) for x in sources)
     metrics = qc_metrics
+    strategies, strategy_rows = strategy_table(filt)
     after = metrics.after_filter.scopes if metrics and metrics.after_filter else {}
     # measured against the held-out images, the pool's own values are the like-for-like "before" (older runs: none)
     against = metrics.after_filter.against if metrics and metrics.after_filter else None
@@ -119,6 +121,8 @@ def build(run: RunData) -> Section:
         "per_class": {unit: v.model_dump(include=UNIT_FIELDS) for unit, v in filt.per_class.items()},
         "frozen": {unit: {"n": v.frozen.n, "kept": v.frozen.kept, "auc": v.frozen.c2st_after.auc, "p_value_two_sided": v.frozen.c2st_after.p_value_two_sided} for unit, v in filt.per_class.items() if v.frozen is not None},
         "distribution_metrics_after": headline(after),
+        "strategy": filt.strategy,
+        "strategies": {name: {unit: u.kept for unit, u in st.per_class.items()} for name, st in filt.strategies.items()},
     }
     content = {
         "threshold": filt.c2st_threshold,
@@ -132,6 +136,10 @@ def build(run: RunData) -> Section:
         "kept": filt.kept,
         "rejected": filt.rejected,
         "rows": rows,
+        "strategy": filt.strategy,
+        "label_threshold": fmt(filt.label_threshold),
+        "strategies": strategies,
+        "strategy_rows": strategy_rows,
         "diversity_rows": diversity_rows,
         "frozen_rows": frozen_rows,
         "metric_diversity_rows": metric_diversity_rows,
@@ -158,6 +166,20 @@ def inauthentic_counts(*tables) -> dict[str, int]:
         for (fold, name), n in flags.groupby([table["fold"], table["class"]]).sum().items():
             counts[f"fold{fold}/{name}"] = counts.get(f"fold{fold}/{name}", 0) + int(n)
     return counts
+
+
+def strategy_table(filt) -> tuple[list[dict], list[dict]]:
+    """The strategies side by side: (one entry per strategy: name, description, kept in all; one row per fold × class
+    with each strategy's kept / synthetic and the genuine held-out images its rules reject)."""
+    strategies = [{"name": name, "default": name == filt.strategy, "description": st.description, "kept": st.kept, "total": st.kept + st.rejected} for name, st in filt.strategies.items()]
+    rows = []
+    for unit in filt.per_class:
+        cells = []
+        for st in filt.strategies.values():
+            u = st.per_class.get(unit)
+            cells.append({"kept": "–" if u is None else f"{u.kept}/{u.n_synthetic}", "genuine": "–" if u is None else genuine_cell(u.real_rejection), "notes": [] if u is None else u.notes})
+        rows.append({"unit": unit, "cells": cells})
+    return strategies, rows
 
 
 def genuine_cell(rejection) -> str:

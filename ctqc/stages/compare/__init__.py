@@ -33,7 +33,7 @@ from classify.models import check_pretrained_available
 from ctqc import atomic
 from ctqc import distributed as ddp
 from ctqc.artefacts import CompareSummary, write_artefact
-from ctqc.config import ARMS, CompareConfig, Config, ratio_arm
+from ctqc.config import ARMS, FILTER_ARMS, FILTER_STRATEGIES, CompareConfig, Config, arm_strategy, ratio_arm, strategy_arm
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
 from ctqc.run import Run
@@ -89,9 +89,13 @@ def compare(
     jobs = cfg.compare.jobs if jobs is None else jobs
     # the dose-response arms join the configured arms, and any --arm list when the ratios are given explicitly
     arms = list(cfg.compare.arms if arms is None else arms) + (ratio_arms if arms is None or given else [])
+    # each further filter strategy that ran brings its own filtered arm and random control (ctqc filter --strategy)
+    ran = filtered_strategies(run)
+    arms += [strategy_arm(base, strategy) for base in FILTER_ARMS if base in arms for strategy in ran]
     arms = sorted(dict.fromkeys(arms), key=arm_order)  # canonical order, no duplicates
     dose_points, extension = dose.plan(run, [r for r, a in zip(ratios, ratio_arms) if a in arms])
     skipped: dict[str, str] = {p["arm"]: p["skipped"] for p in dose_points if p["skipped"]}
+    skipped.update(_strategy_arms_not_filtered(arms, ran, cfg.qc.default_strategy))
     arms = [a for a in arms if a not in skipped]
     fold_data = _fold_loader(run, extension)  # loads the data, the pool and (once filtered) the kept list
     if run.stage_status("filter") != "done":
@@ -101,6 +105,8 @@ def compare(
         arms = [a for a in arms if a not in skipped]
         if not arms:
             raise UserError(f"arm(s) {', '.join(skipped)} need the filter's output: run `ctqc filter` first, or choose other arms with --arm")
+    if not arms:  # e.g. only strategy arms whose strategy has not run
+        raise UserError(f"no arm left to train: {'; '.join(f'{a}: {why}' for a, why in skipped.items())}")
     if cfg.classifier.pretrained:
         check_pretrained_available(cfg.classifier.arch)  # fail before any training starts
     keys = class_keys(cfg)
@@ -183,10 +189,30 @@ def _check_arguments(seeds: int | None, jobs: int | None, arms: list[str] | None
         raise UserError(f"--seeds must be at least 1 (got {seeds})")
     if jobs is not None and jobs < 0:
         raise UserError(f"--jobs must be at least 1, or 0 for one per CPU core (got {jobs})")
-    unknown = [a for a in (arms or []) if a not in ARMS and a not in ratio_arms]
+    unknown = [a for a in (arms or []) if a not in ARMS and a not in ratio_arms and arm_strategy(a) is None]
     if unknown or arms == []:
-        choices = ", ".join([*ARMS, *ratio_arms])
+        choices = ", ".join([*ARMS, *ratio_arms, strategy_arm("original+filtered", "<strategy>"), strategy_arm("original+random-subset", "<strategy>")])
         raise UserError(f"unknown arm {unknown[0]!r}: choose from {choices}" if unknown else "no arms to compare: name at least one with --arm")
+
+
+def filtered_strategies(run: Run) -> list[str]:
+    """The filter strategies besides the run's default whose decisions ``filter/<strategy>/kept.csv`` holds."""
+    if run.stage_status("filter") != "done":
+        return []
+    default = run.config.qc.default_strategy
+    return [s for s in FILTER_STRATEGIES if s != default and run.layout.strategy_kept(s).is_file()]
+
+
+def _strategy_arms_not_filtered(arms: list[str], ran: list[str], default: str) -> dict[str, str]:
+    """Strategy arms asked for (``--arm``) whose strategy did not run, or that are the default strategy's plain arm."""
+    skipped = {}
+    for arm in arms:
+        base, strategy = arm_strategy(arm) or (None, None)
+        if strategy == default:
+            skipped[arm] = f"{strategy} is the default strategy: its arm is {base}"
+        elif strategy is not None and strategy not in ran:
+            skipped[arm] = f"strategy {strategy} has not run: run `ctqc filter --strategy {strategy}` to add this arm"
+    return skipped
 
 
 def _fold_loader(run: Run, extension: dict[tuple[int, int], int]) -> Callable[[int], FoldData]:
@@ -195,6 +221,7 @@ def _fold_loader(run: Run, extension: dict[tuple[int, int], int]) -> Callable[[i
     cfg, data, splits = run.config, run.data(), run.splits
     index = run.pool()
     kept_table = run.kept() if run.stage_status("filter") == "done" else None
+    strategy_tables = {strategy: run.kept(strategy) for strategy in filtered_strategies(run)}
     keys = class_keys(cfg)
 
     def fold_data(fold: int) -> FoldData:
@@ -209,8 +236,9 @@ def _fold_loader(run: Run, extension: dict[tuple[int, int], int]) -> Callable[[i
         if pool_images.shape[-1] != data.images.shape[-1]:
             raise UserError(f"synthetic images are {pool_images.shape[-1]} px but the data are {data.images.shape[-1]} px: run `ctqc generate` again")
         kept = None if kept_table is None else frozenset(kept_table.loc[kept_table["fold"] == fold, "sample_id"])
+        strategy_kept = {strategy: frozenset(t.loc[t["fold"] == fold, "sample_id"]) for strategy, t in strategy_tables.items()}
         extra = {key: dose.extension_images(run, fold, key, n) for (f, key), n in extension.items() if f == fold}
-        return FoldData(fold, dev.train, dev.val, splits.held_out_test(data, fold), pool, pool_images, kept, extra)
+        return FoldData(fold, dev.train, dev.val, splits.held_out_test(data, fold), pool, pool_images, kept, extra, strategy_kept)
 
     return fold_data
 

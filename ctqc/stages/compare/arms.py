@@ -10,6 +10,9 @@ validation and test images** of each fold:
 5. ``original+filtered``      real + the images ``ctqc filter`` kept (skipped when the filter has not run);
 6. ``original+random-subset`` real + a random subset of the pool with the filtered set's per-class sizes
                               (a control: does the filter beat chance selection?);
+   ``original+filtered-<strategy>``, ``original+random-subset-<strategy>``: the same pair for each further
+                              filter strategy that ran (``ctqc filter --strategy label``: ``filter/label/kept.csv``);
+                              the plain names are the default strategy's (``qc.filter_strategies[0]``);
 7. ``original+duplicated``    the real training images repeated to the per-class counts of
                               ``original+synthetic`` (a control: "more images" vs "new images");
 8. ``original+synthetic-x<r>`` (``compare.synthetic_ratios``) real + round(r × n_real) synthetic images
@@ -28,11 +31,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ctqc.config import ARMS, Config, arm_ratio
+from ctqc.config import ARMS, FILTER_ARMS, FILTER_STRATEGIES, Config, arm_ratio, arm_strategy
 from ctqc.errors import UserError
 
 #: The arms that need ``ctqc filter``'s output (skipped when the filter has not run).
-NEEDS_FILTER = ("original+filtered", "original+random-subset")
+NEEDS_FILTER = FILTER_ARMS
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,11 @@ class FoldData:
     test: object  # LabelledImages: real held-out test images
     pool: object  # pandas.DataFrame: this fold's rows of samples/index.csv
     pool_images: object  # torch.Tensor N×1×S×S, aligned with ``pool``
-    kept: frozenset[str] | None  # sample_ids kept by ctqc filter; None when the filter has not run
+    kept: frozenset[str] | None  # sample_ids kept by ctqc filter (default strategy); None when the filter has not run
     # class key → (images N×1×S×S, ids): drawn from the fold's generator beyond the pool, for the dose-response arms
     extension: dict = field(default_factory=dict)
+    # further filter strategy → the sample_ids it kept (filter/<strategy>/kept.csv), for the strategy arms
+    strategy_kept: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,9 @@ def arm_order(arm: str) -> tuple[int, float]:
     ratio = arm_ratio(arm)
     if ratio is not None:
         return ARMS.index("original+synthetic"), ratio
+    strategy = arm_strategy(arm)
+    if strategy is not None:  # right after the default strategy's arm of the same kind
+        return ARMS.index(strategy[0]), 1.0 + FILTER_STRATEGIES.index(strategy[1])
     return ARMS.index(arm), 0.0
 
 
@@ -87,18 +95,21 @@ def build_arm(arm: str, fold_data: FoldData, seed: int, keys: list[int], base_se
     if ratio is not None:
         return _dose(fold_data, ratio, seed, keys, base_seed, augment)
     use_real = arm != "synthetic-only"
+    base, strategy = arm_strategy(arm) or (arm, None)
     if arm in ("original", "original+classical"):
         chosen = np.zeros(len(pool), dtype=bool)
     elif arm in ("synthetic-only", "original+synthetic"):
         chosen = np.ones(len(pool), dtype=bool)
-    elif arm in NEEDS_FILTER:
-        if fold_data.kept is None:
-            raise UserError(f"arm {arm} needs the filter's output: run `ctqc filter` first")
-        kept = pool["sample_id"].isin(fold_data.kept).to_numpy()
-        if arm == "original+filtered":
+    elif base in NEEDS_FILTER:
+        kept_ids = fold_data.kept if strategy is None else fold_data.strategy_kept.get(strategy)
+        if kept_ids is None:
+            raise UserError(f"arm {arm} needs the filter's output: run `ctqc filter{'' if strategy is None else f' --strategy {strategy}'}` first")
+        kept = pool["sample_id"].isin(kept_ids).to_numpy()
+        if base == "original+filtered":
             chosen = kept
-        else:  # same per-class sizes as the filtered set, drawn at random from the whole pool
-            rng = np.random.default_rng([base_seed, fold_data.fold, seed, 6])
+        else:  # same per-class sizes as the (strategy's) filtered set, drawn at random from the whole pool
+            stream = [] if strategy is None else [1 + FILTER_STRATEGIES.index(strategy)]  # each strategy's control: its own draws
+            rng = np.random.default_rng([base_seed, fold_data.fold, seed, 6, *stream])
             chosen = np.zeros(len(pool), dtype=bool)
             labels = pool["label"].to_numpy()
             for key in keys:

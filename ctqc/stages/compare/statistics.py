@@ -26,7 +26,7 @@ import numpy as np
 from classify import decisions, verdicts
 from classify.stats import mean_ci, paired_difference
 from ctqc import paper
-from ctqc.config import Config
+from ctqc.config import FILTER_STRATEGIES, Config, strategy_arm
 from ctqc.stages.compare.arms import class_keys
 from ctqc.stages.compare.jobs import METRICS, unit_key
 
@@ -47,9 +47,16 @@ EXTRA_COMPARISONS = (
 
 
 def comparisons_for(arms: list[str]) -> list[tuple[str, str]]:
-    """(arm, reference) pairs: every arm vs original, the filtered arm vs its two controls, and the unfiltered pool vs duplicated reals."""
+    """(arm, reference) pairs: every arm vs original, the filtered arm vs its two controls, and the unfiltered pool vs duplicated reals.
+
+    Each further filter strategy's filtered arm is compared with its own random control and the
+    unfiltered pool too (secondary: the primary comparisons are the default strategy's).
+    """
     pairs = [(arm, "original") for arm in arms if arm != "original" and "original" in arms]
     pairs += [(a, b) for a, b in EXTRA_COMPARISONS if a in arms and b in arms]
+    for strategy in FILTER_STRATEGIES:
+        filtered, control = strategy_arm("original+filtered", strategy), strategy_arm("original+random-subset", strategy)
+        pairs += [(filtered, b) for b in ("original+synthetic", control) if filtered in arms and b in arms]
     return pairs
 
 
