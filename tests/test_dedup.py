@@ -47,3 +47,28 @@ def test_the_first_image_of_a_group_is_kept_and_chains_form_one_group():
     assert find_duplicates(pool[:1]).flagged.tolist() == [False]
     with pytest.raises(ValueError):
         find_duplicates(pool, threshold=1.5)
+
+
+def test_decide_rejects_all_but_one_of_each_duplicate_group():
+    import pandas as pd
+
+    from ctqc.qc.scoring import decide
+
+    table = pd.DataFrame(
+        {
+            "fold": [0] * 6 + [1, 1],
+            "label": [0] * 6 + [0, 0],
+            "id": ["a", "b", "c", "d", "e", "f", "a", "g"],  # ids repeat across folds: groups are per fold and class
+            "c2st_score": [0.9, 0.2, 0.3, 0.1, 0.2, 0.95, 0.1, 0.1],
+            "copy_flagged": [False, False, False, False, True, False, False, False],
+            "dup_of": [None, "a", "a", None, None, "e", None, "a"],
+            "duplicate_flagged": [False, True, True, False, False, True, False, True],
+        }
+    )
+    reasons = decide(table, 0.6, memorisation=True)["reasons"].tolist()
+    # group a (a, b, c): a is rejected as c2st, so b — the first clean member — is kept and c is the duplicate
+    # group e (e, f): both rejected anyway; the first member, e, carries no duplicate reason
+    # fold 1: group a (a, g): a kept, g a duplicate
+    assert reasons == ["c2st+duplicate", "", "duplicate", "", "copy", "c2st+duplicate", "", "duplicate"]
+    assert decide(table, 0.6, memorisation=True, dedup=False)["reasons"].tolist() == ["c2st", "", "", "", "copy", "c2st", "", ""]
+    assert "duplicate" not in "".join(decide(table.drop(columns=["dup_of", "duplicate_flagged"]), 0.6, memorisation=False)["reasons"])

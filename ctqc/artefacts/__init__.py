@@ -4,7 +4,7 @@ Writer and reader share these models: a stage builds the model and writes it wit
 :func:`write_artefact` (the one JSON encoder, :func:`ctqc.atomic.json_text`: NaN → null);
 a reader validates once with :func:`read_artefact` and then trusts the fields. Models refuse
 unknown keys; open-ended content is a typed dict. One module per group of files:
-:mod:`~ctqc.artefacts.qc` (scoring, filter, metrics, self-test), :mod:`~ctqc.artefacts.compare`,
+:mod:`~ctqc.artefacts.qc` (scoring, filter, metrics), :mod:`~ctqc.artefacts.selftest`, :mod:`~ctqc.artefacts.compare`,
 :mod:`~ctqc.artefacts.manifest`; :mod:`~ctqc.artefacts.base` has the base class, writer and reader.
 """
 
@@ -22,26 +22,33 @@ from ctqc.artefacts.qc import (
     AfterFilter,
     C2STResult,
     Calibration,
-    CopyCheck,
     Diversity,
     Estimate,
     FilterSummary,
     FilterUnit,
     Gap,
-    IntensityShiftUnits,
     MemorisationPair,
-    NullCheck,
-    PlantedCheck,
+    MMDResult,
     QCMetrics,
     RealRejection,
     ReliabilityBin,
     ScopeMemorisation,
     ScopeMetrics,
     Scoring,
-    Selftest,
-    SelftestData,
     UnitScoring,
     gap_verdict,
+)
+from ctqc.artefacts.selftest import (
+    CopyCheck,
+    DedupCheck,
+    IntensityShiftUnits,
+    NullCheck,
+    PlantedCheck,
+    Selftest,
+    SelftestData,
+    SetLevelCheck,
+    SetLevelDefect,
+    SetLevelNull,
 )
 
 __all__ = [
@@ -58,6 +65,7 @@ __all__ = [
     "Comparison",
     "CopyCheck",
     "DataRecord",
+    "DedupCheck",
     "Diversity",
     "DosePoint",
     "Estimate",
@@ -68,6 +76,7 @@ __all__ = [
     "Manifest",
     "MeanCI",
     "MemorisationPair",
+    "MMDResult",
     "NullCheck",
     "OverTrainings",
     "OverTrainingsDifference",
@@ -82,6 +91,9 @@ __all__ = [
     "Selftest",
     "SelftestData",
     "Sensitivity",
+    "SetLevelCheck",
+    "SetLevelDefect",
+    "SetLevelNull",
     "StageRecord",
     "UnitScoring",
     "gap_verdict",

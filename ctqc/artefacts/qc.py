@@ -1,4 +1,4 @@
-"""Models of the QC files: ``qc/scoring.json``, ``filter/filter.json``, ``qc/metrics.json``, ``qc/selftest.json``."""
+"""Models of the QC files: ``qc/scoring.json``, ``filter/filter.json``, ``qc/metrics.json`` (``qc/selftest.json``: :mod:`ctqc.artefacts.selftest`)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,19 @@ class C2STResult(Artefact):
     note: str | None = None
 
 
+class MMDResult(Artefact):
+    """The kernel two-sample test's global result (``ctqc.qc.mmd.mmd_summary``): unbiased MMD², permutation p-value."""
+
+    mmd2: float | None = None  # unbiased MMD² (Gretton et al. 2012); ≈ 0 (may be < 0) when the sets do not differ
+    p_value: float | None = Field(None, ge=0, le=1)  # (1 + #{MMD²_perm ≥ MMD²}) / (B + 1)
+    bandwidth: float | None = None  # σ of the Gaussian kernel (median heuristic), in standardised-feature units
+    n_permutations: int | None = None
+    kernel: str | None = None
+    n_real: int | None = None
+    n_synthetic: int | None = None
+    note: str | None = None
+
+
 class UnitScoring(Artefact):
     """The scoring step's results for one fold × class."""
 
@@ -38,6 +51,9 @@ class UnitScoring(Artefact):
     c2st_c: float | list[float] | None = None
     copy_threshold: float | None  # 1 - correlation below which a synthetic image counts as a copy
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
+    mmd: MMDResult | None = None  # the non-linear global test on the C2ST's features (absent in older files)
+    n_duplicates: int | None = None  # pool images that repeat an earlier one (qc.dedup; None: not checked)
+    dedup_threshold: float | None = None  # the pixel correlation at or above which two pool images are duplicates
 
 
 class Scoring(Artefact):
@@ -102,7 +118,9 @@ class FilterUnit(Artefact):
     kept: int
     rejected_c2st: int
     rejected_copy: int
+    rejected_duplicate: int = 0  # repeats of an earlier pool image (reason ``duplicate``)
     c2st_before: C2STResult
+    mmd_before: MMDResult | None = None  # the kernel MMD test of the pool vs the training images (score stage)
     c2st_after: C2STResult  # a fresh C2ST of the kept images vs the fold's held-out real images (two-sided p too)
     copy_threshold: float | None
     threshold: float | None = Field(None, ge=0, le=1)  # the p(synthetic) threshold applied (None: nothing rejected as c2st)
@@ -256,72 +274,3 @@ class QCMetrics(Artefact):
     domain_encoders: dict[str, dict[str, Any]] | None = None
     real: str | None = None  # bring-your-own folders only
     synthetic: str | None = None
-
-
-# ---------------------------------------------------------------------------- qc/selftest.json
-
-
-class NullCheck(Artefact):
-    """(a) real vs real: the C2ST must not see a difference, and its scores must stay calibrated."""
-
-    auc: list[float | None] = Field(default_factory=list)  # one per random split
-    p_values: list[float | None] = Field(default_factory=list)
-    discarded_fraction: list[float | None] = Field(default_factory=list)  # of the "synthetic" half, at the threshold
-    mean_discarded: float | None = None  # over the splits (criterion ≤ 0.10)
-    ece: list[float | None] = Field(default_factory=list)  # per split, against the true equal-prior posterior 0.5
-    ece_labels: list[float | None] = Field(default_factory=list)  # per split, against the labels (as filter.json estimates it)
-    mean_ece: float | None = None  # mean of ``ece`` (criterion ≤ 0.05)
-    passed: bool | None = Field(None, alias="pass")
-
-
-class IntensityShiftUnits(Artefact):
-    brightness_spread: float | None = None  # inter-image SD of the mean foreground brightness
-    strengths: dict[str, float] = Field(default_factory=dict)  # strength → shift, in brightness spreads
-
-
-class PlantedCheck(Artefact):
-    """(b) planted artefacts: ranked first by the per-image scores, and removed at the operating point."""
-
-    n_splits: int | None = None  # random reference / clean / defective splits pooled
-    n_defective: int | None = None  # defective images per defect and strength, over the splits
-    auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC (mean over splits)
-    removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of defective images above the threshold
-    genuine_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of the clean (genuine) pool images above it
-    reference_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # of the reference images' out-of-fold scores
-    intensity_shift_units: IntensityShiftUnits | None = None
-    rising_with_strength: bool | None = None  # removed share: no fall with strength beyond two binomial SEs
-    auroc_rising: bool | None = None  # the former rule on AUROC (tolerance 0.02, ties above 0.95); recorded, not judged
-    medium_at_least_0_9: bool | None = Field(None, alias="medium_at_least_0.9")  # AUROC
-    medium_removed_at_least_0_9: bool | None = Field(None, alias="medium_removed_at_least_0.9")
-    genuine_removed_at_most_0_1: bool | None = Field(None, alias="genuine_removed_at_most_0.1")  # at medium strength
-    passed: bool | None = Field(None, alias="pass")
-
-
-class CopyCheck(Artefact):
-    """(c) planted copies: flagged; genuine held-out images: not."""
-
-    flagged: dict[str, float | None] = Field(default_factory=dict)  # kind of copy → fraction flagged
-    genuine_flagged: float | None = None
-    passed: bool | None = Field(None, alias="pass")
-
-
-class SelftestData(Artefact):
-    location: str | None = None
-    fingerprint: str | None = None
-    images_used: str | None = None
-
-
-class Selftest(Artefact):
-    """``qc/selftest.json`` (``ctqc selftest``): the QC proved on real images with known answers."""
-
-    n_images: int | None = None
-    features: list[str] = Field(default_factory=list)
-    classifier: str | None = None
-    threshold: float | None = None
-    c2st_c: float | str | None = None  # the C2ST's regularisation: a number, or "auto" (inner CV)
-    operating_point: str | None = None  # in words
-    null: NullCheck | None = None
-    planted: PlantedCheck | None = None
-    copies: CopyCheck | None = None
-    passed: bool | None = Field(None, alias="pass")
-    data: SelftestData | None = None

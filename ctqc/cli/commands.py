@@ -168,7 +168,12 @@ def filter_cmd(
     for unit, r in summary.per_class.items():
         fmt = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value is None else f" (p = {m.p_value:.3g})")
         after = "n/a" if r.c2st_after.auc is None else f"AUC {r.c2st_after.auc:.3f}" + ("" if r.c2st_after.p_value_two_sided is None else f" (two-sided p = {r.c2st_after.p_value_two_sided:.3g})")
-        console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after}")
+        console.print(
+            f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}, duplicates {r.rejected_duplicate}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after}"
+        )
+        if r.mmd_before is not None and r.mmd_before.mmd2 is not None:
+            mmd_p = "" if r.mmd_before.p_value is None else f", p = {r.mmd_before.p_value:.3g}"
+            console.print(f"    global tests before: C2ST (linear) {fmt(r.c2st_before)}; MMD (RBF) MMD² {r.mmd_before.mmd2:.4g}{mmd_p}")
         ece = "" if r.calibration is None else f"; ECE of the (uncalibrated) scores {r.calibration.ece:.3f}"
         console.print(f"    threshold {_operating_point(r)}{ece}" + "".join(f"; {note}" for note in [r.c2st_after.note, *r.notes] if note))
         if r.diversity is not None:
@@ -310,7 +315,7 @@ def selftest_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the JSON results.")] = Path("selftest.json"),
     permutations: Annotated[int, typer.Option("--permutations", min=10, help="Permutations per null repeat.")] = 100,
 ) -> None:
-    """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies."""
+    """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies, set-level defects and duplicates."""
     _single_process("selftest")
     from ctqc import atomic
     from ctqc.artefacts import Selftest, write_artefact
@@ -337,6 +342,17 @@ def selftest_cmd(
         f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"
     )
     console.print("(c) copies flagged: " + ", ".join(f"{k} {v:.0%}" for k, v in copies["flagged"].items()) + f"; genuine flagged {copies['genuine_flagged']:.0%} — {mark(copies['pass'])}")
+    sets = report["set_level"]
+    console.print(f"(d) set-level defects, {sets['n_repeats']} splits: detected (p < {sets['alpha']:g}) by the kernel MMD / the linear C2ST:")
+    for name, d in sets["defects"].items():
+        console.print(f"    {name:18s} MMD {d['mmd_detected']:.0%} / C2ST {d['c2st_detected']:.0%}")
+    dedup = sets["dedup"]
+    console.print(f"    null rejected by the MMD {sets['null']['mmd_rejected']:.0%}; detected ≥ 90 %: {mark(sets['detected_at_least_0.9'])}; null ≤ 20 %: {mark(sets['null_rejected_at_most_0.2'])}")
+    console.print(
+        "    duplicates flagged: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in dedup["flagged"].items())
+        + f"; genuine flagged {dedup['genuine_flagged']:.0%} — {mark(dedup['pass'])}; (d) {mark(sets['pass'])}"
+    )
     console.print(f"wrote {out}")
 
 

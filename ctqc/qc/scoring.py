@@ -26,13 +26,17 @@ from ctqc import atomic
 from ctqc.qc.c2st import c2st_summary, fit_c2st, two_sided_p_value
 from ctqc.qc.calibration import reliability
 from ctqc.qc.classifiers import make_classifier
+from ctqc.qc.dedup import find_duplicates
 from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
+from ctqc.qc.mmd import configured_mmd, mmd_summary
 
-SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+COPY_COLUMNS = ["copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+DUPLICATE_COLUMNS = ["dup_of", "duplicate_flagged"]  # synthetic rows: the id of the group's first image; flagged = not that image
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", *COPY_COLUMNS, *DUPLICATE_COLUMNS]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
 
 
@@ -91,6 +95,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
     held_scores = test.heldout_scores_ if test is not None and len(heldout) else nan(len(heldout))
     check = memorisation and len(unit.heldout) >= 2 and len(unit.reference) >= 2
     copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
+    set_level, duplicate_columns = _set_level(unit, qc, cfg.seed + unit.fold, reference, synthetic, pixel_columns)
     base = {"fold": unit.fold, "class": unit.name, "label": unit.key}
     rows = []
     for i, (sample_id, file) in enumerate(zip(unit.pool["sample_id"], unit.pool["file"])):
@@ -98,7 +103,9 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
             round(float(copies.distance[i]), 6), round(float(copies.ratio[i]), 6),
             unit.reference_ids[int(copies.nearest_train[i])], bool(copies.flagged[i]),
         )  # fmt: skip
-        rows.append({**base, "source": "synthetic", "role": "synthetic", "id": str(sample_id), "file": str(file), "c2st_score": _round(syn_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
+        rows.append(
+            {**base, "source": "synthetic", "role": "synthetic", "id": str(sample_id), "file": str(file), "c2st_score": _round(syn_scores[i]), **dict(zip(COPY_COLUMNS, copy)), **duplicate_columns[i]}
+        )
     for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
         rows += [{**base, "source": "real", "role": role, "id": str(i), "file": None, "c2st_score": _round(s)} for i, s in zip(ids, scores)]
     results = {
@@ -111,27 +118,71 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
         "c2st": {**c2st_summary(test), "n_real": len(reference), "n_synthetic": len(synthetic)},
         "c2st_c": None if test is None else [float(c) for c in test.chosen_c_] or float(test.c),
         "copy_threshold": None if copies is None else round(float(copies.threshold), 6),
+        **set_level,
     }
     return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns)
+
+
+def _set_level(unit, qc, seed: int, reference: np.ndarray, synthetic: np.ndarray, pixel_columns: int | None) -> tuple[dict, list[dict]]:
+    """The unit's set-level checks: the kernel MMD test (reference vs pool) and duplicates within the pool.
+
+    Returns (results entries ``mmd``, ``n_duplicates``, ``dedup_threshold``; per synthetic row its
+    :data:`DUPLICATE_COLUMNS`, empty with ``qc.dedup`` off).
+    """
+    results = {"mmd": mmd_summary(configured_mmd(reference, synthetic, qc, seed, pixel_columns))}
+    if not qc.dedup:
+        return {**results, "n_duplicates": None, "dedup_threshold": None}, [{}] * len(synthetic)
+    found = find_duplicates(unit.synthetic, qc.dedup_threshold, qc.copy_max_shift)
+    ids = [str(i) for i in unit.pool["sample_id"]]
+    columns = [{"dup_of": ids[d] if d >= 0 else None, "duplicate_flagged": bool(d >= 0)} for d in found.dup_of]
+    return {**results, "n_duplicates": int(found.flagged.sum()), "dedup_threshold": qc.dedup_threshold}, columns
 
 
 def _round(value: float) -> float:
     return round(float(value), 6)
 
 
-def decide(table, threshold, memorisation: bool):
+def decide(table, threshold, memorisation: bool, dedup: bool = True):
     """The filter's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
 
     ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
     p(synthetic) exceeds ``threshold`` (one number, or one per row: e.g. each unit's conformal
-    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``); both
+    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``), as
+    ``duplicate`` when it repeats another pool image (only with ``dedup``; :func:`duplicate_reasons`);
     reasons are joined with ``+``. Returns a copy with ``reasons``.
     """
     out = table.copy()
     too_synthetic = out["c2st_score"].to_numpy(float) > np.asarray(threshold, dtype=float)
     copied = out["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation else np.zeros(len(out), bool)
     out["reasons"] = ["+".join(r for r, hit in (("c2st", s), ("copy", c)) if hit) for s, c in zip(too_synthetic, copied)]
+    if dedup:
+        out["reasons"] = ["+".join(r for r in (before, "duplicate" if hit else "") if r) for before, hit in zip(out["reasons"], duplicate_reasons(out))]
     return out
+
+
+def duplicate_reasons(table) -> np.ndarray:
+    """(n,) bool: the rows of ``table`` (synthetic rows with ``reasons`` so far) rejected as duplicates.
+
+    A duplicate group (per fold and class: a first image and the rows whose ``dup_of`` names it) keeps
+    one image — its first member that no other reason rejects, or the first member when every one is
+    rejected anyway — and rejects the rest. A table without the dedup columns (older scores, or
+    ``qc.dedup`` off) has no duplicates.
+    """
+    if "dup_of" not in table.columns:
+        return np.zeros(len(table), bool)
+    dup_of = table["dup_of"].astype(object).where(table["dup_of"].notna(), None).tolist()
+    ids = table["id"].astype(str).tolist()
+    groups = [(f, lab, d if d is not None else i) for f, lab, d, i in zip(table["fold"], table["label"], dup_of, ids)]
+    members: dict = {}
+    for row, group in enumerate(groups):
+        members.setdefault(group, []).append(row)
+    hit = np.zeros(len(table), bool)
+    for rows in members.values():
+        if len(rows) > 1:
+            clean = [r for r in rows if not table["reasons"].iloc[r]]
+            hit[rows] = True
+            hit[clean[0] if clean else rows[0]] = False
+    return hit
 
 
 AFTER_CHECK = "kept synthetic images vs the fold's held-out (validation) real images of the class, which neither fitted the scores nor chose the kept set; two-sided"

@@ -92,7 +92,9 @@ def run_filter(run: Run, threshold: float | None = None, memorisation: bool | No
         cfg = run.config
         scoring = read_artefact(layout.scoring, Scoring)
         scores = ScoreSet(
-            table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str}), units=scoring.model_dump(by_alias=True)["units"], features=load_features(layout.c2st_features)
+            table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str, "dup_of": str}),
+            units=scoring.model_dump(by_alias=True)["units"],
+            features=load_features(layout.c2st_features),
         )
         table, summary = decide_and_check(scores, cfg, point, memorisation, fitted_on=scoring.fitted_on)
         embeddings = pd.read_csv(layout.embeddings, dtype={"id": str}) if layout.embeddings.is_file() else None
@@ -150,7 +152,7 @@ def decide_and_check(scores: ScoreSet, cfg: Config, point: OperatingPoint | floa
                 f"{rejections[label]['n']} held-out real images are too few for a {point.max_real_rejection:g} conformal guarantee (needs ≥ {_needed(point.max_real_rejection)}): nothing rejected as c2st"
             )
     unit_of = {(u["fold"], u["label"]): label for label, u in scores.units.items()}
-    decided = decide(synthetic, [1.0 if thresholds[unit_of[fk]] is None else thresholds[unit_of[fk]] for fk in zip(synthetic["fold"], synthetic["label"])], memorisation)
+    decided = decide(synthetic, [1.0 if thresholds[unit_of[fk]] is None else thresholds[unit_of[fk]] for fk in zip(synthetic["fold"], synthetic["label"])], memorisation, dedup=cfg.qc.dedup)
     per_class = {}
     for label, unit in scores.units.items():
         rows = decided[(decided["fold"] == unit["fold"]) & (decided["label"] == unit["label"])]
@@ -161,6 +163,8 @@ def decide_and_check(scores: ScoreSet, cfg: Config, point: OperatingPoint | floa
             kept=int(kept_mask.sum()),
             rejected_c2st=int(reasons.str.contains("c2st").sum()),
             rejected_copy=int(reasons.str.contains("copy").sum()),
+            rejected_duplicate=int(reasons.str.contains("duplicate").sum()),
+            mmd_before=unit.get("mmd"),
             c2st_before=unit["c2st"],
             c2st_after=after_check(scores.features[label], kept_mask, cfg.qc, cfg.seed, unit["fold"]),
             copy_threshold=unit["copy_threshold"],
