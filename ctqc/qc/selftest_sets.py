@@ -50,10 +50,21 @@ def _noisy(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.T
     return (x + sigma * torch.randn(x.shape, generator=generator) * (x > -0.9).to(x.dtype)).clamp(-1, 1)
 
 
-def set_level(images: torch.Tensor, feats: np.ndarray, pixel_columns: int | None, qc: QCConfig, seed: int = 0, c2st_permutations: int = 100, domain_weights=None, repeats: int = SET_REPEATS) -> dict:
+def set_level(
+    images: torch.Tensor,
+    feats: np.ndarray,
+    pixel_columns: int | None,
+    qc: QCConfig,
+    seed: int = 0,
+    c2st_permutations: int = 100,
+    domain_weights=None,
+    repeats: int = SET_REPEATS,
+    n_distinct: int = N_DISTINCT,
+) -> dict:
     """Part (d) on development ``images`` (N×1×S×S in [-1, 1]) with their C2ST features ``feats`` (N × d); a JSON-able dict.
 
-    ``pixel_columns``: the width of the features' pixel block (None without one).
+    ``pixel_columns``: the width of the features' pixel block (None without one). ``n_distinct``:
+    the distinct images behind the defective sets (fewer = a grosser defect; bench/set_level.py varies it).
     """
     rng = np.random.default_rng(seed + 4_099)  # its own stream: parts (a)–(c) draw exactly as before
     gen = torch.Generator().manual_seed(seed + 4_099)
@@ -66,7 +77,7 @@ def set_level(images: torch.Tensor, feats: np.ndarray, pixel_columns: int | None
     for r in range(repeats):
         order = rng.permutation(n)
         ref, held = order[: n // 2], order[n // 2 :]
-        m, k = len(held), N_DISTINCT
+        m, k = len(held), n_distinct
         half = m - m // 2  # genuine images in the duplicated set; the rest repeat its first k
         repeat_rows = np.arange(m // 2) % k
         diverse = _noisy(images[held[:k]][np.arange(m) % k], DIVERSITY_NOISE, gen)
@@ -89,14 +100,14 @@ def set_level(images: torch.Tensor, feats: np.ndarray, pixel_columns: int | None
             dup_flagged[kind].extend(find_duplicates(torch.cat([genuine, copies]), qc.dedup_threshold, qc.copy_max_shift).flagged[half:])
         genuine_flagged.extend(find_duplicates(images[held], qc.dedup_threshold, qc.copy_max_shift).flagged)
         diversity_flagged.extend(find_duplicates(diverse, qc.dedup_threshold, qc.copy_max_shift).flagged)
-    return _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_flagged, qc, repeats, n, c2st_permutations)
+    return _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_flagged, qc, repeats, n, c2st_permutations, n_distinct)
 
 
 def _share(p_values: list, alpha: float = ALPHA) -> float:
     return round(float(np.mean([p is not None and p < alpha for p in p_values])), 4)
 
 
-def _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_flagged, qc: QCConfig, repeats: int, n: int, c2st_permutations: int) -> dict:
+def _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_flagged, qc: QCConfig, repeats: int, n: int, c2st_permutations: int, n_distinct: int) -> dict:
     defects = {
         name: {
             "mmd_p_values": [round(p, 4) for p in mmd_p[name]],
@@ -123,7 +134,7 @@ def _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_fla
         "n_repeats": repeats,
         "n_reference": n // 2,
         "set_size": n - n // 2,
-        "n_distinct": N_DISTINCT,
+        "n_distinct": n_distinct,
         "alpha": ALPHA,
         "global_test": "kernel MMD (Gaussian RBF, median heuristic) on the C2ST's features",
         "mmd_permutations": qc.n_permutations,
