@@ -4,7 +4,8 @@
 
 Part (d) of the self-test (ctqc/qc/selftest_sets.py) on the development images, with more distinct
 images behind the defective sets (a subtler loss of diversity), both tests at the same number of
-permutations; then a Gaussian simulation with known truth: synthetic features with half the real
+permutations; then the "typical images" defect of issue 15 (the held-out half's most central half:
+a narrower set with no image repeated), and a Gaussian simulation with known truth: synthetic features with half the real
 spread (same mean), 100 vs 100 images, 20 features, both tests on the same draws.
 """
 
@@ -45,6 +46,29 @@ def phantoms(cfg, permutations: int, repeats: int, distinct: list[int]) -> None:
         )
 
 
+def central(cfg, permutations: int, repeats: int) -> None:
+    """The most central half of the held-out images (nearest the reference centroid in the MMD's features) vs the reference half."""
+    from ctqc.qc.mmd import mmd_features
+
+    data = load_dataset(cfg.data)
+    dev = Splits.make(data, cfg.split, cfg.split_seed).development(data)
+    images = torch.cat([dev.train.images, dev.val.images])
+    feats, pixel_columns = feature_matrix(images, cfg.qc.features)
+    qc = cfg.qc.model_copy(update={"n_permutations": permutations, "n_repeats": 1})
+    rng = np.random.default_rng(cfg.seed + 1)
+    mmd_hits, c2st_hits, aucs = [], [], []
+    for r in range(repeats):
+        order = rng.permutation(len(images))
+        ref, held = order[: len(order) // 2], order[len(order) // 2 :]
+        x, z = mmd_features(feats[ref], feats[held], qc.pca_components, pixel_columns, r)
+        typical = held[np.argsort(((z - x.mean(axis=0)) ** 2).sum(axis=1))[: len(held) // 2]]
+        mmd_hits.append(configured_mmd(feats[ref], feats[typical], qc, r, pixel_columns).p_value < 0.05)
+        test = configured_c2st(qc, r, pixel_columns).fit(feats[ref], feats[typical])
+        c2st_hits.append(test.p_value_ < 0.05)
+        aucs.append(test.auc_)
+    print(f"  typical images (the most central half of the held-out half, none repeated): detected MMD {np.mean(mmd_hits):.0%}, C2ST {np.mean(c2st_hits):.0%} (mean C2ST AUC {np.mean(aucs):.3f})")
+
+
 def gaussian(permutations: int, sims: int = 20, n: int = 100, d: int = 20) -> None:
     from ctqc.config import QCConfig
 
@@ -66,10 +90,11 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--permutations", type=int, default=200)
     parser.add_argument("--repeats", type=int, default=10)
-    parser.add_argument("--distinct", type=int, nargs="+", default=[5, 20, 40])
+    parser.add_argument("--distinct", type=int, nargs="*", default=[5, 20, 40])
     args = parser.parse_args()
     cfg = load_config(args.config, args.overrides)
     phantoms(cfg, args.permutations, args.repeats, args.distinct)
+    central(cfg, args.permutations, args.repeats)
     gaussian(args.permutations)
 
 

@@ -59,6 +59,7 @@ class SetLevelDefect(Artefact):
     c2st_p_values: list[float | None] = Field(default_factory=list)  # the linear C2ST's permutation test, for comparison
     c2st_auc: list[float | None] = Field(default_factory=list)
     c2st_detected: float | None = Field(None, ge=0, le=1)  # recorded, not judged
+    judged: bool = True  # False: recorded for the comparison of the two tests (the typical images), no criterion
 
 
 class SetLevelNull(Artefact):

@@ -345,7 +345,7 @@ def selftest_cmd(
     sets = report["set_level"]
     console.print(f"(d) set-level defects, {sets['n_repeats']} splits: detected (p < {sets['alpha']:g}) by the kernel MMD / the linear C2ST:")
     for name, d in sets["defects"].items():
-        console.print(f"    {name:18s} MMD {d['mmd_detected']:.0%} / C2ST {d['c2st_detected']:.0%}")
+        console.print(f"    {name:18s} MMD {d['mmd_detected']:.0%} / C2ST {d['c2st_detected']:.0%}" + ("" if d["judged"] else " (recorded, not judged)"))
     dedup = sets["dedup"]
     console.print(f"    null rejected by the MMD {sets['null']['mmd_rejected']:.0%}; detected ≥ 90 %: {mark(sets['detected_at_least_0.9'])}; null ≤ 20 %: {mark(sets['null_rejected_at_most_0.2'])}")
     console.print(

@@ -68,7 +68,10 @@ def build(run: RunData) -> Section:
 def _set_level(sets: SetLevelCheck) -> dict:
     """Part (d): per set-level defect the share of splits each global test detects, the MMD's null rejections, dedup."""
     dedup, null = sets.dedup or DedupCheck(), sets.null or SetLevelNull()
-    rows = [{"name": name.replace("_", " "), "mmd": percent(d.mmd_detected), "c2st": percent(d.c2st_detected)} for name, d in sets.defects.items()]
+    rows = [
+        {"name": name.replace("_", " ") + ("" if d.judged else " (recorded, not judged)"), "mmd": percent(d.mmd_detected), "c2st": percent(d.c2st_detected), "judged": d.judged}
+        for name, d in sets.defects.items()
+    ]
     return {
         "rows": rows,
         "n_repeats": sets.n_repeats,
