@@ -89,3 +89,19 @@ def test_selftest_meets_the_operating_point_goals(selftest_run):
     assert all(v["medium"] >= 0.9 for v in planted["removed"].values()), planted["removed"]
     assert all(v["medium"] <= 0.1 for v in planted["genuine_removed"].values()), planted["genuine_removed"]
     assert planted["pass"] and r["pass"]
+
+
+def test_set_level_part_runs_on_a_tiny_data_set():
+    """(d) on 8 images (sets of 4, fewer than 5 distinct images, C2ST folds capped): a complete report, no crash."""
+    from ctqc.config import load_config
+    from ctqc.data import load_dataset
+    from ctqc.qc.features import feature_matrix
+    from ctqc.qc.selftest_sets import set_level
+
+    cfg = load_config("smoke", [])
+    images = load_dataset(cfg.data).images[:8]
+    feats, pixel_columns = feature_matrix(images, cfg.qc.features)
+    r = set_level(images, feats, pixel_columns, cfg.qc, c2st_permutations=10, repeats=2)
+    assert r["set_size"] == 4 and set(r["defects"]) == {"reduced_diversity", "duplicated", "typical_images"}
+    assert all(len(d["mmd_p_values"]) == len(d["c2st_p_values"]) == 2 for d in r["defects"].values())
+    assert len(r["null"]["mmd_p_values"]) == 2 and isinstance(r["pass"], bool)

@@ -83,7 +83,8 @@ def set_level(
     for r in range(repeats):
         order = rng.permutation(n)
         ref, held = order[: n // 2], order[n // 2 :]
-        m, k = len(held), n_distinct
+        m = len(held)
+        k = min(n_distinct, m)
         half = m - m // 2  # genuine images in the duplicated set; the rest repeat its first k
         repeat_rows = np.arange(m // 2) % k
         diverse = _noisy(images[held[:k]][np.arange(m) % k], DIVERSITY_NOISE, gen)
@@ -96,11 +97,13 @@ def set_level(
             "typical_images": feats[typical],
         }
         for name, synthetic in sets.items():
-            mmd_p[name].append(configured_mmd(feats[ref], synthetic, qc, seed + r, pixel_columns).p_value)
+            mmd = configured_mmd(feats[ref], synthetic, qc, seed + r, pixel_columns)
+            mmd_p[name].append(None if mmd is None else mmd.p_value)
             if name != "null":
-                test = configured_c2st(one_repeat, seed + r, pixel_columns, n_permutations=c2st_permutations).fit(feats[ref], synthetic)
-                c2st_p[name].append(test.p_value_)
-                c2st_auc[name].append(round(test.auc_, 4))
+                folds = min(qc.n_splits, len(ref), len(synthetic))  # tiny data sets (the smoke preset): fewer folds
+                test = configured_c2st(one_repeat, seed + r, pixel_columns, n_splits=folds, n_permutations=c2st_permutations).fit(feats[ref], synthetic) if folds >= 2 else None
+                c2st_p[name].append(None if test is None else test.p_value_)
+                c2st_auc[name].append(None if test is None else round(test.auc_, 4))
         # dedup: exact and near duplicates in the duplicated set; genuine held-out images (the null set)
         genuine = images[held[:half]]
         originals = images[held[:k]][repeat_rows]
@@ -116,19 +119,23 @@ def _share(p_values: list, alpha: float = ALPHA) -> float:
     return round(float(np.mean([p is not None and p < alpha for p in p_values])), 4)
 
 
+def _rounded(values: list) -> list:
+    return [None if v is None else round(v, 4) for v in values]
+
+
 def _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_flagged, qc: QCConfig, repeats: int, n: int, c2st_permutations: int, n_distinct: int) -> dict:
     defects = {
         name: {
-            "mmd_p_values": [round(p, 4) for p in mmd_p[name]],
+            "mmd_p_values": _rounded(mmd_p[name]),
             "mmd_detected": _share(mmd_p[name]),
-            "c2st_p_values": [round(p, 4) for p in c2st_p[name]],
+            "c2st_p_values": _rounded(c2st_p[name]),
             "c2st_auc": c2st_auc[name],
             "c2st_detected": _share(c2st_p[name]),
             "judged": name in DEFECTS,
         }
         for name in (*DEFECTS, *RECORDED)
     }
-    null = {"mmd_p_values": [round(p, 4) for p in mmd_p["null"]], "mmd_rejected": _share(mmd_p["null"])}
+    null = {"mmd_p_values": _rounded(mmd_p["null"]), "mmd_rejected": _share(mmd_p["null"])}
     flagged = {kind: round(float(np.mean(v)), 4) for kind, v in dup_flagged.items()}
     genuine = round(float(np.mean(genuine_flagged)), 4)
     dedup = {
