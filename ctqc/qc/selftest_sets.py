@@ -15,7 +15,8 @@ images") and a held-out half:
 - **null** — the genuine held-out half itself.
 
 Each set is tested against the reference half by the global tests: the kernel MMD
-(:mod:`ctqc.qc.mmd`; B = ``qc.n_permutations``) and, for comparison, the linear C2ST's permutation
+(:mod:`ctqc.qc.mmd`; B = ``qc.n_permutations``, at least :data:`MMD_PERMUTATIONS`, so that p < 0.05 is
+reachable whatever the preset: permuting a precomputed kernel costs milliseconds) and, for comparison, the linear C2ST's permutation
 test (one repeat of the configured C2ST; B = the self-test's null permutations). Criterion: the
 MMD detects each defect (p < 0.05) in ≥ 90 % of the splits, and rejects the null in at most
 :data:`NULL_REJECTION_MAX` of them (with 10 splits at a true 5 % rate, three or more rejections
@@ -46,6 +47,7 @@ N_DISTINCT = 5  # distinct images behind a low-diversity or duplicated set
 DIVERSITY_NOISE = 0.01  # foreground noise SD of the reduced-diversity set ([-1, 1] units)
 NEAR_NOISE = 0.02  # foreground noise SD of the near duplicates (plus a 1-px shift)
 ALPHA = 0.05
+MMD_PERMUTATIONS = 200  # the fewest the self-test's MMD uses (the smoke preset's 19 could never reach p < 0.05)
 DETECTION_MIN = 0.9
 NULL_REJECTION_MAX = 0.2
 DEFECTS = ("reduced_diversity", "duplicated")  # judged: the MMD detects each in ≥ 90 % of splits
@@ -97,7 +99,7 @@ def set_level(
             "typical_images": feats[typical],
         }
         for name, synthetic in sets.items():
-            mmd = configured_mmd(feats[ref], synthetic, qc, seed + r, pixel_columns)
+            mmd = configured_mmd(feats[ref], synthetic, qc, seed + r, pixel_columns, n_permutations=max(qc.n_permutations, MMD_PERMUTATIONS))
             mmd_p[name].append(None if mmd is None else mmd.p_value)
             if name != "null":
                 folds = min(qc.n_splits, len(ref), len(synthetic))  # tiny data sets (the smoke preset): fewer folds
@@ -154,7 +156,7 @@ def _report(mmd_p, c2st_p, c2st_auc, dup_flagged, genuine_flagged, diversity_fla
         "n_distinct": n_distinct,
         "alpha": ALPHA,
         "global_test": "kernel MMD (Gaussian RBF, median heuristic) on the C2ST's features",
-        "mmd_permutations": qc.n_permutations,
+        "mmd_permutations": max(qc.n_permutations, MMD_PERMUTATIONS),
         "c2st_permutations": c2st_permutations,
         "defects": defects,
         "null": null,
