@@ -3,7 +3,8 @@
 :func:`score_units` does the expensive work once per fold × class: feature
 extraction, the classifier two-sample test (:mod:`ctqc.qc.c2st`) fitted on the
 unit's *reference* real images (the GAN's own training images) vs its synthetic
-pool, and the copy check (:mod:`ctqc.qc.memorisation`). It returns a
+pool, the kernel MMD test on the same features (:mod:`ctqc.qc.mmd`), the copy check
+(:mod:`ctqc.qc.memorisation`) and duplicates within the pool (:mod:`ctqc.qc.dedup`). It returns a
 :class:`ScoreSet`: one table row per image, synthetic and real, with each real
 image's role —
 
