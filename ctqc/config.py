@@ -181,6 +181,10 @@ class QCConfig(_Strict):
     embeddings: list[Literal["tsne", "umap"]] = Field(default_factory=lambda: ["tsne", "umap"])  # [] = none
     copy_percentile: float = Field(1.0, gt=0, lt=50)  # flag copies closer than this percentile of held-out real images
     copy_max_shift: int = Field(1, ge=0, le=4)  # px of shift searched by the copy check
+    # duplicates within the pool: pixel correlation ≥ dedup_threshold over the copy check's flips and shifts;
+    # all but the first image of each group rejected as "duplicate" (ctqc.qc.dedup); false = no check
+    dedup: bool = True
+    dedup_threshold: float = Field(0.99, gt=0, le=1)
     # ctqc qc: FID / KID / precision-recall features (inception = torch-fidelity's exact fp32
     # network; inception-bf16 = the same weights, BN folded, bfloat16: faster, ~2 % feature error;
     # domain = the CT encoder above: not comparable with published FIDs, but it knows CT)

@@ -23,7 +23,7 @@ def _to_png(image, path):
 
 @pytest.fixture
 def planted_run(tmp_path, run_cli):
-    """A smoke run whose pool is replaced per class by 20 fresh phantoms, 5 training copies, 5 noise images."""
+    """A smoke run whose pool is replaced per class by 20 fresh phantoms (the last repeating the one before), 5 training copies, 5 noise images."""
     result = run_cli("-q", "train", "--config", "smoke", "--set", "gan.epochs=1", "--set", "data.phantom.n_per_class=40", "--set", "gan.n_synthetic=2")
     assert result.code == 0, result.err
     assert run_cli("-q", "generate", "--n", "30", "--per-class").code == 0
@@ -42,8 +42,8 @@ def planted_run(tmp_path, run_cli):
         copies = data.images[[data.ids.index(i) for i in train_ids]]
         for n, name in enumerate(files):
             if n < 20:
-                _to_png(genuine[n], run / "samples" / name)
-                truth[name] = "genuine"
+                _to_png(genuine[min(n, 18)], run / "samples" / name)  # the 20th repeats the 19th: a duplicate within the pool
+                truth[name] = "genuine" if n < 19 else "duplicate"
             elif n < 25:
                 _to_png(copies[n - 20], run / "samples" / name)
                 truth[name] = "copy"
@@ -79,11 +79,17 @@ def test_filter_separates_planted_images(planted_run, run_cli):
 
     assert roc_auc_score([1] * len(noise) + [0] * len(genuine), [score[n] for n in noise + genuine]) >= 0.75
     assert sum(n in set(kept["file"]) for n in genuine) >= 0.75 * len(genuine)
+    # duplicates within the pool: of each planted pair exactly one image is rejected as a duplicate, no other image is
+    duplicates = [n for n, k in kinds.items() if k == "duplicate"]
+    pairs = [(n, n.replace("_00019", "_00018")) for n in duplicates]
+    assert len(pairs) == 2 and all(("duplicate" in why.get(a, "")) + ("duplicate" in why.get(b, "")) == 1 for a, b in pairs)
+    assert sum("duplicate" in r for r in why.values()) == 2 and "duplicates 1" in result.out and "MMD (RBF)" in result.out
     summary = json.loads((run / "filter" / "filter.json").read_text())
     assert summary["c2st_threshold"] == 0.6 and summary["kept"] == len(kept)
     for unit in ("fold0/normal", "fold0/haemorrhage"):
         r = summary["per_class"][unit]
         assert 5 <= r["rejected_copy"] <= 7 and 0 < r["c2st_before"]["p_value"] <= 1
+        assert r["rejected_duplicate"] == 1 and 0 < r["mmd_before"]["p_value"] <= 1 and r["mmd_before"]["n_synthetic"] == 30
         assert r["c2st_after"]["auc"] is not None
         _check_unit_views(run, unit, r, kept)
     assert summary["mode"] == "threshold" and summary.get("max_real_rejection") is None and "held-out" in summary["after_check"]

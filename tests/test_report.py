@@ -147,6 +147,12 @@ def fabricate_downstream(run: Path) -> dict:
         "null": {"auc": [0.49, 0.52, 0.45], "p_values": [0.4, 0.9, 0.09], "discarded_fraction": [0.02, 0.07, 0.0], "pass": True},
         "planted": {"auroc": {"checkerboard": {"low": 0.892, "medium": 0.956, "high": 0.956}, "intensity_shift": {"low": 0.625, "medium": 0.875, "high": 0.953}}, "rising_with_strength": True, "medium_at_least_0.9": False, "pass": False},
         "copies": {"flagged": {"exact": 1.0, "noisy": 1.0, "shifted_1px": 1.0, "flipped": 1.0}, "genuine_flagged": 0.0, "pass": True},
+        "set_level": {
+            "n_repeats": 10, "n_distinct": 5, "set_size": 89, "mmd_permutations": 200, "c2st_permutations": 20,
+            "defects": {"reduced_diversity": {"mmd_detected": 1.0, "c2st_detected": 0.7}, "duplicated": {"mmd_detected": 0.9, "c2st_detected": 0.3}, "typical_images": {"mmd_detected": 0.6, "c2st_detected": 0.2, "judged": False}},
+            "null": {"mmd_rejected": 0.1}, "dedup": {"threshold": 0.99, "flagged": {"exact": 1.0, "near": 0.97}, "genuine_flagged": 0.02, "pass": True},
+            "detected_at_least_0.9": True, "null_rejected_at_most_0.2": True, "pass": True,
+        },
         "pass": False,
         "data": {"location": "built-in phantoms", "fingerprint": "x", "images_used": "train + val of fold 0 (test never)"},
     }  # fmt: skip
@@ -341,6 +347,12 @@ def test_full_report_renders_every_section_with_the_saved_numbers(full_report):
     assert "few for a paired test)." in text["conclusion"]  # the stage's caveat travels with the sentence
     # 11 self-test verdicts
     assert "0.875" in text["selftest"] and "fail" in text["selftest"]
+    # (d) set-level defects: MMD and C2ST detection rates side by side, the typical images marked as not judged, dedup
+    assert "duplicated 90" in text["selftest"] and "typical images (recorded, not judged)" in text["selftest"]
+    assert "exact 100" in text["selftest"] and "near 97" in text["selftest"] and "correlation ≥ 0.99" in text["selftest"]
+    assert saved_selftest_pass(result) is True
+    # the global tests per fold and class: the linear C2ST next to the kernel MMD (scored by the smoke run)
+    assert "MMD² (RBF)" in text["c2st"] and "MMD permutation p" in text["c2st"]
     # 12 conclusion: only what the numbers support
     conclusion = text["conclusion"]
     assert "‘original+filtered’ changed balanced accuracy by +2.1 points (95 % CI −3.0 to +7.2, p = 0.41" in conclusion
@@ -355,6 +367,11 @@ def test_full_report_renders_every_section_with_the_saved_numbers(full_report):
     assert saved["classification"]["comparisons"][0]["mean_diff"] == 0.021
     assert saved["c2st"]["qc"]["normal"]["auc"] == 0.912 and saved["selftest"]["pass"] is False
     assert any("no evidence of a difference" in line for line in saved["conclusions"])
+
+
+def saved_selftest_pass(result):
+    """summary.json's verdict of the self-test's part (d)."""
+    return json.loads(result.summary_path.read_text())["selftest"]["set_level_pass"]
 
 
 def test_report_is_self_contained(full_report):

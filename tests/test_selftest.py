@@ -59,6 +59,20 @@ def test_selftest_criteria_on_phantom_data(selftest_run):
     assert min(r["copies"]["flagged"].values()) >= 0.95 and r["copies"]["genuine_flagged"] <= 0.05
     assert r["copies"]["pass"]
     assert "(a) null" in stdout and "(c) copies flagged" in stdout and "genuine removed" in stdout
+    # (d) set-level defects (issue 15 item 5): the kernel MMD detects each (p < 0.05) in ≥ 90 % of 10 splits; the
+    # linear C2ST's rates are recorded; the dedup rule flags ≥ 95 % of exact and near duplicates, ≤ 5 % of genuine images
+    sets = r["set_level"]
+    assert sets["n_repeats"] == 10 and sets["n_distinct"] == 5 and sets["set_size"] == 89 and sets["mmd_permutations"] == 200
+    assert {"reduced_diversity", "duplicated"} <= set(sets["defects"])
+    for name in ("reduced_diversity", "duplicated"):
+        d = sets["defects"][name]
+        assert d["judged"] and d["mmd_detected"] >= 0.9 and len(d["mmd_p_values"]) == len(d["c2st_p_values"]) == 10, (name, d)
+        assert d["mmd_detected"] == sum(p < 0.05 for p in d["mmd_p_values"]) / 10 and 0 <= d["c2st_detected"] <= 1
+    assert sets["null"]["mmd_rejected"] <= 0.2 and max(sets["null"]["mmd_p_values"]) > 0.3
+    dedup = sets["dedup"]
+    assert dedup["threshold"] == 0.99 and min(dedup["flagged"].values()) >= 0.95 and dedup["genuine_flagged"] <= 0.05
+    assert sets["detected_at_least_0.9"] and sets["null_rejected_at_most_0.2"] and dedup["pass"] and sets["pass"]
+    assert "(d) set-level defects" in stdout and "duplicates flagged" in stdout
 
 
 @pytest.mark.slow
@@ -75,3 +89,19 @@ def test_selftest_meets_the_operating_point_goals(selftest_run):
     assert all(v["medium"] >= 0.9 for v in planted["removed"].values()), planted["removed"]
     assert all(v["medium"] <= 0.1 for v in planted["genuine_removed"].values()), planted["genuine_removed"]
     assert planted["pass"] and r["pass"]
+
+
+def test_set_level_part_runs_on_a_tiny_data_set():
+    """(d) on 8 images (sets of 4, fewer than 5 distinct images, C2ST folds capped): a complete report, no crash."""
+    from ctqc.config import load_config
+    from ctqc.data import load_dataset
+    from ctqc.qc.features import feature_matrix
+    from ctqc.qc.selftest_sets import set_level
+
+    cfg = load_config("smoke", [])
+    images = load_dataset(cfg.data).images[:8]
+    feats, pixel_columns = feature_matrix(images, cfg.qc.features)
+    r = set_level(images, feats, pixel_columns, cfg.qc, c2st_permutations=10, repeats=2)
+    assert r["set_size"] == 4 and set(r["defects"]) == {"reduced_diversity", "duplicated", "typical_images"}
+    assert all(len(d["mmd_p_values"]) == len(d["c2st_p_values"]) == 2 for d in r["defects"].values())
+    assert len(r["null"]["mmd_p_values"]) == 2 and isinstance(r["pass"], bool)

@@ -31,6 +31,7 @@ from ctqc.artefacts.qc import (
     Gap,
     LabelClassifier,
     MemorisationPair,
+    MMDResult,
     QCMetrics,
     RealRejection,
     ReliabilityBin,
@@ -43,7 +44,18 @@ from ctqc.artefacts.qc import (
     gap_verdict,
     rbf_mmd_label,
 )
-from ctqc.artefacts.selftest import CopyCheck, IntensityShiftUnits, NullCheck, PlantedCheck, Selftest, SelftestData
+from ctqc.artefacts.selftest import (
+    CopyCheck,
+    DedupCheck,
+    IntensityShiftUnits,
+    NullCheck,
+    PlantedCheck,
+    Selftest,
+    SelftestData,
+    SetLevelCheck,
+    SetLevelDefect,
+    SetLevelNull,
+)
 
 __all__ = [
     "GAP_ABOVE",
@@ -60,6 +72,7 @@ __all__ = [
     "Comparison",
     "CopyCheck",
     "DataRecord",
+    "DedupCheck",
     "Diversity",
     "DosePoint",
     "Estimate",
@@ -72,6 +85,7 @@ __all__ = [
     "Manifest",
     "MeanCI",
     "MemorisationPair",
+    "MMDResult",
     "NullCheck",
     "OverTrainings",
     "OverTrainingsDifference",
@@ -86,6 +100,9 @@ __all__ = [
     "Selftest",
     "SelftestData",
     "Sensitivity",
+    "SetLevelCheck",
+    "SetLevelDefect",
+    "SetLevelNull",
     "StageRecord",
     "StrategySummary",
     "StrategyUnit",

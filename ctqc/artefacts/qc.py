@@ -1,4 +1,4 @@
-"""Models of the QC files: ``qc/scoring.json``, ``filter/filter.json``, ``qc/metrics.json``, ``qc/selftest.json``."""
+"""Models of the QC files: ``qc/scoring.json``, ``filter/filter.json``, ``qc/metrics.json`` (``qc/selftest.json``: :mod:`ctqc.artefacts.selftest`)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,19 @@ class LabelClassifier(Artefact):
     note: str | None = None  # why it was not fitted
 
 
+class MMDResult(Artefact):
+    """The kernel two-sample test's global result (``ctqc.qc.mmd_two_sample.mmd_summary``): unbiased MMD², permutation p-value."""
+
+    mmd2: float | None = None  # unbiased MMD² (Gretton et al. 2012); ≈ 0 (may be < 0) when the sets do not differ
+    p_value: float | None = Field(None, ge=0, le=1)  # (1 + #{MMD²_perm ≥ MMD²}) / (B + 1)
+    bandwidth: float | None = None  # σ of the Gaussian kernel (median heuristic), in standardised-feature units
+    n_permutations: int | None = None
+    kernel: str | None = None
+    n_real: int | None = None
+    n_synthetic: int | None = None
+    note: str | None = None
+
+
 class UnitScoring(Artefact):
     """The scoring step's results for one fold × class."""
 
@@ -60,6 +73,9 @@ class UnitScoring(Artefact):
     copy_heldout_flagged: list[int] | None = None  # [flagged, n] of the held-out real images: the threshold's false-flag check
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
     label_classifier: LabelClassifier | None = None  # the fold's label classifier (label_prob in qc/scores.csv)
+    mmd: MMDResult | None = None  # the non-linear global test on the C2ST's features (absent in older files)
+    n_duplicates: int | None = None  # pool images that repeat an earlier one (qc.dedup; None: not checked)
+    dedup_threshold: float | None = None  # the pixel correlation at or above which two pool images are duplicates
 
 
 class Scoring(Artefact):
@@ -135,7 +151,9 @@ class FilterUnit(Artefact):
     rejected_c2st: int
     rejected_copy: int
     rejected_label: int = 0  # the default strategy is label or both: below the label threshold
+    rejected_duplicate: int = 0  # repeats of an earlier pool image (reason ``duplicate``)
     c2st_before: C2STResult
+    mmd_before: MMDResult | None = None  # the kernel MMD test of the pool vs the training images (score stage)
     c2st_after: C2STResult  # a fresh C2ST of the kept images vs the fold's held-out real images (two-sided p too)
     copy_threshold: float | None
     threshold: float | None = Field(None, ge=0, le=1)  # the p(synthetic) threshold applied (None: nothing rejected as c2st)
@@ -343,6 +361,3 @@ class QCMetrics(Artefact):
     domain_encoders: dict[str, dict[str, Any]] | None = None
     real: str | None = None  # bring-your-own folders only
     synthetic: str | None = None
-
-
-# ---------------------------------------------------------------------------- qc/selftest.json

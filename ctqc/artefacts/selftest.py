@@ -1,4 +1,4 @@
-"""``qc/selftest.json`` (``ctqc selftest``): the QC proved on real images with known answers (:mod:`ctqc.qc.selftest`)."""
+"""Models of ``qc/selftest.json`` (``ctqc selftest``, :mod:`ctqc.qc.selftest`): parts (a)–(d)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,53 @@ class CopyCheck(Artefact):
     passed: bool | None = Field(None, alias="pass")
 
 
+class SetLevelDefect(Artefact):
+    """One set-level defect of (d): the global tests' p-values over the splits, and how often each rejects at α."""
+
+    mmd_p_values: list[float | None] = Field(default_factory=list)  # kernel MMD, one per split
+    mmd_detected: float | None = Field(None, ge=0, le=1)  # share of splits with p < α (criterion ≥ 0.9)
+    c2st_p_values: list[float | None] = Field(default_factory=list)  # the linear C2ST's permutation test, for comparison
+    c2st_auc: list[float | None] = Field(default_factory=list)
+    c2st_detected: float | None = Field(None, ge=0, le=1)  # recorded, not judged
+    judged: bool = True  # False: recorded for the comparison of the two tests (the typical images), no criterion
+
+
+class SetLevelNull(Artefact):
+    """(d) null: the genuine held-out half against the reference half; the MMD must not reject it."""
+
+    mmd_p_values: list[float | None] = Field(default_factory=list)
+    mmd_rejected: float | None = Field(None, ge=0, le=1)  # share of splits with p < α (criterion ≤ 0.2)
+
+
+class DedupCheck(Artefact):
+    """(d) the dedup rule: duplicates within the pool flagged, genuine images not."""
+
+    threshold: float | None = None  # pixel correlation (qc.dedup_threshold)
+    flagged: dict[str, float | None] = Field(default_factory=dict)  # exact / near → share of the duplicates flagged (≥ 0.95)
+    genuine_flagged: float | None = None  # share of genuine held-out images flagged (≤ 0.05)
+    reduced_diversity_flagged: float | None = None  # of the reduced-diversity set (a few images plus noise): informative
+    passed: bool | None = Field(None, alias="pass")
+
+
+class SetLevelCheck(Artefact):
+    """(d) set-level defects (reduced diversity, duplicated images): the global test detects them; dedup flags duplicates."""
+
+    n_repeats: int | None = None  # random reference / held-out splits
+    n_reference: int | None = None  # reference (real) images per split
+    set_size: int | None = None  # images in each tested set
+    n_distinct: int | None = None  # distinct images behind a reduced-diversity or duplicated set
+    alpha: float | None = None
+    global_test: str | None = None  # in words
+    mmd_permutations: int | None = None
+    c2st_permutations: int | None = None
+    defects: dict[str, SetLevelDefect] = Field(default_factory=dict)
+    null: SetLevelNull | None = None
+    dedup: DedupCheck | None = None
+    detected_at_least_0_9: bool | None = Field(None, alias="detected_at_least_0.9")
+    null_rejected_at_most_0_2: bool | None = Field(None, alias="null_rejected_at_most_0.2")
+    passed: bool | None = Field(None, alias="pass")
+
+
 class SelftestData(Artefact):
     location: str | None = None
     fingerprint: str | None = None
@@ -69,5 +116,6 @@ class Selftest(Artefact):
     null: NullCheck | None = None
     planted: PlantedCheck | None = None
     copies: CopyCheck | None = None
+    set_level: SetLevelCheck | None = None  # (d); absent in files written before it
     passed: bool | None = Field(None, alias="pass")
     data: SelftestData | None = None

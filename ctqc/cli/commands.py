@@ -30,7 +30,7 @@ from ctqc.cli.options import (
     app,
     data_app,
 )
-from ctqc.cli.show import _print_inspection, _print_qc, _print_run_summary, glance_lines
+from ctqc.cli.show import _print_filter, _print_inspection, _print_qc, _print_run_summary, glance_lines
 from ctqc.errors import UserError
 
 
@@ -177,44 +177,7 @@ def filter_cmd(
     else:
         summary = filter_folders(real, synthetic, out, cfg, **options)
         where = out
-    console = _console()
-    console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
-    for unit, r in summary.per_class.items():
-        fmt = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value is None else f" (p = {m.p_value:.3g})")
-        after = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value_two_sided is None else f" (two-sided p = {m.p_value_two_sided:.3g})")
-        console.print(f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after(r.c2st_after)}")
-        ece = "" if r.calibration is None else f"; ECE of the calibrated scores {r.calibration.ece:.3f}"
-        console.print(f"    threshold {_operating_point(r)}{ece}" + "".join(f"; {note}" for note in [r.c2st_after.note, *r.notes] if note))
-        if r.diversity is not None:
-            d = r.diversity
-            console.print(
-                f"    coverage {d.coverage_before:.2f} → {d.coverage_kept:.2f} (same-size random subsets {d.coverage_random:.2f}); density {d.density_before:.2f} → {d.density_kept:.2f} ({d.density_random:.2f})"
-                + (f"; warning: {d.warning}" if d.warning else "")
-            )
-        if r.frozen is not None:
-            f = r.frozen
-            console.print(f"    frozen filter on {f.n} fresh images ({f.source}): kept {f.kept}; kept fresh vs held-out real {after(f.c2st_after)}" + (f"; {f.c2st_after.note}" if f.c2st_after.note else ""))
-    if len(summary.strategies) > 1:
-        _print_strategies(console, summary.strategies)
-
-
-def _print_strategies(console, strategies: dict) -> None:
-    """One line per strategy: what it kept in all and per fold × class (the first is the default)."""
-    for n, (name, s) in enumerate(strategies.items()):
-        units = ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in s.per_class.items())
-        console.print(f"  strategy {name}{' (default)' if n == 0 else ''}: kept {s.kept}, rejected {s.rejected} ({units}) → {name}/kept.csv")
-
-
-def _operating_point(r) -> str:
-    """'0.6: rejects 8 % [3 %, 19 %] of 24 held-out real images' (plus the conformal guarantee) for one filter unit."""
-    if r.threshold is None:
-        return "none (nothing rejected as c2st)"
-    rej, text = r.real_rejection, f"{r.threshold:.3g}"
-    if rej is not None and rej.rate is not None:
-        text += f": rejects {rej.rate:.0%} [{rej.ci[0]:.0%}, {rej.ci[1]:.0%}] of {rej.n} held-out real images"
-    if rej is not None and rej.guarantee is not None:
-        text += f"; a genuine image is rejected with probability {rej.expected:.1%} ≤ {rej.guarantee:g} (split conformal)"
-    return text
+    _print_filter(summary, where)
 
 
 @app.command("qc")
@@ -336,7 +299,7 @@ def selftest_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the JSON results.")] = Path("selftest.json"),
     permutations: Annotated[int, typer.Option("--permutations", min=10, help="Permutations per null repeat.")] = 100,
 ) -> None:
-    """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies."""
+    """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies, set-level defects and duplicates."""
     _single_process("selftest")
     from ctqc import atomic
     from ctqc.artefacts import Selftest, write_artefact
@@ -363,6 +326,17 @@ def selftest_cmd(
         f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"
     )
     console.print("(c) copies flagged: " + ", ".join(f"{k} {v:.0%}" for k, v in copies["flagged"].items()) + f"; genuine flagged {copies['genuine_flagged']:.0%} — {mark(copies['pass'])}")
+    sets = report["set_level"]
+    console.print(f"(d) set-level defects, {sets['n_repeats']} splits: detected (p < {sets['alpha']:g}) by the kernel MMD / the linear C2ST:")
+    for name, d in sets["defects"].items():
+        console.print(f"    {name:18s} MMD {d['mmd_detected']:.0%} / C2ST {d['c2st_detected']:.0%}" + ("" if d["judged"] else " (recorded, not judged)"))
+    dedup = sets["dedup"]
+    console.print(f"    null rejected by the MMD {sets['null']['mmd_rejected']:.0%}; detected ≥ 90 %: {mark(sets['detected_at_least_0.9'])}; null ≤ 20 %: {mark(sets['null_rejected_at_most_0.2'])}")
+    console.print(
+        "    duplicates flagged: "
+        + ", ".join(f"{k} {v:.0%}" for k, v in dedup["flagged"].items())
+        + f"; genuine flagged {dedup['genuine_flagged']:.0%} — {mark(dedup['pass'])}; (d) {mark(sets['pass'])}"
+    )
     console.print(f"wrote {out}")
 
 

@@ -142,3 +142,50 @@ def _print_inspection(report: dict) -> None:
             console.print(f"  - {p}")
     else:
         console.print("no problems found")
+
+
+def _print_filter(summary, where) -> None:
+    """``ctqc filter``'s report: per fold × class what was kept, the global tests, operating point, diversity and the frozen check."""
+    console = _console()
+    console.print(f"kept {summary.kept}, rejected {summary.rejected} → {where}")
+    for unit, r in summary.per_class.items():
+        fmt = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value is None else f" (p = {m.p_value:.3g})")
+        after = lambda m: "n/a" if m.auc is None else f"AUC {m.auc:.3f}" + ("" if m.p_value_two_sided is None else f" (two-sided p = {m.p_value_two_sided:.3g})")
+        console.print(
+            f"  {unit}: kept {r.kept}/{r.n_synthetic} (c2st {r.rejected_c2st}, copies {r.rejected_copy}, duplicates {r.rejected_duplicate}); C2ST before {fmt(r.c2st_before)}, after (kept vs held-out real) {after(r.c2st_after)}"
+        )
+        if r.mmd_before is not None and r.mmd_before.mmd2 is not None:
+            mmd_p = "" if r.mmd_before.p_value is None else f", p = {r.mmd_before.p_value:.3g}"
+            console.print(f"    global tests before: C2ST (linear) {fmt(r.c2st_before)}; MMD (RBF) MMD² {r.mmd_before.mmd2:.4g}{mmd_p}")
+        ece = "" if r.calibration is None else f"; ECE of the calibrated scores {r.calibration.ece:.3f}"
+        console.print(f"    threshold {_operating_point(r)}{ece}" + "".join(f"; {note}" for note in [r.c2st_after.note, *r.notes] if note))
+        if r.diversity is not None:
+            d = r.diversity
+            console.print(
+                f"    coverage {d.coverage_before:.2f} → {d.coverage_kept:.2f} (same-size random subsets {d.coverage_random:.2f}); density {d.density_before:.2f} → {d.density_kept:.2f} ({d.density_random:.2f})"
+                + (f"; warning: {d.warning}" if d.warning else "")
+            )
+        if r.frozen is not None:
+            f = r.frozen
+            console.print(f"    frozen filter on {f.n} fresh images ({f.source}): kept {f.kept}; kept fresh vs held-out real {after(f.c2st_after)}" + (f"; {f.c2st_after.note}" if f.c2st_after.note else ""))
+    if len(summary.strategies) > 1:
+        _print_strategies(console, summary.strategies)
+
+
+def _print_strategies(console, strategies: dict) -> None:
+    """One line per strategy: what it kept in all and per fold × class (the first is the default)."""
+    for n, (name, s) in enumerate(strategies.items()):
+        units = ", ".join(f"{unit} {u.kept}/{u.n_synthetic}" for unit, u in s.per_class.items())
+        console.print(f"  strategy {name}{' (default)' if n == 0 else ''}: kept {s.kept}, rejected {s.rejected} ({units}) → {name}/kept.csv")
+
+
+def _operating_point(r) -> str:
+    """'0.6: rejects 8 % [3 %, 19 %] of 24 held-out real images' (plus the conformal guarantee) for one filter unit."""
+    if r.threshold is None:
+        return "none (nothing rejected as c2st)"
+    rej, text = r.real_rejection, f"{r.threshold:.3g}"
+    if rej is not None and rej.rate is not None:
+        text += f": rejects {rej.rate:.0%} [{rej.ci[0]:.0%}, {rej.ci[1]:.0%}] of {rej.n} held-out real images"
+    if rej is not None and rej.guarantee is not None:
+        text += f"; a genuine image is rejected with probability {rej.expected:.1%} ≤ {rej.guarantee:g} (split conformal)"
+    return text

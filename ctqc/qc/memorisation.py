@@ -50,7 +50,7 @@ def orbit(images: torch.Tensor, max_shift: int = 1, flip: bool = True) -> tuple[
     """All flips × shifts of N×1×S×S images: (M×1×S×S, source index per member)."""
     variants, sources = [], []
     index = torch.arange(len(images))
-    for flipped in ([images, images.flip(-1)] if flip else [images]):
+    for flipped in [images, images.flip(-1)] if flip else [images]:
         padded = torch.nn.functional.pad(flipped, [max_shift] * 4, value=-1.0)  # black air fills the gap
         size = images.shape[-1]
         for dy in range(2 * max_shift + 1):
@@ -83,6 +83,18 @@ def nearest_by_correlation(query: torch.Tensor, train: torch.Tensor, max_shift: 
         best_idx.append(sources[member])
         best_dist.append(1.0 - value)
     return torch.cat(best_idx).numpy(), torch.cat(best_dist).clamp_min(0).numpy()
+
+
+def correlation_matrix(query: torch.Tensor, train: torch.Tensor, max_shift: int = 1, flip: bool = True, chunk: int = 512) -> np.ndarray:
+    """(n_query × n_train) highest Pearson correlation of each query image with each training image's orbit.
+
+    The same distance as :func:`nearest_by_correlation` (1 − this), for every pair rather than the
+    nearest only: each training image's flips × shifts of up to ``max_shift`` px (black fill).
+    """
+    members, _ = orbit(train, max_shift, flip)  # variant-major: member v·n_train + j is a variant of image j
+    ref = _standardise(members)
+    rows = [(_standardise(query[start : start + chunk]) @ ref.T).reshape(-1, len(members) // len(train), len(train)).amax(dim=1) for start in range(0, len(query), chunk)]
+    return torch.cat(rows).numpy() if rows else np.zeros((0, len(train)))
 
 
 def check_copies(synthetic: torch.Tensor, train: torch.Tensor, heldout: torch.Tensor | None = None, percentile: float = 1.0, max_shift: int = 1) -> CopyCheck:

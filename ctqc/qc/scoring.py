@@ -3,7 +3,8 @@
 :func:`score_units` does the expensive work once per fold × class: feature
 extraction, the classifier two-sample test (:mod:`ctqc.qc.c2st`) fitted on the
 unit's *reference* real images (the GAN's own training images) vs its synthetic
-pool, and the copy check (:mod:`ctqc.qc.memorisation`). It returns a
+pool, the kernel MMD test on the same features (:mod:`ctqc.qc.mmd_two_sample`), the copy check
+(:mod:`ctqc.qc.memorisation`) and duplicates within the pool (:mod:`ctqc.qc.dedup`). It returns a
 :class:`ScoreSet`: one table row per image, synthetic and real, with each real
 image's role —
 
@@ -33,6 +34,7 @@ from ctqc import atomic
 from ctqc.qc.c2st import c2st_summary, fit_c2st, two_sided_p_value
 from ctqc.qc.calibration import reliability
 from ctqc.qc.classifiers import make_classifier
+from ctqc.qc.dedup import find_duplicates
 from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
 from ctqc.qc.embeddings import embed, skip_note
@@ -40,9 +42,12 @@ from ctqc.qc.features import extract, feature_matrix
 from ctqc.qc.fidelity_metrics import per_sample_authenticity
 from ctqc.qc.label_scores import add_label_probabilities
 from ctqc.qc.memorisation import check_copies
+from ctqc.qc.mmd_two_sample import configured_mmd, mmd_summary
 from ctqc.qc.strategies import decide_strategy, flags
 
-SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "authentic", "label_prob", "copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+COPY_COLUMNS = ["copy_distance", "copy_ratio", "nearest_train_id", "copy_flagged"]
+DUPLICATE_COLUMNS = ["dup_of", "duplicate_flagged"]  # synthetic rows: the id of the group's first image; flagged = not that image
+SCORE_COLUMNS = ["fold", "class", "label", "source", "role", "id", "file", "c2st_score", "authentic", "label_prob", *COPY_COLUMNS, *DUPLICATE_COLUMNS]
 AFTER_SEED_OFFSET = 7919  # the after-filter C2ST draws new folds: seed + fold + this
 FRESH_SEED_OFFSET = 104729  # the split-half frozen check's split and C2ST: seed + fold + this
 
@@ -113,6 +118,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
     check = memorisation and len(unit.reference) >= 3
     copies = check_copies(unit.synthetic, unit.reference, unit.heldout, qc.copy_percentile, qc.copy_max_shift) if check else None
     fresh_copies = check_copies(fresh_images, unit.reference, None, qc.copy_percentile, qc.copy_max_shift) if check and len(fresh_ids) else None
+    set_level, duplicate_columns = _set_level(unit, qc, cfg.seed + unit.fold, reference, synthetic, pixel_columns)
     base = {"fold": unit.fold, "class": unit.name, "label": unit.key}
     rows = []
     for i, (sample_id, file) in enumerate(zip(unit.pool["sample_id"], unit.pool["file"])):
@@ -129,7 +135,8 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
                 "file": str(file),
                 "c2st_score": _round(syn_scores[i]),
                 "authentic": authentic[i],
-                **dict(zip(SCORE_COLUMNS[-4:], copy)),
+                **dict(zip(COPY_COLUMNS, copy)),
+                **duplicate_columns[i],
             }
         )
     for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
@@ -154,6 +161,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
         "fresh": {"source": source, "n": len(fresh_ids)},
         # the threshold is set by the training images alone; held-out images it would flag = its false-flag rate
         "copy_heldout_flagged": None if copies is None or not len(copies.heldout_flagged) else [int(copies.heldout_flagged.sum()), len(copies.heldout_flagged)],
+        **set_level,
     }
     if test is not None and test.uninformative_folds_:
         results["notes"] = [
@@ -214,20 +222,37 @@ def _authenticity(unit, qc, cache, domain_weights) -> list[bool | None]:
     return [bool(a) for a in per_sample_authenticity(synthetic, reference)]
 
 
+def _set_level(unit, qc, seed: int, reference: np.ndarray, synthetic: np.ndarray, pixel_columns: int | None) -> tuple[dict, list[dict]]:
+    """The unit's set-level checks: the kernel MMD test (reference vs pool) and duplicates within the pool.
+
+    Returns (results entries ``mmd``, ``n_duplicates``, ``dedup_threshold``; per synthetic row its
+    :data:`DUPLICATE_COLUMNS`, empty with ``qc.dedup`` off).
+    """
+    results = {"mmd": mmd_summary(configured_mmd(reference, synthetic, qc, seed, pixel_columns))}
+    if not qc.dedup:
+        return {**results, "n_duplicates": None, "dedup_threshold": None}, [{}] * len(synthetic)
+    found = find_duplicates(unit.synthetic, qc.dedup_threshold, qc.copy_max_shift)
+    ids = [str(i) for i in unit.pool["sample_id"]]
+    columns = [{"dup_of": ids[d] if d >= 0 else None, "duplicate_flagged": bool(d >= 0)} for d in found.dup_of]
+    return {**results, "n_duplicates": int(found.flagged.sum()), "dedup_threshold": qc.dedup_threshold}, columns
+
+
 def _round(value: float) -> float:
     return round(float(value), 6)
 
 
-def decide(table, threshold, memorisation: bool, inauthentic: bool = False):
+def decide(table, threshold, memorisation: bool, inauthentic: bool = False, dedup: bool = False):
     """The realism strategy's decision over stored scores: a ``reasons`` column per synthetic row ('' = kept).
 
     ``table``: the synthetic rows of a score table. An image is rejected as ``c2st`` when its
     p(synthetic) exceeds ``threshold`` (one number, or one per row: e.g. each unit's conformal
-    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``), and with
-    ``inauthentic`` as ``inauthentic`` when its ``authentic`` score is False (``qc.reject_inauthentic``);
-    reasons are joined with ``+``. The rules live in :mod:`ctqc.qc.strategies`. Returns a copy with ``reasons``.
+    threshold), as ``copy`` when the copy check flagged it (only with ``memorisation``), with
+    ``inauthentic`` as ``inauthentic`` when its ``authentic`` score is False (``qc.reject_inauthentic``),
+    and with ``dedup`` as ``duplicate`` when it repeats another pool image
+    (:func:`ctqc.qc.dedup.duplicate_reasons`); reasons are joined with ``+``. The rules live in
+    :mod:`ctqc.qc.strategies`. Returns a copy with ``reasons``.
     """
-    return decide_strategy(table, "realism", flags(table, threshold, 0.0, memorisation, inauthentic))
+    return decide_strategy(table, "realism", flags(table, threshold, 0.0, memorisation, inauthentic), dedup=dedup)
 
 
 AFTER_CHECK = "kept synthetic images vs the fold's held-out (validation) real images of the class, which neither fitted the scores nor chose the kept set; two-sided"

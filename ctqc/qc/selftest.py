@@ -23,7 +23,10 @@ with ``qc.c2st_c: auto``; see :mod:`ctqc.qc.c2st`).
     medium strength, removing no fewer defective images at a higher strength than
     at a lower one beyond sampling noise (:func:`_not_falling`);
 (c) **copies** — exact, noisy, 1-px shifted and mirrored copies of training
-    images: ≥ 95 % flagged, while ≤ 5 % of genuine held-out images are.
+    images: ≥ 95 % flagged, while ≤ 5 % of genuine held-out images are;
+(d) **set-level defects** — reduced diversity and duplicated images: the kernel MMD
+    detects each in ≥ 90 % of random splits, and the dedup rule flags duplicates
+    within the pool (:mod:`ctqc.qc.selftest_sets`).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from ctqc.qc.calibration import reliability
 from ctqc.qc.domain import fit_domain_encoder
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
+from ctqc.qc.selftest_sets import set_level
 from ctqc.splits import Splits
 
 STRENGTHS = ("low", "medium", "high")
@@ -166,7 +170,7 @@ def _features(images: torch.Tensor, qc: QCConfig, domain_weights=None) -> tuple[
 
 
 def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats: int = 5, null_permutations: int = 100, domain_weights=None, planted_splits: int = PLANTED_SPLITS) -> dict:
-    """Run (a), (b) and (c) on development ``images`` (N×1×S×S in [-1, 1]); returns a JSON-able report.
+    """Run (a), (b), (c) and (d) on development ``images`` (N×1×S×S in [-1, 1]); returns a JSON-able report.
 
     ``domain_weights``: the encoder for the ``domain`` features, when ``qc.features`` has them.
     """
@@ -223,6 +227,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
         "genuine_flagged": false_alarms,
         "pass": bool(min(flagged.values()) >= 0.95 and false_alarms <= 0.05),
     }
+    sets = set_level(images, feats, pixel_columns, qc, seed, c2st_permutations=null_permutations, domain_weights=domain_weights)
     return {
         "n_images": n,
         "features": qc.features,
@@ -233,7 +238,8 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
         "null": null,
         "planted": planted,
         "copies": copy_report,
-        "pass": bool(null["pass"] and planted["pass"] and copy_report["pass"]),
+        "set_level": sets,
+        "pass": bool(null["pass"] and planted["pass"] and copy_report["pass"] and sets["pass"]),
     }
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from ctqc.config import FILTER_STRATEGIES
 from ctqc.qc.calibration import rejection_rate
+from ctqc.qc.dedup import duplicate_reasons
 
 #: The rules each strategy applies, in the order its ``reasons`` name them.
 RULES = {"realism": ("c2st", "copy", "inauthentic"), "label": ("label", "copy", "inauthentic"), "both": ("c2st", "label", "copy", "inauthentic")}
@@ -45,11 +46,17 @@ def flags(rows, c2st_threshold, label_threshold: float, memorisation: bool, inau
     return {"c2st": c2st, "label": label, "copy": copied, "inauthentic": unauthentic}
 
 
-def decide_strategy(synthetic, strategy: str, rule_flags: dict[str, np.ndarray]):
-    """A copy of ``synthetic`` with ``reasons`` ('' = kept; rules joined with ``+``) under ``strategy``."""
+def decide_strategy(synthetic, strategy: str, rule_flags: dict[str, np.ndarray], dedup: bool = False):
+    """A copy of ``synthetic`` with ``reasons`` ('' = kept; rules joined with ``+``) under ``strategy``.
+
+    With ``dedup``, every duplicate group then keeps one image and rejects the rest as ``duplicate``
+    (:func:`ctqc.qc.dedup.duplicate_reasons`: the first member no other rule rejects).
+    """
     out = synthetic.copy()
     rules = RULES[strategy]
     out["reasons"] = ["+".join(r for r in rules if rule_flags[r][i]) for i in range(len(out))]
+    if dedup:
+        out["reasons"] = ["+".join(r for r in (before, "duplicate" if hit else "") if r) for before, hit in zip(out["reasons"], duplicate_reasons(out))]
     return out
 
 

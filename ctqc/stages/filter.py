@@ -128,7 +128,9 @@ def run_filter(
         cfg = run.config
         scoring = read_artefact(layout.scoring, Scoring)
         scores = ScoreSet(
-            table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str}), units=scoring.model_dump(by_alias=True)["units"], features=load_features(layout.c2st_features)
+            table=pd.read_csv(layout.scores, dtype={"id": str, "file": str, "nearest_train_id": str, "dup_of": str}),
+            units=scoring.model_dump(by_alias=True)["units"],
+            features=load_features(layout.c2st_features),
         )
         tables, summary = decide_strategies(scores, cfg, point, memorisation, fitted_on=scoring.fitted_on)
         embeddings = pd.read_csv(layout.embeddings, dtype={"id": str}) if layout.embeddings.is_file() else None
@@ -210,7 +212,7 @@ def decide_strategies(scores: ScoreSet, cfg: Config, point: OperatingPoint | flo
     unit_of = {(u["fold"], u["label"]): label for label, u in scores.units.items()}
     row_threshold = lambda rows: [1.0 if thresholds[unit_of[fk]] is None else thresholds[unit_of[fk]] for fk in zip(rows["fold"], rows["label"])]  # noqa: E731
     rule_flags = flags(synthetic, row_threshold(synthetic), point.label_threshold, memorisation, cfg.qc.reject_inauthentic)
-    decided = {strategy: decide_strategy(synthetic, strategy, rule_flags) for strategy in point.strategies}
+    decided = {strategy: decide_strategy(synthetic, strategy, rule_flags, dedup=cfg.qc.dedup) for strategy in point.strategies}
     default = point.strategies[0]
     per_class = {}
     for label, unit in scores.units.items():
@@ -223,6 +225,8 @@ def decide_strategies(scores: ScoreSet, cfg: Config, point: OperatingPoint | flo
             rejected_c2st=int(reasons.str.contains("c2st").sum()),
             rejected_copy=int(reasons.str.contains("copy").sum()),
             rejected_label=int(reasons.str.contains("label").sum()),
+            rejected_duplicate=int(reasons.str.contains("duplicate").sum()),
+            mmd_before=unit.get("mmd"),
             c2st_before=unit["c2st"],
             c2st_after=after_check(scores.features[label], kept_mask, cfg.qc, cfg.seed, unit["fold"]),
             copy_threshold=unit["copy_threshold"],

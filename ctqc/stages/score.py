@@ -12,7 +12,7 @@ stores each synthetic image's p(generated class) and each held-out image's p(tru
 
 Writes into ``qc/`` (the stage that owns it): ``scores.csv`` (one row per image,
 synthetic and real, with each real image's role ``fit`` or ``heldout``),
-``scoring.json`` (per-unit C2ST results and copy thresholds), ``c2st_features.npz``
+``scoring.json`` (per-unit C2ST and kernel MMD results, copy thresholds, duplicates), ``c2st_features.npz``
 (the feature matrices, for the after-filter check) and ``embeddings.csv``
 (t-SNE/UMAP coordinates). ``ctqc filter`` and ``ctqc qc`` read these and re-fit nothing.
 """

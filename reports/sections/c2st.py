@@ -32,7 +32,7 @@ def build(run: RunData) -> Section:
         }
         for name, v in per_class.items()
     ]
-    unit_rows = [{"unit": k, "auc": auc(u.c2st.auc), "p": concl.fmt_p(u.c2st.p_value), "note": u.c2st.note, "n_synthetic": u.n_synthetic} for k, u in units.items()]
+    unit_rows = [{"unit": k, "auc": auc(u.c2st.auc), "p": concl.fmt_p(u.c2st.p_value), "note": u.c2st.note, "n_synthetic": u.n_synthetic, **mmd_cells(u.mmd)} for k, u in units.items()]
     threshold = filt.c2st_threshold if filt else concl.num(run.setting("qc", "c2st_threshold"))
     sentences = [s for s in (concl.c2st_sentence(k, v.model_dump()) for k, v in per_class.items()) if s]
     if not sentences:
@@ -44,6 +44,7 @@ def build(run: RunData) -> Section:
         "qc": {k: v.model_dump(include=set(C2ST_FIELDS)) for k, v in per_class.items()},
         # the fold × class results the score stage stored, which the filter records as ``c2st_before``
         "filter": {k: u.c2st.model_dump() for k, u in units.items()},
+        "mmd": {k: u.mmd.model_dump() for k, u in units.items() if u.mmd is not None},
     }
     content = {
         "qc_rows": qc_rows,
@@ -58,3 +59,10 @@ def build(run: RunData) -> Section:
         "sentences": sentences,
     }
     return Section("c2st", TITLE, True, content, summary)
+
+
+def mmd_cells(result) -> dict:
+    """The kernel MMD test's cells of a fold × class row: MMD² and its permutation p ('–' when absent)."""
+    if result is None or result.mmd2 is None:
+        return {"mmd": "–" if result is None else (result.note or "–"), "mmd_p": "–"}
+    return {"mmd": f"{result.mmd2:.4f}", "mmd_p": concl.fmt_p(result.p_value)}

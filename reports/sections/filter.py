@@ -16,7 +16,7 @@ from reports.rundata import RunData
 from reports.sections.common import MAX_GALLERY, Section, auc, c2st_cell, fmt
 from reports.sections.distribution import floor_ci, gap_cells, headline, metric_label, value_ci
 
-UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "c2st_before", "c2st_after", "threshold"}
+UNIT_FIELDS = {"n_synthetic", "kept", "rejected_c2st", "rejected_copy", "rejected_duplicate", "c2st_before", "mmd_before", "c2st_after", "threshold"}
 
 
 def build(run: RunData) -> Section:
@@ -33,6 +33,7 @@ def build(run: RunData) -> Section:
             "rejected_c2st": v.rejected_c2st,
             "rejected_copy": v.rejected_copy,
             "inauthentic": inauthentic.get(unit, "–"),
+            "rejected_duplicate": v.rejected_duplicate,
             "before": c2st_cell(v.c2st_before),
             "after": after_cell(v.c2st_after),
             "copy_threshold": fmt(v.copy_threshold),

@@ -1,10 +1,10 @@
-"""11 QC self-test: null, planted artefacts and planted copies (qc/selftest.json)."""
+"""11 QC self-test: null, planted artefacts, planted copies and set-level defects (qc/selftest.json)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ctqc.artefacts import CopyCheck, NullCheck, PlantedCheck
+from ctqc.artefacts import CopyCheck, DedupCheck, NullCheck, PlantedCheck, SetLevelCheck, SetLevelNull
 from reports.rundata import RunData
 from reports.sections.common import Section, auc, percent
 
@@ -38,7 +38,8 @@ def build(run: RunData) -> Section:
         for name, levels in planted.auroc.items()
     ]
     copy_rows = [(kind.replace("_", " "), percent(v)) for kind, v in copies.flagged.items()]
-    summary = {"pass": st.passed, "null_pass": null.passed, "planted_pass": planted.passed, "copies_pass": copies.passed}
+    sets = st.set_level
+    summary = {"pass": st.passed, "null_pass": null.passed, "planted_pass": planted.passed, "copies_pass": copies.passed, "set_level_pass": None if sets is None else sets.passed}
     content = {
         "overall": st.passed,
         "null": null_row,
@@ -59,5 +60,31 @@ def build(run: RunData) -> Section:
         "features": ", ".join(st.features),
         "threshold": st.threshold,
         "images_used": st.data.images_used if st.data else None,
+        "sets": None if sets is None else _set_level(sets),
     }
     return Section("selftest", "QC self-test", True, content, summary)
+
+
+def _set_level(sets: SetLevelCheck) -> dict:
+    """Part (d): per set-level defect the share of splits each global test detects, the MMD's null rejections, dedup."""
+    dedup, null = sets.dedup or DedupCheck(), sets.null or SetLevelNull()
+    rows = [
+        {"name": name.replace("_", " ") + ("" if d.judged else " (recorded, not judged)"), "mmd": percent(d.mmd_detected), "c2st": percent(d.c2st_detected), "judged": d.judged}
+        for name, d in sets.defects.items()
+    ]
+    return {
+        "rows": rows,
+        "n_repeats": sets.n_repeats,
+        "n_distinct": sets.n_distinct,
+        "set_size": sets.set_size,
+        "mmd_permutations": sets.mmd_permutations,
+        "c2st_permutations": sets.c2st_permutations,
+        "null": percent(null.mmd_rejected),
+        "detected_ok": sets.detected_at_least_0_9,
+        "null_ok": sets.null_rejected_at_most_0_2,
+        "dedup_flagged": ", ".join(f"{kind} {percent(v)}" for kind, v in dedup.flagged.items()),
+        "dedup_genuine": percent(dedup.genuine_flagged),
+        "dedup_threshold": dedup.threshold,
+        "dedup_pass": dedup.passed,
+        "pass": sets.passed,
+    }
