@@ -267,11 +267,17 @@ def _rethreshold_strategies(run, run_cli, monkeypatch, scores_before, fits):
         kept = {s: set(pd.read_csv(run / "filter" / s / "kept.csv", dtype={"sample_id": str})["sample_id"]) for s in summary["strategies"]}
         realism = ~copy & ~(synthetic["c2st_score"] > 0.6)
         label = ~copy & ~(synthetic["label_prob"] < threshold)
-        assert kept["realism"] == set(synthetic.loc[realism, "id"]) == set(pd.read_csv(run / "filter" / "kept.csv", dtype={"sample_id": str})["sample_id"])
-        assert kept["label"] == set(synthetic.loc[label, "id"]) and kept["both"] == kept["realism"] & kept["label"]
+        # images the rules keep, less the repeats of a duplicate group that another member already represents
+        only_duplicate = {
+            s: set(r.loc[r["reasons"] == "duplicate", "sample_id"]) for s in summary["strategies"] for r in [pd.read_csv(run / "filter" / s / "rejected.csv", dtype={"sample_id": str})]
+        }
+        flagged = set(synthetic.loc[synthetic["dup_of"].notna(), "id"]) | set(synthetic["dup_of"].dropna().astype(str))
+        assert all(ids <= flagged for ids in only_duplicate.values())
+        assert kept["realism"] | only_duplicate["realism"] == set(synthetic.loc[realism, "id"]) == set(pd.read_csv(run / "filter" / "kept.csv", dtype={"sample_id": str})["sample_id"]) | only_duplicate["realism"]
+        assert kept["label"] | only_duplicate["label"] == set(synthetic.loc[label, "id"]) and kept["both"] <= kept["realism"] & kept["label"]
         rejected = pd.read_csv(run / "filter" / "label" / "rejected.csv", dtype={"sample_id": str})
         assert not set(rejected["sample_id"]) & kept["label"] and len(rejected) + len(kept["label"]) == len(synthetic)
-        assert all(r in ("label", "copy", "label+copy") for r in rejected["reasons"])
+        assert all(set(r.split("+")) <= {"label", "copy", "duplicate"} for r in rejected["reasons"])
         for strategy, result_ in summary["strategies"].items():
             assert result_["kept"] == len(kept[strategy]) and "description" in result_
             for unit, u in result_["per_class"].items():

@@ -146,7 +146,7 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
             round(float(fresh_copies.distance[i]), 6), round(float(fresh_copies.ratio[i]), 6),
             unit.reference_ids[int(fresh_copies.nearest_train[i])], bool(fresh_copies.flagged[i]),
         )  # fmt: skip
-        rows.append({**base, "source": "fresh", "role": "fresh", "id": str(sample_id), "file": file, "c2st_score": _round(fresh_scores[i]), **dict(zip(SCORE_COLUMNS[-4:], copy))})
+        rows.append({**base, "source": "fresh", "role": "fresh", "id": str(sample_id), "file": file, "c2st_score": _round(fresh_scores[i]), **dict(zip(COPY_COLUMNS, copy))})
     results = {
         "fold": unit.fold,
         "class": unit.name,

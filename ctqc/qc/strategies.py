@@ -40,10 +40,15 @@ def flags(rows, c2st_threshold, label_threshold: float, memorisation: bool, inau
     c2st = rows["c2st_score"].to_numpy(float) > np.asarray(c2st_threshold, dtype=float)
     label_prob = rows["label_prob"].to_numpy(float) if "label_prob" in rows else np.full(len(rows), np.nan)
     label = label_prob < label_threshold  # NaN (no classifier) compares False: not rejected
-    copied = rows["copy_flagged"].fillna(False).astype(bool).to_numpy() if memorisation and "copy_flagged" in rows else np.zeros(len(rows), bool)
+    copied = _true(rows["copy_flagged"]) if memorisation and "copy_flagged" in rows else np.zeros(len(rows), bool)
     flagged = inauthentic and "authentic" in rows
-    unauthentic = rows["authentic"].map(lambda a: str(a) in ("False", "0", "0.0")).to_numpy(bool) if flagged else np.zeros(len(rows), bool)
+    unauthentic = (~_true(rows["authentic"]) & rows["authentic"].notna().to_numpy()) if flagged else np.zeros(len(rows), bool)
     return {"c2st": c2st, "label": label, "copy": copied, "inauthentic": unauthentic}
+
+
+def _true(column) -> np.ndarray:
+    """(n,) bool of a flag column as stored or read back from CSV (True/False, "True"/"False", 1/0); missing = False."""
+    return column.map(lambda v: str(v) in ("True", "true", "1", "1.0")).to_numpy(bool)
 
 
 def decide_strategy(synthetic, strategy: str, rule_flags: dict[str, np.ndarray], dedup: bool = False):
