@@ -160,6 +160,24 @@ def test_a_job_is_picklable_and_its_signature_follows_its_inputs(fold_data, tmp_
     assert make_job(cfg, fold_data, "original+filtered", 1, [0, 1], tmp_path, threads=1).signature != job.signature
 
 
+def test_an_arm_identical_to_another_is_trained_once_and_recorded_under_both(fold_data, tmp_path):
+    """With nothing kept, original+filtered is the original arm image for image: same `training`, another signature and file."""
+    from ctqc.stages.compare.jobs import same_training_record
+
+    cfg = Config(data=DataConfig(phantom=PhantomConfig(n_per_class=20, size=32)))
+    empty = dataclasses.replace(fold_data, kept=frozenset())
+    original = make_job(cfg, empty, "original", 0, [0, 1], tmp_path, threads=1)
+    filtered = make_job(cfg, empty, "original+filtered", 0, [0, 1], tmp_path, threads=1)
+    assert filtered.training == original.training and filtered.signature != original.signature
+    assert make_job(cfg, fold_data, "original+filtered", 0, [0, 1], tmp_path, threads=1).training != original.training  # 4 kept: other data
+    assert make_job(cfg, empty, "original", 1, [0, 1], tmp_path, threads=1).training != original.training  # another seed
+    trained = {"format": 1, "key": original.key, "signature": original.signature, "row": {"arm": "original", "seconds": 12.5, "balanced_accuracy": 0.8}, "predictions": {"id": ["a"]}}
+    copy = same_training_record(trained, filtered)
+    assert copy["key"] == filtered.key and copy["signature"] == filtered.signature and copy["same_training_as"] == original.key
+    assert copy["row"] == {"arm": "original+filtered", "seconds": 0.0, "balanced_accuracy": 0.8} and copy["predictions"] == trained["predictions"]
+    assert json.loads(filtered.out.read_text()) == copy  # on disk, so that a resume finds it
+
+
 def test_compare_end_to_end_resume_and_filter_arms(run_cli, tmp_path):
     assert run_cli("-q", "train", "--config", "smoke", "--set", "gan.epochs=1").code == 0
     run = (tmp_path / "runs" / "latest").resolve()

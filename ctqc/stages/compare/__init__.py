@@ -40,7 +40,7 @@ from ctqc.run import Run
 from ctqc.stages.compare import dose
 from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
 from ctqc.stages.compare.executor import available_cores, execute, load_unit
-from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, is_degenerate, make_job, train_unit, training_seed, unit_key
+from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, is_degenerate, make_job, same_training_record, train_unit, training_seed, unit_key
 from ctqc.stages.compare.statistics import comparisons_for, summarise
 from ctqc.stages.compare.tables import arm_label, format_table, print_table
 
@@ -141,7 +141,7 @@ def compare(
     trained = reused = 0
     start = time.perf_counter()
     with run.stage("compare") if world.is_main else contextlib.nullcontext([]) as outputs:
-        pending = []
+        pending, first_of, same_as = [], {}, {}  # same_as: a pending unit → the unit that trains the identical model
         for fold in folds:
             for arm in arms:
                 for seed in seed_list:
@@ -150,7 +150,11 @@ def compare(
                     if done is not None:
                         records[j.key] = done
                         reused += 1
+                        first_of.setdefault(j.training, j.key)
+                    elif j.training in first_of:  # e.g. original+filtered with nothing kept: the original arm's training
+                        same_as[(fold, arm, seed)] = first_of[j.training]
                     else:
+                        first_of[j.training] = j.key
                         pending.append((fold, arm, seed))
         pending = ddp.broadcast_object(pending)  # rank 0's view of what is left
         if reused:
@@ -160,6 +164,10 @@ def compare(
         for record in execute(jobs_iter, len(pending), workers, threads, progress and console is not None, console, n_units, reused):
             records[record["key"]] = record
             trained += 1
+        for item, key in same_as.items():  # identical trainings are trained once and filed under every arm that asked
+            records[unit_key(item[1], item[0], item[2])] = same_training_record(records[key], job(*item))
+        if same_as:
+            print_(f"{len(same_as)} training(s) identical to another arm's (same images, seed and settings): trained once, recorded under both arms")
         results = _results_table(records)
         summary = summarise(results, cfg, arms, skipped, seed_list, folds, {k: r["predictions"] for k, r in records.items()})
         summary["dose_response"] = dose_points

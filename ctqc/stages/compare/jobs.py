@@ -99,8 +99,20 @@ class TrainingJob:
     @functools.cached_property
     def signature(self) -> str:
         """24 hex digits of SHA-256 over the settings, the validation/test ids and the images and labels."""
+        return self._digest(with_arm=True)
+
+    @functools.cached_property
+    def training(self) -> str:
+        """The signature without the arm's name: two jobs with the same ``training`` train the same model on the same data.
+
+        E.g. ``original+filtered`` when the filter kept nothing is ``original`` image for image and
+        seed for seed; ``ctqc compare`` then trains it once and records it under both arms.
+        """
+        return self._digest(with_arm=False)
+
+    def _digest(self, with_arm: bool) -> str:
         digest = hashlib.sha256()
-        settings = [UNIT_FORMAT, self.arm, self.fold, self.seed, self.torch_seed, self.augment, self.classifier, self.device, self.val_ids, self.test_ids]
+        settings = [UNIT_FORMAT, *([self.arm] if with_arm else []), self.fold, self.seed, self.torch_seed, self.augment, self.classifier, self.device, self.val_ids, self.test_ids]
         digest.update(json.dumps(settings).encode())
         for arr in (self.train_x, self.train_y, self.val_x, self.test_x):
             digest.update(np.ascontiguousarray(arr).tobytes())
@@ -208,3 +220,15 @@ def train_unit(job: TrainingJob, on_epoch: Callable[[dict], None] | None = None)
     if ddp.is_main():  # under torchrun rank 0 alone writes
         atomic.write_json(job.out, record)
     return record
+
+
+def same_training_record(record: dict, job: TrainingJob) -> dict:
+    """``record`` (a trained unit) as ``job``'s own: the same training (:attr:`TrainingJob.training`), filed under ``job``'s arm.
+
+    Its predictions and metrics are the trained unit's, its ``seconds`` 0 and ``same_training_as``
+    names the unit that trained; written atomically to ``job.out`` so that a resume finds it.
+    """
+    copy = {**record, "key": job.key, "signature": job.signature, "row": {**record["row"], "arm": job.arm, "seconds": 0.0}, "same_training_as": record["key"]}
+    if ddp.is_main():
+        atomic.write_json(job.out, copy)
+    return copy
