@@ -585,6 +585,10 @@ def test_filter_section_shows_operating_point_calibration_after_check_and_divers
     for unit in real.per_class.values():  # the smoke run's numbers, as computed from its stored scores
         assert unit.calibration is not None and f"of {unit.real_rejection.n} held-out" in text
     assert "Diversity: density and coverage" in text
+    # ctqc qc ran after a filter that kept fewer than two images per class: said so, not "not run"
+    (run / "qc" / "metrics.json").write_text(json.dumps({"extractor": "inception", "scopes": {}, "after_filter": {"kept": {"normal": 0, "haemorrhage": 1}, "scopes": {}}}))
+    after = parse(build_report(run).html).sections["filter"].split("Distribution metrics before vs after", 1)[1][:300]
+    assert "kept fewer than two images in every class" in after and "Not run" not in after
 
     filt = json.loads((run / "filter" / "filter.json").read_text())
     filt.update(mode="conformal", max_real_rejection=0.1)

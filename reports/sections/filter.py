@@ -146,7 +146,8 @@ def build(run: RunData) -> Section:
         "metric_diversity_rows": metric_diversity_rows,
         "frozen_sources": frozen_sources,
         "before_after": before_after,
-        "metrics_ran": bool(before),
+        "metrics_ran": metrics is not None,  # ctqc qc has run
+        "after_ran": bool(metrics is not None and metrics.after_filter is not None),  # … after ctqc filter
         "against": against or "the training images (the images that chose the kept set: read with care)",
         "figure": figures.filter_scores(kept, rejected, filt.c2st_threshold),
         "kept_pictures": _gallery(run, kept, ascending=True),
