@@ -85,8 +85,12 @@ def test_torchrun_run_stays_in_sync_and_only_rank0_writes(tmp_path):
     # 2 GANs × 3 checkpoints, the same weights on both ranks every time (each rank trained on other images)
     assert len(rank0["gan_states"]) == len(rank1["gan_states"]) == 6
     assert [s["digest"] for s in rank0["gan_states"]] == [s["digest"] for s in rank1["gan_states"]]
-    # every classifier training data-parallel and in sync
-    assert len(rank0["classifier_states"]) == len(rank1["classifier_states"]) == 3
+    # every classifier training data-parallel and in sync; an arm identical to another (original+filtered when the
+    # filter kept nothing is the original arm image for image) is trained once and recorded under both arms
+    units = [json.loads(p.read_text()) for p in (run / "compare" / "units").glob("*.json")]
+    trained = [u for u in units if "same_training_as" not in u]
+    assert len(units) == 3 and len(trained) >= 2
+    assert len(rank0["classifier_states"]) == len(rank1["classifier_states"]) == len(trained)
     assert rank0["classifier_states"] == rank1["classifier_states"]
 
 
