@@ -164,7 +164,7 @@ class QCConfig(_Strict):
     """QC and filtering (``ctqc filter``): classifier two-sample test and copy checks."""
 
     # domain = 128-d embedding of a small CNN fitted per fold on the real training images (ctqc.qc.domain)
-    features: list[Literal["pixels", "fft", "histogram", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram"])
+    features: list[Literal["pixels", "fft", "histogram", "structure", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram", "structure"])
     classifier: Literal["logreg", "forest"] = "logreg"
     pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
     # inverse L2 strength of the logistic regression: "auto" = by inner CV on log-loss, or a number (Platt-calibrated either way)

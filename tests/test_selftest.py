@@ -12,7 +12,7 @@ DEFECTS = {"checkerboard", "blockiness", "blur", "noise", "intensity_shift", "cu
 
 @pytest.fixture(scope="module")
 def selftest_run(tmp_path_factory):
-    """``ctqc selftest --permutations 20`` once for the module (about 3 min on 2 busy cores): (exit code, stdout, selftest.json)."""
+    """``ctqc selftest --permutations 20`` once for the module (about 3 min alone, 8 on 2 busy cores): (exit code, stdout, selftest.json)."""
     from ctqc.cli import main
 
     out = tmp_path_factory.mktemp("selftest") / "selftest.json"
@@ -28,7 +28,7 @@ def selftest_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)  # the module fixture's self-test runs inside this test's time: 63 calibrated C2ST fits
+@pytest.mark.timeout(1200)  # the module fixture's self-test runs inside this test's time: 105 one-repeat C2STs in (b)
 def test_selftest_criteria_on_phantom_data(selftest_run):
     code, stdout, r = selftest_run
     assert code == 0 and r is not None
@@ -43,19 +43,21 @@ def test_selftest_criteria_on_phantom_data(selftest_run):
     assert null["pass"]
     # (b) planted artifacts: ranked first (AUROC ≥ 0.9 at medium); removed share does not fall with strength
     planted = r["planted"]
-    assert set(planted["auroc"]) == DEFECTS and planted["n_splits"] == 3 and planted["n_defective"] == 3 * 45
+    assert set(planted["auroc"]) == DEFECTS and planted["n_splits"] == 5 and planted["n_defective"] == 5 * 45 and planted["n_genuine"] == 5 * 44
     for name, levels in planted["auroc"].items():
         assert levels["medium"] >= 0.9 and levels["high"] >= 0.93, name
     assert planted["medium_at_least_0.9"] and planted["rising_with_strength"]
     units = planted["intensity_shift_units"]  # shifts measured in the data's brightness spread
     assert 0.02 < units["brightness_spread"] < 0.2 and units["strengths"]["medium"] == 2.5
-    # at the operating point, medium strength: the state measured (see the xfail below and docs/qc-and-filtering.md;
-    # one K-fold repeat per split since the demo's budget): ≥ 85 % removed for every defect and ≥ 90 % for 4 of 7;
-    # ≤ 25 % of genuine images removed for every defect (20 % measured) and ≤ 10 % for 4 of 7
-    removed = {name: v["medium"] for name, v in planted["removed"].items()}
-    genuine = {name: v["medium"] for name, v in planted["genuine_removed"].items()}
-    assert min(removed.values()) >= 0.85 and sum(v >= 0.9 for v in removed.values()) >= 4, removed
-    assert max(genuine.values()) <= 0.25 and sum(v <= 0.1 for v in genuine.values()) >= 4, genuine
+    # at the operating point, medium strength (issue 15 item 6): ≥ 90 % of the defective images removed, ≤ 10 % of the genuine
+    # ones, each share with its 95 % Wilson interval around it (the numbers are in docs/qc-and-filtering.md)
+    for name in DEFECTS:
+        removed, genuine = planted["removed"][name]["medium"], planted["genuine_removed"][name]["medium"]
+        ci = planted["wilson_95"][name]["medium"]
+        assert removed >= 0.9 and genuine <= 0.1, (name, removed, genuine)
+        assert ci["removed"][0] <= removed <= ci["removed"][1] and ci["genuine_removed"][0] <= genuine <= ci["genuine_removed"][1], (name, ci)
+        assert ci["removed"][1] - ci["removed"][0] < 0.15  # 225 images: an interval a few points wide, not a formality
+    assert planted["medium_removed_at_least_0.9"] and planted["genuine_removed_at_most_0.1"] and planted["pass"]
     # (c) copies: ≥ 95 % flagged, ≤ 5 % of genuine held-out images
     assert min(r["copies"]["flagged"].values()) >= 0.95 and r["copies"]["genuine_flagged"] <= 0.05
     assert r["copies"]["pass"]
@@ -77,19 +79,10 @@ def test_selftest_criteria_on_phantom_data(selftest_run):
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 15 item 6 not met on the phantoms: at medium strength noise and patch shuffle are removed 89 % and 88 % "
-    "(goal ≥ 90 %); noise, cut-out and patch shuffle remove 17 %, 14 % and 20 % of the genuine pool images (goal ≤ 10 %)",
-)
-def test_selftest_meets_the_operating_point_goals(selftest_run):
-    """Issue 15 item 6: every per-image defect at medium strength removed ≥ 90 %, genuine held-out images ≤ 10 %."""
-    _, _, r = selftest_run
-    planted = r["planted"]
-    assert all(v["medium"] >= 0.9 for v in planted["removed"].values()), planted["removed"]
-    assert all(v["medium"] <= 0.1 for v in planted["genuine_removed"].values()), planted["genuine_removed"]
-    assert planted["pass"] and r["pass"]
+def test_selftest_passes_as_a_whole(selftest_run):
+    """Every part passes, so the report's glance line says 'passed'."""
+    _, stdout, r = selftest_run
+    assert r["pass"] and "FAIL" not in stdout
 
 
 def test_set_level_part_runs_on_a_tiny_data_set():

@@ -30,10 +30,12 @@ class PlantedCheck(Artefact):
 
     n_splits: int | None = None  # random reference / clean / defective splits pooled
     n_defective: int | None = None  # defective images per defect and strength, over the splits
+    n_genuine: int | None = None  # clean (genuine) pool images per defect and strength, over the splits
     auroc: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # artefact → strength → AUROC (mean over splits)
     removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of defective images above the threshold
     genuine_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of the clean (genuine) pool images above it
     reference_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # of the reference images' out-of-fold scores
+    wilson_95: dict[str, dict[str, dict[str, list[float]]]] = Field(default_factory=dict)  # artefact → strength → removed / genuine_removed → [low, high]
     intensity_shift_units: IntensityShiftUnits | None = None
     rising_with_strength: bool | None = None  # removed share: no fall with strength beyond two binomial SEs
     auroc_rising: bool | None = None  # the former rule on AUROC (tolerance 0.02, ties above 0.95); recorded, not judged

@@ -317,10 +317,10 @@ def selftest_cmd(
     console.print(
         f"(a) null: mean AUC {sum(null['auc']) / len(null['auc']):.3f}, discarded {null['mean_discarded']:.0%} on average (max {max(null['discarded_fraction']):.0%}), ECE {null['mean_ece']:.3f} — {mark(null['pass'])}"
     )
-    console.print(f"(b) planted artifacts at {report['operating_point']}, {planted['n_splits']} splits: AUROC low / medium / high; removed at medium (defective, genuine):")
+    console.print(f"(b) planted artifacts at {report['operating_point']}, {planted['n_splits']} splits: AUROC low / medium / high; removed at medium (defective, genuine; 95 % Wilson interval):")
     for name, levels in planted["auroc"].items():
         console.print(
-            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {planted['removed'][name]['medium']:.0%}, {planted['genuine_removed'][name]['medium']:.0%}"
+            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {_share_ci(planted, 'removed', name)}, {_share_ci(planted, 'genuine_removed', name)}"
         )
     console.print(
         f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"
@@ -338,6 +338,13 @@ def selftest_cmd(
         + f"; genuine flagged {dedup['genuine_flagged']:.0%} — {mark(dedup['pass'])}; (d) {mark(sets['pass'])}"
     )
     console.print(f"wrote {out}")
+
+
+def _share_ci(planted: dict, key: str, name: str) -> str:
+    """The medium-strength share ``planted[key][name]`` with its 95 % Wilson interval, as the self-test prints it."""
+    low, high = planted.get("wilson_95", {}).get(name, {}).get("medium", {}).get(key, (None, None))
+    value = planted[key][name]["medium"]
+    return f"{value:.0%}" if low is None else f"{value:.0%} ({low:.0%}–{high:.0%})"
 
 
 def _scored_run(run: Path | None, check=lambda run: None, stale=lambda run: False):

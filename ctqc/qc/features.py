@@ -7,6 +7,8 @@ here only, in :func:`to_uint8_rgb`.
 - ``pixels``: the raw pixels (PCA, when wanted, is fitted inside the C2ST folds);
 - ``fft``: log radial power spectrum — GAN up-sampling leaves periodic traces there;
 - ``histogram``: intensity histogram of the foreground — contrast and tissue-mix mismatches;
+- ``structure``: local structure of the foreground wherever it is — noise, sharpness, holes, asymmetry,
+  seams (:mod:`ctqc.qc.structure`);
 - ``inception``: the 2048-d pool features of the FID Inception (offline weights), float32
   exactly as torch-fidelity computes them;
 - ``inception-bf16``: the same network in bfloat16 on oneDNN (:mod:`ctqc.qc.fast_inception`:
@@ -35,6 +37,7 @@ import torch
 from ctqc import atomic
 from ctqc.qc import domain, extractors, inception
 from ctqc.qc.pixels import image_hashes, to_uint8_rgb
+from ctqc.qc.structure import structure_features
 
 
 class FidelityInput(torch.utils.data.Dataset):
@@ -103,6 +106,7 @@ EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
     "pixels": pixel_features,
     "fft": fft_features,
     "histogram": histogram_features,
+    "structure": structure_features,
     "inception": inception_features,
     "inception-bf16": inception_bf16_features,
 }

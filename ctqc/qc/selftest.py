@@ -52,7 +52,7 @@ from ctqc.qc.selftest_sets import set_level
 from ctqc.splits import Splits
 
 STRENGTHS = ("low", "medium", "high")
-PLANTED_SPLITS = 3  # random reference / clean / defective splits that (b) is pooled over
+PLANTED_SPLITS = 5  # random reference / clean / defective splits that (b) is pooled over
 
 
 def _foreground(x: torch.Tensor) -> torch.Tensor:
@@ -166,6 +166,14 @@ def _not_falling(weaker: float, stronger: float, n: int) -> bool:
     return stronger >= weaker - 2 * se - 1e-12
 
 
+def _wilson(above: list) -> list[float]:
+    """95 % Wilson score interval of the share of True in ``above`` (the images, pooled over the splits, are the unit)."""
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(np.sum(above)), len(above)).proportion_ci(confidence_level=0.95, method="wilson")
+    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+
+
 def _features(images: torch.Tensor, qc: QCConfig, domain_weights=None) -> tuple[np.ndarray, int | None]:
     return feature_matrix(images, qc.features, domain_weights=domain_weights)
 
@@ -262,9 +270,10 @@ def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfi
     removed: dict[str, dict[str, float]] = {}
     genuine: dict[str, dict[str, float]] = {}
     reference: dict[str, dict[str, float]] = {}
-    n_defective = 0
+    intervals: dict[str, dict[str, dict[str, list[float]]]] = {}
+    n_defective = n_genuine = 0
     for name, levels in defects.items():
-        auroc[name], removed[name], genuine[name], reference[name] = {}, {}, {}, {}
+        auroc[name], removed[name], genuine[name], reference[name], intervals[name] = {}, {}, {}, {}, {}
         for strength, apply in levels.items():
             aucs, above_defect, above_clean, above_reference = [], [], [], []
             for order in orders:
@@ -278,7 +287,8 @@ def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfi
                 above_defect.extend(scores[is_defect] > threshold)
                 above_clean.extend(scores[~is_defect] > threshold)
                 above_reference.extend(test.real_scores_ > threshold)
-            n_defective = len(above_defect)
+            n_defective, n_genuine = len(above_defect), len(above_clean)
+            intervals[name][strength] = {"removed": _wilson(above_defect), "genuine_removed": _wilson(above_clean)}
             auroc[name][strength] = round(float(np.mean(aucs)), 4)
             removed[name][strength] = round(float(np.mean(above_defect)), 4)
             genuine[name][strength] = round(float(np.mean(above_clean)), 4)
@@ -291,10 +301,12 @@ def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfi
     return {
         "n_splits": len(orders),
         "n_defective": n_defective,
+        "n_genuine": n_genuine,
         "auroc": auroc,
         "removed": removed,
         "genuine_removed": genuine,
         "reference_removed": reference,
+        "wilson_95": intervals,
         "rising_with_strength": rising,
         "auroc_rising": auroc_rising,
         "medium_at_least_0.9": medium_ok,
