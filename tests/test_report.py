@@ -658,11 +658,11 @@ def test_metrics_section_shows_extractors_side_by_side_and_says_whether_they_agr
 def test_filter_section_shows_the_strategies_side_by_side(tmp_path_factory, tmp_path):
     """`ctqc filter --strategy label --strategy both` on the smoke run: each strategy's kept per fold × class, next to the default's."""
     from ctqc.run import Run
-    from ctqc.stages.filter import run_filter
+    from ctqc.stages.filter import FilterOptions, run_filter
     from reports.render import build_report
 
     run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
-    result = run_filter(Run(run), strategies=["label", "both"], label_threshold=0.6)
+    result = run_filter(Run(run), FilterOptions(strategies=("label", "both"), label_threshold=0.6))
     assert list(result.strategies) == ["realism", "label", "both"]
     report = build_report(run)
     text = parse(report.html).sections["filter"]
