@@ -21,13 +21,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ctqc.arms import ARMS
 from ctqc.artefacts import CompareSummary
 from reports.render import build_report
 from tests.conftest import t_test_summary
 
 ESTIMAND = "balanced accuracy of the trained pipeline on images like these, averaged over training seeds"
 INTERVAL = "95 % percentile bootstrap over test images (stratified by class; the same resample for every arm, so differences are paired)"
-CONFIGURED = ["original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset"]
+CONFIGURED = list(ARMS)  # the default compare.arms, in their order
 STEP1 = "fixed sequence, step 1, tested at α = 0.05"
 STOPPED = "fixed sequence stopped at original+filtered − original+random-subset: not tested"
 HOLM = "Holm over 6 secondary comparisons"
