@@ -83,3 +83,22 @@ def make_folder(root: Path, n_per_class: int = 5, header: str = "id, hemorrhage"
         rows.append(f"{n:03d}, {n % 2}")
     (root / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+# ----------------------------------------------------------------------------- hand-made compare/summary.json
+
+#: the top-level fields of a compare/summary.json written before issue 16: per-training t-intervals over 5 seeds of fold 0
+T_TEST_FIELDS = {"ci": "95 % two-sided t-interval of the mean over folds × seeds", "test": "paired t", "seeds": [0, 1, 2, 3, 4], "folds": [0]}
+
+
+def paired_t(arm: str, mean_diff: float, ci_low: float, ci_high: float, p_value: float, metric: str = "balanced_accuracy", **extra) -> dict:
+    """One ``comparisons`` entry as written before issue 16: ``arm`` − original, a paired t-test over 5 trainings (no role, verdict or MDE)."""
+    return {"arm": arm, "reference": "original", "metric": metric, "mean_diff": mean_diff, "ci_low": ci_low, "ci_high": ci_high, "p_value": p_value, "test": "paired t", "n_pairs": 5, **extra}
+
+
+def t_test_summary(metrics: list[str], arms: dict, more_comparisons: tuple[dict, ...] = (), **fields) -> dict:
+    """A hand-made compare/summary.json as written before issue 16 (:data:`T_TEST_FIELDS`): on balanced accuracy,
+    original+filtered − original +2.1 points (95 % CI −3.0 to +7.2, p = 0.41) and original+synthetic − original +5.0
+    (+1.0 to +9.0, p = 0.02), then ``more_comparisons``; ``fields`` add top-level keys."""
+    comparisons = [paired_t("original+filtered", 0.021, -0.030, 0.072, 0.41), paired_t("original+synthetic", 0.05, 0.01, 0.09, 0.02), *more_comparisons]
+    return {"metrics": metrics, "arms": arms, "comparisons": comparisons, **T_TEST_FIELDS, **fields}

@@ -26,6 +26,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.conftest import paired_t, t_test_summary
+
 XSS_FILE_ID = "<img src=x onerror=alert(1)>"
 XSS_CLASS = "<script>"
 ARMS = ["original", "original+classical", "synthetic-only", "original+synthetic", "original+filtered"]
@@ -183,58 +185,22 @@ def fabricate_downstream(run: Path) -> dict:
     (run / "compare" / "predictions").mkdir(parents=True)
     pd.DataFrame(results).to_csv(run / "compare" / "results.csv", index=False)
     stat = lambda m, lo, hi: {"mean": m, "ci_low": lo, "ci_high": hi, "n": 5}  # noqa: E731
-    summary = {
-        "metrics": ["accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc"],
-        "arms": {arm: {m: stat(0.70 + 0.02 * i, 0.62 + 0.02 * i, 0.78 + 0.02 * i) for m in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")} for i, arm in enumerate(ARMS)},
-        "comparisons": [
-            {
-                "arm": "original+filtered",
-                "reference": "original",
-                "metric": "balanced_accuracy",
-                "mean_diff": 0.021,
-                "ci_low": -0.030,
-                "ci_high": 0.072,
-                "p_value": 0.41,
-                "test": "paired t",
-                "n_pairs": 5,
-            },
-            {
-                "arm": "original+synthetic",
-                "reference": "original",
-                "metric": "balanced_accuracy",
-                "mean_diff": 0.05,
-                "ci_low": 0.01,
-                "ci_high": 0.09,
-                "p_value": 0.02,
-                "test": "paired t",
-                "n_pairs": 5,
-            },
-            {
-                "arm": "synthetic-only",
-                "reference": "original",
-                "metric": "balanced_accuracy",
-                "mean_diff": -0.16,
-                "ci_low": -0.22,
-                "ci_high": -0.10,
-                "p_value": 0.0004,
-                "test": "paired t",
-                "n_pairs": 5,
-                "note": "5 pairs: few for a paired test",
-            },
-            {"arm": "original+filtered", "reference": "original", "metric": "accuracy", "mean_diff": 0.01, "ci_low": -0.05, "ci_high": 0.07, "p_value": 0.7, "test": "paired t", "n_pairs": 5},
-        ],
-        "skipped": {"original+random-subset": "the filter kept no images, so there is no subset size to match"},
-        "paper": {
+    metric_names = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc")
+    summary = t_test_summary(
+        list(metric_names),
+        {arm: {m: stat(0.70 + 0.02 * i, 0.62 + 0.02 * i, 0.78 + 0.02 * i) for m in metric_names} for i, arm in enumerate(ARMS)},
+        (
+            paired_t("synthetic-only", -0.16, -0.22, -0.10, 0.0004, note="5 pairs: few for a paired test"),
+            paired_t("original+filtered", 0.01, -0.05, 0.07, 0.7, metric="accuracy"),
+        ),
+        skipped={"original+random-subset": "the filter kept no images, so there is no subset size to match"},
+        paper={
             "original": {"label": "ResNet-50 (original)", "accuracy": 0.7651, "sensitivity": 0.7237, "specificity": 0.8304},
             "synthetic-only": {"label": "ResNet-50 (only DA)", "accuracy": 0.6061, "sensitivity": 0.9315, "specificity": 0.6848},
         },
-        "ci": "95 % two-sided t-interval of the mean over folds × seeds",
-        "test": "paired t",
-        "notes": ["paper, 'only DA' row: shown as printed"],
-        "seeds": [0, 1, 2, 3, 4],
-        "folds": [0],
-        "config": {"arch": "resnet18"},
-    }
+        notes=["paper, 'only DA' row: shown as printed"],
+        config={"arch": "resnet18"},
+    )
     (run / "compare" / "summary.json").write_text(json.dumps(summary))
     return {"metrics": metrics, "summary": summary}
 
@@ -556,7 +522,7 @@ def test_reports_imports_only_the_layout_artefacts_and_foundations():
 
     import reports
 
-    allowed = {"ctqc.layout", "ctqc.artefacts", "ctqc.paper", "ctqc.errors", "ctqc.atomic", "ctqc.numbers"}
+    allowed = {"ctqc.layout", "ctqc.arms", "ctqc.artefacts", "ctqc.paper", "ctqc.errors", "ctqc.atomic", "ctqc.numbers"}
     for file in Path(reports.__file__).parent.rglob("*.py"):
         for node in ast.walk(ast.parse(file.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if isinstance(node, ast.ImportFrom) else []
@@ -658,11 +624,11 @@ def test_metrics_section_shows_extractors_side_by_side_and_says_whether_they_agr
 def test_filter_section_shows_the_strategies_side_by_side(tmp_path_factory, tmp_path):
     """`ctqc filter --strategy label --strategy both` on the smoke run: each strategy's kept per fold × class, next to the default's."""
     from ctqc.run import Run
-    from ctqc.stages.filter import run_filter
+    from ctqc.stages.filter import FilterOptions, run_filter
     from reports.render import build_report
 
     run = _copy_run(shared_run("smoke", tmp_path_factory), tmp_path)
-    result = run_filter(Run(run), strategies=["label", "both"], label_threshold=0.6)
+    result = run_filter(Run(run), FilterOptions(strategies=("label", "both"), label_threshold=0.6))
     assert list(result.strategies) == ["realism", "label", "both"]
     report = build_report(run)
     text = parse(report.html).sections["filter"]

@@ -21,12 +21,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ctqc.arms import ARMS
 from ctqc.artefacts import CompareSummary
 from reports.render import build_report
+from tests.conftest import t_test_summary
 
 ESTIMAND = "balanced accuracy of the trained pipeline on images like these, averaged over training seeds"
 INTERVAL = "95 % percentile bootstrap over test images (stratified by class; the same resample for every arm, so differences are paired)"
-CONFIGURED = ["original", "original+classical", "synthetic-only", "original+synthetic", "original+duplicated", "original+filtered", "original+random-subset"]
+CONFIGURED = list(ARMS)  # the default compare.arms, in their order
 STEP1 = "fixed sequence, step 1, tested at α = 0.05"
 STOPPED = "fixed sequence stopped at original+filtered − original+random-subset: not tested"
 HOLM = "Holm over 6 secondary comparisons"
@@ -110,38 +112,8 @@ def new_summary() -> dict:
 def old_summary() -> dict:
     """A summary.json written before issue 16: per-training means, no roles, verdicts, MDEs or the new fields."""
     stat = lambda m: {"mean": m, "ci_low": m - 0.08, "ci_high": m + 0.08, "n": 5}  # noqa: E731
-    return {
-        "metrics": ["accuracy", "balanced_accuracy"],
-        "arms": {a: {"accuracy": stat(0.7 + 0.02 * i), "balanced_accuracy": stat(0.7 + 0.02 * i)} for i, a in enumerate(["original", "original+synthetic", "original+filtered"])},
-        "comparisons": [
-            {
-                "arm": "original+filtered",
-                "reference": "original",
-                "metric": "balanced_accuracy",
-                "mean_diff": 0.021,
-                "ci_low": -0.030,
-                "ci_high": 0.072,
-                "p_value": 0.41,
-                "test": "paired t",
-                "n_pairs": 5,
-            },
-            {
-                "arm": "original+synthetic",
-                "reference": "original",
-                "metric": "balanced_accuracy",
-                "mean_diff": 0.05,
-                "ci_low": 0.01,
-                "ci_high": 0.09,
-                "p_value": 0.02,
-                "test": "paired t",
-                "n_pairs": 5,
-            },
-        ],
-        "ci": "95 % two-sided t-interval of the mean over folds × seeds",
-        "test": "paired t",
-        "seeds": [0, 1, 2, 3, 4],
-        "folds": [0],
-    }
+    arms = {a: {"accuracy": stat(0.7 + 0.02 * i), "balanced_accuracy": stat(0.7 + 0.02 * i)} for i, a in enumerate(["original", "original+synthetic", "original+filtered"])}
+    return t_test_summary(["accuracy", "balanced_accuracy"], arms)
 
 
 # ----------------------------------------------------------------------------- helpers

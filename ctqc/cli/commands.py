@@ -163,19 +163,19 @@ def filter_cmd(
 ) -> None:
     """Split the synthetic pool into kept and rejected over its per-image scores (C2ST, label classifier, copy check), scoring it first if needed."""
     _single_process("filter")
-    from ctqc.stages.filter import filter_folders, run_filter, settings
+    from ctqc.stages.filter import FilterOptions, filter_folders, run_filter, settings
 
     cfg = _byo_config(real, synthetic, out, run, config, set_)
     memorisation = False if no_memorisation else None
-    strategies = [a.strip() for item in strategy for a in item.split(",") if a.strip()] if strategy else None
-    options = {"threshold": c2st_threshold, "memorisation": memorisation, "max_real_rejection": max_real_rejection, "strategies": strategies, "label_threshold": label_threshold}
+    strategies = tuple(a.strip() for item in strategy for a in item.split(",") if a.strip()) if strategy else None
+    options = FilterOptions(threshold=c2st_threshold, memorisation=memorisation, max_real_rejection=max_real_rejection, strategies=strategies, label_threshold=label_threshold)
     if cfg is None:
-        needs_label = lambda r: set(settings(r.config.qc, **options)[0].strategies) != {"realism"}  # label/both read label_prob
-        target = _scored_run(run, lambda r: settings(r.config.qc, **options), stale=lambda r: needs_label(r) and _scored_without_label_prob(r))
-        summary = run_filter(target, **options)
+        needs_label = lambda r: set(settings(r.config.qc, options)[0].strategies) != {"realism"}  # label/both read label_prob
+        target = _scored_run(run, lambda r: settings(r.config.qc, options), stale=lambda r: needs_label(r) and _scored_without_label_prob(r))
+        summary = run_filter(target, options)
         where = target.path / "filter"
     else:
-        summary = filter_folders(real, synthetic, out, cfg, **options)
+        summary = filter_folders(real, synthetic, out, cfg, options)
         where = out
     _print_filter(summary, where)
 

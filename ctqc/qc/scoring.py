@@ -26,6 +26,7 @@ the fold's real training images; synthetic and held-out rows), the global result
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,7 @@ from ctqc.qc.embeddings import embed, skip_note
 from ctqc.qc.features import extract, feature_matrix
 from ctqc.qc.fidelity_metrics import per_sample_authenticity
 from ctqc.qc.label_scores import add_label_probabilities
-from ctqc.qc.memorisation import check_copies
+from ctqc.qc.memorisation import CopyCheck, check_copies
 from ctqc.qc.mmd_two_sample import configured_mmd, mmd_summary
 from ctqc.qc.strategies import decide_strategy, flags
 
@@ -122,10 +123,6 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
     base = {"fold": unit.fold, "class": unit.name, "label": unit.key}
     rows = []
     for i, (sample_id, file) in enumerate(zip(unit.pool["sample_id"], unit.pool["file"])):
-        copy = (None, None, None, None) if copies is None else (
-            round(float(copies.distance[i]), 6), round(float(copies.ratio[i]), 6),
-            unit.reference_ids[int(copies.nearest_train[i])], bool(copies.flagged[i]),
-        )  # fmt: skip
         rows.append(
             {
                 **base,
@@ -135,18 +132,14 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
                 "file": str(file),
                 "c2st_score": _round(syn_scores[i]),
                 "authentic": authentic[i],
-                **dict(zip(COPY_COLUMNS, copy)),
+                **_copy_columns(copies, i, unit.reference_ids),
                 **duplicate_columns[i],
             }
         )
     for role, ids, scores in (("fit", unit.reference_ids, ref_scores), ("heldout", unit.heldout_ids, held_scores)):
         rows += [{**base, "source": "real", "role": role, "id": str(i), "file": None, "c2st_score": _round(s)} for i, s in zip(ids, scores)]
     for i, (sample_id, file) in enumerate(zip(fresh_ids, fresh_files)):
-        copy = (None, None, None, None) if fresh_copies is None else (
-            round(float(fresh_copies.distance[i]), 6), round(float(fresh_copies.ratio[i]), 6),
-            unit.reference_ids[int(fresh_copies.nearest_train[i])], bool(fresh_copies.flagged[i]),
-        )  # fmt: skip
-        rows.append({**base, "source": "fresh", "role": "fresh", "id": str(sample_id), "file": file, "c2st_score": _round(fresh_scores[i]), **dict(zip(COPY_COLUMNS, copy))})
+        rows.append({**base, "source": "fresh", "role": "fresh", "id": str(sample_id), "file": file, "c2st_score": _round(fresh_scores[i]), **_copy_columns(fresh_copies, i, unit.reference_ids)})
     results = {
         "fold": unit.fold,
         "class": unit.name,
@@ -169,6 +162,20 @@ def _score_unit(unit, cfg, cache, memorisation: bool, domain_weights=None):
             "ranked real and synthetic images the wrong way round, as small samples do): their images score 0.5 and are not rejected as c2st"
         ]
     return [[r.get(c) for c in SCORE_COLUMNS] for r in rows], results, UnitFeatures(reference, synthetic, heldout, pixel_columns, fresh if len(fresh_ids) else None)
+
+
+def _copy_columns(copies: CopyCheck | None, i: int, reference_ids: Sequence[str]) -> dict:
+    """:data:`COPY_COLUMNS` of image ``i`` of a copy check, by name: the distance to its nearest training
+    image and its ratio to the training images' median leave-one-out distance (6 decimals), that image's
+    id, and whether it is flagged as a copy; all ``None`` when no copy check ran."""
+    if copies is None:
+        return dict.fromkeys(COPY_COLUMNS)
+    return {
+        "copy_distance": round(float(copies.distance[i]), 6),
+        "copy_ratio": round(float(copies.ratio[i]), 6),
+        "nearest_train_id": reference_ids[int(copies.nearest_train[i])],
+        "copy_flagged": bool(copies.flagged[i]),
+    }
 
 
 def _fresh_pool(unit, seed: int) -> tuple:

@@ -81,47 +81,49 @@ class OperatingPoint:
         return "threshold" if self.max_real_rejection is None else "conformal"
 
 
-def settings(
-    qc: QCConfig,
-    threshold: float | None,
-    memorisation: bool | None,
-    max_real_rejection: float | None = None,
-    strategies: list[str] | None = None,
-    label_threshold: float | None = None,
-) -> tuple[OperatingPoint, bool]:
+@dataclass(frozen=True)
+class FilterOptions:
+    """What ``ctqc filter`` is asked for; each ``None`` leaves it to the run's config (:func:`settings`).
+
+    ``threshold``: ``--c2st-threshold``, a p(synthetic) in (0, 1); ``memorisation``: ``False`` for
+    ``--no-memorisation``; ``max_real_rejection``: ``--max-real-rejection`` α in (0, 1); ``strategies``:
+    ``--strategy`` names, run beside ``qc.filter_strategies``; ``label_threshold``: ``--label-threshold`` in (0, 1).
+    """
+
+    threshold: float | None = None
+    memorisation: bool | None = None
+    max_real_rejection: float | None = None
+    strategies: tuple[str, ...] | None = None
+    label_threshold: float | None = None
+
+
+def settings(qc: QCConfig, options: FilterOptions) -> tuple[OperatingPoint, bool]:
     """The operating point (``--c2st-threshold``, default ``qc.c2st_threshold``, or ``--max-real-rejection``;
     the strategies: ``qc.filter_strategies`` plus ``--strategy``; ``--label-threshold``, default
-    ``qc.label_threshold``) and whether copies are dropped."""
-    memorisation = qc.memorisation if memorisation is None else memorisation
-    unknown = [name for name in strategies or [] if name not in FILTER_STRATEGIES]
+    ``qc.label_threshold``) and whether copies are dropped. Raises :class:`UserError` on an option out of range."""
+    memorisation = qc.memorisation if options.memorisation is None else options.memorisation
+    unknown = [name for name in options.strategies or () if name not in FILTER_STRATEGIES]
     if unknown:
         raise UserError(f"--strategy {unknown[0]!r}: choose from {', '.join(FILTER_STRATEGIES)}")
-    chosen = tuple(dict.fromkeys([*qc.filter_strategies, *(strategies or [])]))  # the configured default first
-    label_threshold = qc.label_threshold if label_threshold is None else label_threshold
+    chosen = tuple(dict.fromkeys([*qc.filter_strategies, *(options.strategies or ())]))  # the configured default first
+    label_threshold = qc.label_threshold if options.label_threshold is None else options.label_threshold
     if not 0 < label_threshold < 1:
         raise UserError(f"--label-threshold must be between 0 and 1 (got {label_threshold}); 0.5 keeps images the label classifier assigns to their class with p ≥ 0.5")
-    if max_real_rejection is not None:
-        if threshold is not None:
+    if options.max_real_rejection is not None:
+        if options.threshold is not None:
             raise UserError("give either --c2st-threshold or --max-real-rejection, not both")
-        if not 0 < max_real_rejection < 1:
-            raise UserError(f"--max-real-rejection must be between 0 and 1 (got {max_real_rejection}); 0.1 rejects at most about 10 % of genuine images")
-        return OperatingPoint(None, max_real_rejection, chosen, label_threshold), memorisation
-    threshold = qc.c2st_threshold if threshold is None else threshold
+        if not 0 < options.max_real_rejection < 1:
+            raise UserError(f"--max-real-rejection must be between 0 and 1 (got {options.max_real_rejection}); 0.1 rejects at most about 10 % of genuine images")
+        return OperatingPoint(None, options.max_real_rejection, chosen, label_threshold), memorisation
+    threshold = qc.c2st_threshold if options.threshold is None else options.threshold
     if not 0 < threshold < 1:
         raise UserError(f"--c2st-threshold must be between 0 and 1 (got {threshold}); 0.6 drops images a classifier calls synthetic with > 60 % confidence")
     return OperatingPoint(threshold, None, chosen, label_threshold), memorisation
 
 
-def run_filter(
-    run: Run,
-    threshold: float | None = None,
-    memorisation: bool | None = None,
-    max_real_rejection: float | None = None,
-    strategies: list[str] | None = None,
-    label_threshold: float | None = None,
-) -> FilterResult:
+def run_filter(run: Run, options: FilterOptions = FilterOptions()) -> FilterResult:
     """Filter ``run``'s pool over its stored scores (the score stage must have run); writes ``filter/``."""
-    point, memorisation = settings(run.config.qc, threshold, memorisation, max_real_rejection, strategies, label_threshold)  # bad options: nothing recorded
+    point, memorisation = settings(run.config.qc, options)  # bad options: nothing recorded
     run.require_stage("score", "ctqc filter")
     layout = run.layout
     with run.stage("filter") as outputs:
@@ -149,11 +151,7 @@ def filter_folders(
     synthetic_dir: Path,
     out: Path,
     cfg: Config,
-    threshold: float | None = None,
-    memorisation: bool | None = None,
-    max_real_rejection: float | None = None,
-    strategies: list[str] | None = None,
-    label_threshold: float | None = None,
+    options: FilterOptions = FilterOptions(),
 ) -> FilterResult:
     """Bring-your-own images: score and filter ``synthetic_dir`` against ``real_dir``; writes ``out/`` all at once.
 
@@ -164,7 +162,7 @@ def filter_folders(
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "filter.json").is_file())):
         raise UserError(f"--out {out}: exists and is not an earlier ctqc filter output; choose a new folder")
     atomic.check_can_create(out)
-    point, memorisation = settings(cfg.qc, threshold, memorisation, max_real_rejection, strategies, label_threshold)
+    point, memorisation = settings(cfg.qc, options)
     units = units_from_folders(real_dir, synthetic_dir, cfg, heldout_fraction=BYO_HELDOUT)
     scores = score_units(units, cfg, cache_dir() / "features", memorisation=memorisation)
     held = round(100 * BYO_HELDOUT)

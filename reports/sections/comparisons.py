@@ -11,9 +11,9 @@ ratio).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
+from ctqc.arms import arm_ratio
 from ctqc.artefacts import CompareSummary, Comparison, MeanCI
 from reports import conclusion as concl
 from reports import figures
@@ -26,7 +26,6 @@ REFERENCE = "original"
 NOT_ESTIMABLE = "not estimable"
 NO_EVIDENCE = "no evidence of a difference"
 OVER_TRAININGS = "optimisation noise only: test images not resampled"
-_RATIO = re.compile(r"-x(\d+(?:\.\d+)?)$")
 
 
 # ----------------------------------------------------------------------------- arms
@@ -39,8 +38,8 @@ def order_arms(names: Iterable[str], comp: CompareSummary) -> list[str]:
     rank = {a: i for i, a in enumerate(configured if isinstance(configured, list) else [])}
     ratios = {p.arm: p.ratio for p in comp.dose_response}
     for a in names:
-        if a not in ratios and (m := _RATIO.search(a)):
-            ratios[a] = float(m.group(1))
+        if a not in ratios and (r := arm_ratio(a)) is not None:
+            ratios[a] = r
     known = sorted((a for a in names if a in rank), key=rank.__getitem__)
     rest = [a for a in names if a not in rank]
     return known + sorted(rest, key=lambda a: (a in ratios, ratios.get(a, 0.0), rest.index(a)))

@@ -9,6 +9,7 @@ selection strategy (``ctqc filter --strategy``), what each kept per fold and cla
 
 from __future__ import annotations
 
+from ctqc.artefacts import Diversity
 from reports import conclusion as concl
 from reports import figures
 from reports.images import THUMB_PX, Picture, picture_from_file
@@ -43,33 +44,10 @@ def build(run: RunData) -> Section:
         }
         for unit, v in filt.per_class.items()
     ]
-    diversity_rows = [
-        {
-            "unit": unit,
-            "coverage": f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
-            "coverage_random": fmt(d.coverage_random, 2),
-            "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
-            "density_random": fmt(d.density_random, 2),
-            "n_real": d.n_real,
-            "warning": d.warning,
-        }
-        for unit, v in filt.per_class.items()
-        if (d := v.diversity) is not None
-    ]
+    diversity_rows = [_diversity_row(unit, d) for unit, v in filt.per_class.items() if (d := v.diversity) is not None]
     qc_metrics = run.metrics()
     metric_diversity = qc_metrics.after_filter.diversity if qc_metrics and qc_metrics.after_filter else {}
-    metric_diversity_rows = [
-        {
-            "unit": scope,
-            "coverage": f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
-            "coverage_random": fmt(d.coverage_random, 2),
-            "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
-            "density_random": fmt(d.density_random, 2),
-            "n_real": d.n_real,
-            "warning": d.warning,
-        }
-        for scope, d in metric_diversity.items()
-    ]
+    metric_diversity_rows = [_diversity_row(scope, d) for scope, d in metric_diversity.items()]
     frozen_rows = [
         {
             "unit": unit,
@@ -156,6 +134,19 @@ def build(run: RunData) -> Section:
         "n_rejected_total": 0 if rejected is None else len(rejected),
     }
     return Section("filter", "Filter", True, content, summary)
+
+
+def _diversity_row(unit: str, d: Diversity) -> dict:
+    """One row of a density/coverage table: pool → kept, the same-size random subsets' values, the real images' count."""
+    return {
+        "unit": unit,
+        "coverage": f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
+        "coverage_random": fmt(d.coverage_random, 2),
+        "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
+        "density_random": fmt(d.density_random, 2),
+        "n_real": d.n_real,
+        "warning": d.warning,
+    }
 
 
 def inauthentic_counts(*tables) -> dict[str, int]:
