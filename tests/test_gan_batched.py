@@ -27,12 +27,12 @@ from torch import nn
 
 from ctqc.config import GanConfig
 from ctqc.errors import UserError
-from gan import monitor, networks
+from gan import losses, monitor, networks
 from gan.batched import GanJob, check_groupable, train_gans_together
 from gan.grouped import GroupedDiscriminator, GroupedGenerator, group_layer
 from gan.networks import build_discriminator, build_generator
 from gan.sampling import load_generator, sample
-from gan.trainer import load_checkpoint, train_gan
+from gan.trainer import TrainingDiverged, load_checkpoint, train_gan
 
 FP32_RTOL = 1e-4
 TRAIN_ATOL = 1e-7
@@ -236,3 +236,15 @@ def test_train_stage_together_writes_the_same_files(tmp_path, run_cli, phantom_f
             assert (a["epoch"], a["step"], a["meta"]["description"], a["meta"]["seed"]) == (b["epoch"], b["step"], b["meta"]["description"], b["meta"]["seed"])
             assert b["meta"]["config"]["train_together"] and not a["meta"]["config"]["train_together"]
     assert sorted(p.name for p in (alone / "samples").iterdir()) == sorted(p.name for p in (together / "samples").iterdir())
+
+
+def test_a_diverging_gan_stops_the_group_naming_its_unit(tmp_path, monkeypatch):
+    cfg = GanConfig(**TINY)
+    jobs = _jobs(tmp_path, (16, 16))
+    train_gans_together(jobs, cfg, device="cpu", until_epoch=2, progress=True)
+    good = [(job.out_dir / "checkpoints" / "last.pt").read_bytes() for job in jobs]
+    real_g_loss = losses.g_loss
+    monkeypatch.setattr(losses, "g_loss", lambda kind, fake: real_g_loss(kind, fake) * float("nan"))
+    with pytest.raises(TrainingDiverged, match=rf"{jobs[0].out_dir}: GAN training diverged at epoch 3.*last good checkpoint kept"):
+        train_gans_together(jobs, cfg, device="cpu")
+    assert [(job.out_dir / "checkpoints" / "last.pt").read_bytes() for job in jobs] == good
