@@ -41,6 +41,11 @@ class GanConfig(_Strict):
     quality_every: int = Field(25, ge=1)  # epochs between quality-signal evaluations
     max_abs_loss: float = Field(1e4, gt=0)  # |loss| above this counts as divergence
     n_synthetic: int = Field(200, ge=1)  # synthetic pool size per fold, all classes together
+    # Train all per-class / per-fold GANs of a run together as one grouped network
+    # (gan/batched.py): one K-wide step instead of K tiny ones, for GPUs. Each GAN
+    # keeps its own data, seed, streams and files; results match the per-GAN
+    # trainer up to floating-point summation order. paper/strided only; not under torchrun.
+    train_together: bool = False
 
     @field_validator("diffaugment")
     @classmethod

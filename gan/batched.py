@@ -1,0 +1,460 @@
+"""Train K GANs of one architecture and config together (``gan.train_together``).
+
+Why: the per-class (and per-fold) GANs are tiny — batch 16 of 32×32 images — so
+on a GPU each step is bound by kernel launches, not arithmetic. Trained
+together, K GANs make one step of K-fold width: the same number of kernels,
+each K times larger.
+
+Design: grouped layers (:mod:`gan.grouped`), not ``torch.func.vmap``. The K
+generators (and the K discriminators) become one network whose convolutions run
+with ``groups=K`` over K·C channels, whose linear layers are one batched matrix
+product, and whose BatchNorm over K·C channels keeps per-model batch and running
+statistics by construction. No layer mixes two models' channels, and the K
+losses are summed before ``backward``, so model k's parameters get exactly the
+gradient of its own loss; Adam is element-wise, so one ``torch.optim.Adam`` over
+the stacked parameters is K independent Adams (a group's models share the step
+count). ``vmap`` was not chosen because BatchNorm updates its running statistics
+in place, which ``vmap`` allows only on buffers it batches itself (sampling needs
+the statistics), and per-model dropout streams and R1's double backward would go
+through ``vmap``'s randomness and higher-order rules; grouped layers use only
+ordinary kernels (cuDNN / oneDNN grouped convolutions), autograd and optimisers.
+
+Randomness: each model keeps the three streams of :func:`gan.trainer.train_gan`,
+seeded the same way and drawn in the same order: its device generator (z,
+DiffAugment, instance noise, label flips, WGAN-GP interpolation), its CPU
+permutation generator, and its dropout stream (in ``train_gan`` the global RNG
+after weight initialisation; here a generator of its own). So model k of a group
+follows ``train_gan`` on the same unit: the same initial weights, permutations
+and draws; the two differ only in floating-point summation order. Tested
+(tests/test_gan_batched.py) in float64 on the CPU: after 12–16 steps every
+weight, buffer and Adam moment agrees within 1e-7 and every RNG stream bit for
+bit. In fp32, Adam turns the rounding noise of gradients that are zero in exact
+arithmetic (a bias followed by BatchNorm) into updates of ±lr, so such weights
+may differ by up to about 2·lr per step; over a long run the GAN's chaotic
+dynamics let any difference grow, as any change of kernel does.
+
+Batches: model k draws its own batch of ``min(batch_size, n_k)`` images from its
+own permutation of its own images; an epoch is ``⌊n_k / batch⌋`` of its steps,
+as in ``train_gan``. Models whose epochs differ in length keep their own epoch
+counters: noise annealing, quality signal, grids and checkpoints happen at each
+model's own epoch ends. A model that reaches its last epoch writes its files and
+leaves the group; the others are re-packed (an exact copy) and continue.
+
+Groups: models train together when they share the batch size and the step they
+start from (the Adam step count and the ``n_critic`` phase must be equal). A
+fresh run puts all units of equal batch size in one group; units resumed from
+different steps form separate groups, and a group of one is trained by
+``train_gan`` itself.
+
+Outputs: every unit's directory gets exactly ``train_gan``'s files, written by
+its helpers: ``checkpoints/last.pt`` (with each stream stored where ``train_gan``
+stores it), ``checkpoints/generator.pt``, ``stats.jsonl`` and ``grids/``. So
+``load_checkpoint``, :mod:`gan.sampling` and ``ctqc generate`` read them
+unchanged, and a unit interrupted under one trainer resumes under either.
+
+Not supported: torchrun (the train stage refuses the combination) and
+architectures other than :data:`gan.grouped.GROUPED_ARCHITECTURES` (``UserError``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ctqc.device import configure, resolve_device, use_bf16
+from ctqc.errors import UserError
+from gan import losses
+from gan.augment import diff_augment, parse_policy
+from gan.config import GanConfig
+from gan.grouped import GROUPED_ARCHITECTURES, GroupedDiscriminator, GroupedGenerator
+from gan.monitor import COLLAPSE_RATIO, QualityMonitor
+from gan.networks import build_discriminator, build_generator
+from gan.trainer import (
+    CHECKPOINT_FORMAT,
+    TrainingDiverged,
+    TrainResult,
+    _append_stats,
+    _check_finite,
+    _ema_update,
+    _load_state,
+    _log_losses,
+    _sample,
+    _save_generator,
+    _save_state,
+    _truncate_stats,
+    load_checkpoint,
+    save_grid,
+    train_gan,
+)
+
+
+@dataclass(frozen=True)
+class GanJob:
+    """One GAN to train in a group: what :func:`gan.trainer.train_gan` takes for it.
+
+    ``images``: N×1×S×S in [-1, 1]; ``labels`` / ``n_classes`` ≥ 2 for a conditional
+    GAN; ``val_images`` feed the quality signal only; ``description`` is stored in
+    the checkpoints.
+    """
+
+    images: torch.Tensor
+    out_dir: Path
+    labels: torch.Tensor | None = None
+    n_classes: int = 0
+    val_images: torch.Tensor | None = None
+    seed: int = 0
+    description: dict | None = None
+    progress_label: str | None = None
+
+
+def check_groupable(cfg: GanConfig) -> None:
+    """Raise :class:`UserError` (one line) when ``cfg.architecture`` cannot be trained together."""
+    if cfg.architecture not in GROUPED_ARCHITECTURES:
+        raise UserError(f"gan.train_together supports gan.architecture {' and '.join(GROUPED_ARCHITECTURES)}, not {cfg.architecture!r}; unset gan.train_together")
+
+
+def train_job(job: GanJob, cfg: GanConfig, *, device: str = "auto", resume: bool = True, until_epoch: int | None = None, progress: bool = False) -> TrainResult:
+    """One job alone: :func:`gan.trainer.train_gan` with the job's arguments."""
+    return train_gan(
+        job.images, cfg, job.out_dir, labels=job.labels, n_classes=job.n_classes, val_images=job.val_images, seed=job.seed,
+        device=device, resume=resume, until_epoch=until_epoch, progress=progress, description=job.description, progress_label=job.progress_label,
+    )  # fmt: skip
+
+
+def train_gans_together(
+    jobs: Sequence[GanJob],
+    cfg: GanConfig,
+    *,
+    device: str = "auto",
+    resume: bool = True,
+    until_epoch: int | None = None,
+    progress: bool = False,
+) -> list[TrainResult]:
+    """Train every job's GAN, those that can share a step together; one result per job, in order.
+
+    ``resume``, ``until_epoch`` and ``progress`` mean what they mean for
+    :func:`gan.trainer.train_gan`. Raises :class:`UserError` for an architecture
+    that cannot be grouped, :class:`gan.trainer.TrainingDiverged` (naming the unit)
+    when one GAN diverges — the group stops; every unit keeps its last good checkpoint.
+    """
+    check_groupable(cfg)
+    dev = resolve_device(device)
+    configure(dev)
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(_group_key(job, cfg, resume), []).append(i)
+    results: list[TrainResult | None] = [None] * len(jobs)
+    for indices in groups.values():
+        if len(indices) == 1:  # nothing to share a step with: the per-GAN trainer itself
+            results[indices[0]] = train_job(jobs[indices[0]], cfg, device=device, resume=resume, until_epoch=until_epoch, progress=progress)
+            continue
+        members = [_Member(jobs[i], cfg, dev, resume, until_epoch) for i in indices]
+        _train_group(members, cfg, dev, progress)
+        for i, member in zip(indices, members):
+            results[i] = member.result
+    return results  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------- one model's state
+
+
+def _group_key(job: GanJob, cfg: GanConfig, resume: bool) -> tuple:
+    """Models with equal keys can share a step: batch size, start step, image size, classes."""
+    last = Path(job.out_dir) / "checkpoints" / "last.pt"
+    step = int(load_checkpoint(last)["step"]) if resume and last.is_file() else 0
+    conditional = job.n_classes >= 2
+    return (min(cfg.batch_size, len(job.images)), step, int(job.images.shape[-1]), job.n_classes if conditional else 0)
+
+
+@contextlib.contextmanager
+def _as_global_rng(gen: torch.Generator, dev: torch.device) -> Iterator[None]:
+    """Inside: the global RNG of ``dev`` holds ``gen``'s state (as ``train_gan``'s dropout stream); after: ``gen`` holds the global state, which is restored."""
+    cuda = dev.type == "cuda"
+    with torch.random.fork_rng(devices=[dev] if cuda else []):
+        (torch.cuda.set_rng_state if cuda else torch.set_rng_state)(gen.get_state(), *([dev] if cuda else []))
+        yield
+        gen.set_state(torch.cuda.get_rng_state(dev) if cuda else torch.get_rng_state())
+
+
+class _Member:
+    """One GAN of a group: its data, streams, epoch counter and per-model copies of its networks.
+
+    The per-model networks and optimisers (on the CPU) hold the model's state
+    whenever it is not packed in a group: at the start, at checkpoints and at the end.
+    """
+
+    def __init__(self, job: GanJob, cfg: GanConfig, dev: torch.device, resume: bool, until_epoch: int | None) -> None:
+        self.job, self.dev = job, dev
+        self.out_dir = Path(job.out_dir)
+        self.last_path, self.stats_path = self.out_dir / "checkpoints" / "last.pt", self.out_dir / "stats.jsonl"
+        self.label = job.progress_label or self.out_dir.name
+        conditional = job.n_classes >= 2
+        if conditional and job.labels is None:
+            raise ValueError("a conditional GAN needs labels")
+        n_classes = job.n_classes if conditional else 0
+        self.n, image_size = job.images.shape[0], job.images.shape[-1]
+        self.batch = min(cfg.batch_size, self.n)
+        self.steps_per_epoch = max(1, self.n // self.batch)
+        self.last_epoch = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
+        seed = job.seed
+        with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+            torch.manual_seed(seed)  # weight init, then the dropout stream: as train_gan
+            self.G = build_generator(cfg.architecture, z_dim=cfg.z_dim, n_classes=n_classes, image_size=image_size, width=cfg.width)
+            self.D = build_discriminator(cfg.architecture, n_classes=n_classes, image_size=image_size, width=cfg.width, dropout=cfg.d_dropout)
+            self.drop_rng = torch.Generator(device=dev)
+            self.drop_rng.set_state(torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state())
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.rng = torch.Generator(device=dev).manual_seed(seed)
+        self.perm_rng = torch.Generator().manual_seed(seed)
+        self.meta = {
+            "format": CHECKPOINT_FORMAT,
+            "architecture": cfg.architecture,
+            "z_dim": cfg.z_dim,
+            "width": cfg.width,
+            "image_size": int(image_size),
+            "n_classes": n_classes,
+            "seed": seed,
+            "config": cfg.model_dump(mode="json"),
+            "description": job.description or {},
+        }
+        self.epoch = self.step = 0
+        if resume and self.last_path.is_file():
+            with _as_global_rng(self.drop_rng, dev):
+                self.epoch, self.step = _load_state(self.last_path, self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng, self.perm_rng)
+            _truncate_stats(self.stats_path, self.step)
+        elif self.stats_path.exists():
+            self.stats_path.unlink()  # a fresh start: no stale lines from an earlier attempt
+        self.start_step = self.step
+        self.pos = 0  # step within the epoch (checkpoints are at epoch ends)
+        self.perm: torch.Tensor | None = None
+        self.sigma = 0.0
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.data = job.images.to(dev).contiguous(memory_format=fmt)
+        self.y_all = job.labels.to(dev) if conditional else None
+        self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(seed + 1)).to(dev)
+        self.fixed_y = (torch.arange(64) % n_classes).to(dev) if conditional else None
+        self.monitor = QualityMonitor(job.images, job.val_images, seed=seed)
+        self.last_losses: dict = {}
+        self.task = None  # its progress-bar task
+        self.result: TrainResult | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.last_epoch
+
+    def save(self) -> None:
+        with _as_global_rng(self.drop_rng, self.dev):
+            _save_state(self.last_path, self.G, self.D, self.G_ema, self.opt_g, self.opt_d, self.rng, self.perm_rng, self.epoch, self.step, self.meta)
+
+    def finish(self, cfg: GanConfig, seconds: float) -> None:
+        gen_path = self.out_dir / "checkpoints" / "generator.pt"
+        if self.epoch >= cfg.epochs:
+            _save_generator(gen_path, self.G_ema if self.G_ema is not None else self.G, self.meta, self.epoch, self.step)
+        rate = (self.step - self.start_step) * self.batch / seconds if seconds > 0 else 0.0
+        self.result = TrainResult(generator_path=gen_path, epochs=self.epoch, steps=self.step, seconds=seconds, images_per_second=rate)
+
+
+# ------------------------------------------------------------------------- the group
+
+
+class _Packed:
+    """The grouped networks and optimisers of the members currently training together."""
+
+    def __init__(self, members: list[_Member], cfg: GanConfig, dev: torch.device) -> None:
+        k = len(members)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.G = GroupedGenerator(k, members[0].G, fmt).to(dev)
+        self.G.load_stacked([m.G.state_dict() for m in members])
+        self.D = GroupedDiscriminator(k, members[0].D, fmt).to(dev)
+        self.D.load_stacked([m.D.state_dict() for m in members])
+        self.D.set_dropout_generators([m.drop_rng for m in members])
+        self.G_ema = None
+        if members[0].G_ema is not None:
+            self.G_ema = GroupedGenerator(k, members[0].G_ema, fmt).to(dev)
+            self.G_ema.load_stacked([m.G_ema.state_dict() for m in members])
+            self.G_ema.eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        for grouped, opt, per_model in ((self.G, self.opt_g, [(m.G, m.opt_g) for m in members]), (self.D, self.opt_d, [(m.D, m.opt_d) for m in members])):
+            _stack_adam(grouped, opt, per_model)
+
+    def unpack(self, k: int, m: _Member) -> None:
+        """Copy model k's state into ``m``'s per-model networks and optimisers."""
+        m.G.load_state_dict(self.G.unstacked(k))
+        m.D.load_state_dict(self.D.unstacked(k))
+        if self.G_ema is not None:
+            m.G_ema.load_state_dict(self.G_ema.unstacked(k))
+        for grouped, opt, module, m_opt in ((self.G, self.opt_g, m.G, m.opt_g), (self.D, self.opt_d, m.D, m.opt_d)):
+            own = dict(module.named_parameters())
+            for name, p in grouped.named_parameters():
+                state = opt.state.get(p)
+                if state:
+                    m_opt.state[own[name]] = {key: value.clone() if key == "step" else value[k].detach().cpu().clone() for key, value in state.items()}
+
+
+def _stack_adam(grouped: torch.nn.Module, opt: torch.optim.Optimizer, per_model: list[tuple[torch.nn.Module, torch.optim.Optimizer]]) -> None:
+    """Set ``opt``'s state (over ``grouped``'s stacked parameters) from the per-model Adams' states."""
+    owns = [dict(module.named_parameters()) for module, _ in per_model]
+    for name, p in grouped.named_parameters():
+        states = [m_opt.state.get(own[name]) for own, (_, m_opt) in zip(owns, per_model)]
+        if not any(states):
+            continue
+        if not all(states) or any(not torch.equal(s["step"], states[0]["step"]) for s in states):
+            raise RuntimeError(f"models at different optimiser steps cannot be grouped ({name})")
+        opt.state[p] = {key: states[0][key].clone() if key == "step" else torch.stack([s[key] for s in states]).to(p.device) for key in states[0]}
+
+
+def _train_group(members: list[_Member], cfg: GanConfig, dev: torch.device, progress: bool) -> None:
+    policy = parse_policy(cfg.diffaugment)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if use_bf16(cfg.precision, dev) else contextlib.nullcontext()
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    r1 = cfg.r1_gamma > 0 and cfg.loss != "wgan-gp"
+    start_time = time.perf_counter()
+    for m in [m for m in members if m.done]:  # nothing left to train (e.g. resumed at its last epoch)
+        m.finish(cfg, 0.0)
+    active = [m for m in members if not m.done]
+    step = active[0].step if active else 0
+    batch = active[0].batch if active else 0
+    bar = _progress(progress, active, cfg.epochs)
+    packed = _Packed(active, cfg, dev) if active else None
+    sums = torch.zeros(len(active), 4, device=dev)  # per model: loss_d, loss_g, D(real), D(fake) since the last log line
+
+    def augment(m: _Member, x: torch.Tensor) -> torch.Tensor:
+        x = diff_augment(x, policy, m.rng) if policy else x
+        return x + m.sigma * torch.randn(x.shape, device=dev, generator=m.rng) if m.sigma > 0 else x
+
+    def augment_all(x: torch.Tensor) -> torch.Tensor:  # (B, K, S, S): model k's slice with its own draws
+        return torch.cat([augment(m, x[:, k : k + 1]) for k, m in enumerate(active)], dim=1).contiguous(memory_format=fmt)
+
+    with bar if bar is not None else contextlib.nullcontext():
+        while active:
+            G, D = packed.G, packed.D
+            for m in active:
+                if m.pos == 0:
+                    m.perm = torch.randperm(m.n, generator=m.perm_rng).to(dev)
+                    m.sigma = cfg.instance_noise * max(0.0, 1.0 - m.epoch / cfg.epochs)  # annealed instance noise
+            idx = [m.perm[m.pos * batch : (m.pos + 1) * batch] for m in active]
+            real = torch.cat([m.data[i] for m, i in zip(active, idx)], dim=1)
+            y = torch.stack([m.y_all[i] for m, i in zip(active, idx)], dim=1) if active[0].y_all is not None else None
+
+            g_step = (step + 1) % cfg.n_critic == 0
+            z = torch.stack([torch.randn(batch, cfg.z_dim, device=dev, generator=m.rng) for m in active], dim=1)
+            with autocast, torch.set_grad_enabled(g_step):
+                fake = G(z, y)
+
+            # --- discriminator step (the K losses summed: each model gets its own gradient)
+            with autocast:
+                real_in = augment_all(real).detach().requires_grad_(r1)
+                d_real, d_fake = D(real_in, y), D(augment_all(fake.detach()), y)
+                loss_d = torch.stack([
+                    losses.d_loss(cfg.loss, d_real[:, k].float(), d_fake[:, k].float(), smoothing=cfg.label_smoothing, flip=cfg.label_flip, generator=m.rng)
+                    for k, m in enumerate(active)
+                ])  # fmt: skip
+            if r1:
+                (grad,) = torch.autograd.grad(d_real.sum(), real_in, create_graph=True)
+                loss_d = loss_d + cfg.r1_gamma / 2 * grad.float().pow(2).flatten(2).sum(2).mean(0)  # per model E‖∇D(x)‖²
+            if cfg.loss == "wgan-gp":
+                with autocast:
+                    loss_d = loss_d + cfg.gp_lambda * _gradient_penalty(D, real_in.detach(), augment_all(fake.detach()).detach(), y, active)
+            packed.opt_d.zero_grad(set_to_none=True)
+            loss_d.sum().backward()
+            packed.opt_d.step()
+
+            # --- generator step: D's weights are frozen
+            if g_step:
+                D.requires_grad_(False)
+                with autocast:
+                    out = D(augment_all(fake), y).float()
+                    loss_g = torch.stack([losses.g_loss(cfg.loss, out[:, k]) for k in range(len(active))])
+                packed.opt_g.zero_grad(set_to_none=True)
+                loss_g.sum().backward()
+                packed.opt_g.step()
+                D.requires_grad_(True)
+                if packed.G_ema is not None:
+                    _ema_update(packed.G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+                sums[:, 1] += loss_g.detach()
+            sums[:, 0] += loss_d.detach()
+            sums[:, 2] += torch.sigmoid(d_real.detach().float()).mean(0)
+            sums[:, 3] += torch.sigmoid(d_fake.detach().float()).mean(0)
+            step += 1
+            for m in active:
+                m.step, m.pos = step, m.pos + 1
+            if step % cfg.log_every == 0:
+                for k, m in enumerate(active):
+                    with _naming(m):
+                        m.last_losses = _log_losses(m.stats_path, sums[k], cfg, m.epoch, step, m.last_path)
+
+            samples = None
+            for k, m in enumerate(active):
+                if m.pos < m.steps_per_epoch:
+                    continue
+                m.pos, m.epoch = 0, m.epoch + 1
+                sampler = packed.G_ema if packed.G_ema is not None else G
+                wants_quality = m.epoch % cfg.quality_every == 0 or m.epoch == cfg.epochs
+                wants_grid = m.epoch % cfg.grid_every == 0 or m.epoch == cfg.epochs
+                if (wants_quality or wants_grid) and samples is None:  # every model's fixed-z samples at once
+                    fixed_y = torch.stack([a.fixed_y for a in active], dim=1) if active[0].fixed_y is not None else None
+                    samples = _sample(sampler, torch.stack([a.fixed_z for a in active], dim=1), fixed_y, autocast)
+                if wants_quality:
+                    quality = m.monitor.evaluate(samples[:, k : k + 1])
+                    _append_stats(m.stats_path, {"kind": "quality", "epoch": m.epoch, "step": step, **quality})
+                    if quality["diversity"] < COLLAPSE_RATIO:
+                        _append_stats(m.stats_path, {"kind": "warning", "epoch": m.epoch, "message": f"possible mode collapse: sample diversity {quality['diversity']:.2f} of the real images'"})
+                if wants_grid:
+                    save_grid(samples[:, k : k + 1], m.out_dir / "grids" / f"epoch_{m.epoch:05d}.png")
+                if m.epoch % cfg.checkpoint_every == 0 or m.epoch in (cfg.epochs, m.last_epoch):
+                    packed.unpack(k, m)
+                    with _naming(m):
+                        _check_finite(sums[k], m.G, m.D, m.epoch, step, m.last_path)
+                    m.save()
+                if bar is not None:
+                    shown = " ".join(f"{key}={m.last_losses[key]:.3f}" for key in ("loss_d", "loss_g") if key in m.last_losses)
+                    bar.update(m.task, completed=m.epoch, description=f"{m.label} {shown}")
+
+            if any(m.done for m in active):  # finished models leave; the rest are re-packed
+                keep = [k for k, m in enumerate(active) if not m.done]
+                for m in active:
+                    if m.done:
+                        m.finish(cfg, time.perf_counter() - start_time)
+                for k in keep:
+                    packed.unpack(k, active[k])
+                sums = sums[keep].clone()
+                active = [active[k] for k in keep]
+                packed = _Packed(active, cfg, dev) if active else None
+
+
+def _gradient_penalty(D: GroupedDiscriminator, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor | None, members: list[_Member]) -> torch.Tensor:
+    """Per model E(‖∇D(x̂)‖ - 1)² on interpolates x̂ of real and fake (B, K, S, S): shape (K,)."""
+    alpha = torch.cat([torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=m.rng) for m in members], dim=1)
+    mixed = (alpha * real + (1 - alpha) * fake).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(mixed, y).sum(), mixed, create_graph=True)
+    return (grad.float().flatten(2).norm(dim=2) - 1.0).pow(2).mean(0)
+
+
+@contextlib.contextmanager
+def _naming(m: _Member) -> Iterator[None]:
+    """Prefix a divergence message with the unit it happened in."""
+    try:
+        yield
+    except TrainingDiverged as exc:
+        raise TrainingDiverged(f"{m.out_dir}: {exc}") from None
+
+
+def _progress(enabled: bool, members: list[_Member], total: int):
+    """One rich progress bar with a task per member, or None."""
+    if not enabled or not members:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    for m in members:
+        m.task = bar.add_task(m.label, total=total, completed=m.epoch)
+    return bar
