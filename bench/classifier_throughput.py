@@ -130,8 +130,8 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, torch {torch.__version__}, threads {torch.get_num_threads()}; device {devicebench.describe(device)}")
     print(f"ctqc precision: {args.precision} → {'bf16' if use_bf16(args.precision, device) else 'fp32'}; {args.arch} (paper stem), 32×32, batch {BATCH}")
-    rate, line = devicebench.matrix_rate_line(device)
-    print(line)
+    rate = devicebench.matrix_rates(device)
+    print(devicebench.rates_line(device, rate))
     flops = flops_per_image(images, targets, args.arch, device)
     print(f"training FLOPs per image (reference step): {flops / 1e9:.2f} G", flush=True)
     ref, ours = [], []

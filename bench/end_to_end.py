@@ -49,7 +49,7 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="ctqc-e2e-"))
     work.mkdir(parents=True, exist_ok=True)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; device {devicebench.describe(device)}")
-    print(devicebench.matrix_rate_line(device)[1], flush=True)
+    print(devicebench.rates_line(device, devicebench.matrix_rates(device)), flush=True)
     print(f"command: ctqc run --config {args.config} --set device={device.type} --new   (in {work})", flush=True)
     start = time.perf_counter()
     command = [sys.executable, "-m", "ctqc", "-q", "run", "--config", config, "--set", f"device={device.type}", "--new"]

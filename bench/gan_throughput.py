@@ -65,9 +65,8 @@ class Workload:
     def describe(self) -> str:
         c = self.cfg
         aug = f"DiffAugment {c.diffaugment}" if c.diffaugment else "no augmentation"
-        return (
-            f"{self.name}: {len(self.sets)} × {c.architecture} DCGAN (width {c.width}) on {'/'.join(str(len(s)) for s in self.sets)} images, batch {c.batch_size}, {c.loss}, {aug}, EMA {c.ema_decay}"
-        )
+        model = "paper DCGAN" if c.architecture == "paper" else f"{c.architecture} DCGAN (width {c.width})"
+        return f"{self.name}: {len(self.sets)} × {model} on {'/'.join(str(len(s)) for s in self.sets)} images, batch {c.batch_size}, {c.loss}, {aug}, EMA {c.ema_decay}"
 
 
 def workloads(names: list[str]) -> list[Workload]:
@@ -208,8 +207,8 @@ def main() -> None:
     device = devicebench.device_from_args(args.device)
     print(f"machine: {platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores, torch {torch.__version__}; device {devicebench.describe(device)}")
     print(f"ctqc precision: {args.precision} → {'bf16' if use_bf16(args.precision, device) else 'fp32'}; reference: fp32")
-    rate, line = devicebench.matrix_rate_line(device)
-    print(line, flush=True)
+    rate = devicebench.matrix_rates(device)
+    print(devicebench.rates_line(device, rate), flush=True)
     summary = []
     for work in workloads(names):
         work = Workload(work.name, work.cfg.model_copy(update={"precision": args.precision}), work.sets)

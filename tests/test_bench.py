@@ -35,7 +35,7 @@ def test_gan_throughput_on_the_cpu():
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith("matrix rate: 1024×1024 bf16 product") for line in lines)
-    assert sum("of the matrix rate" in line for line in lines) == 2  # reference and ctqc
+    assert sum("of the bf16 matrix rate" in line for line in lines) == 2  # reference and ctqc
     assert lines[-1].startswith("GAN throughput ratio (ctqc / reference, cpu, median of 1 rounds): default ") and lines[-1].endswith("x")
 
 
@@ -43,7 +43,7 @@ def test_classifier_throughput_on_the_cpu():
     result = _run("classifier_throughput.py", "--device", "cpu", "--arch", "resnet18", "--rounds", "1", "--precision", "fp32")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert sum("of the matrix rate" in line for line in lines) == 2
+    assert sum("of the bf16 matrix rate" in line for line in lines) == 2
     assert lines[-1].startswith("classifier throughput ratio (ctqc trainer / reference, cpu, resnet18") and lines[-1].endswith("x")
 
 
