@@ -96,8 +96,10 @@ def train_gan(
     G, D = G.to(dev, memory_format=fmt), D.to(dev, memory_format=fmt)
     ddp.broadcast_module(G), ddp.broadcast_module(D)  # identical starting weights on every rank
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+    # foreach: the same per-tensor arithmetic as the CPU's default loop (bit-identical, tests/test_gan_fingerprint.py),
+    # without its per-tensor temporaries and Python steps: 21.5 vs 29.3 ms per paper G + D step on one core
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
     # z, augmentation and noise differ between ranks (rank 0 draws what a single process would)
     rng = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed))
     perm_rng = torch.Generator().manual_seed(seed)  # permutations on the CPU, then index on the device
