@@ -88,6 +88,7 @@ from gan.trainer import (
     _save_generator,
     _save_state,
     _truncate_stats,
+    adam,
     load_checkpoint,
     save_grid,
     train_gan,
@@ -210,8 +211,7 @@ class _Member:
             self.drop_rng = torch.Generator(device=dev)
             self.drop_rng.set_state(torch.cuda.get_rng_state(dev) if dev.type == "cuda" else torch.get_rng_state())
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_g, self.opt_d = adam(self.G.parameters(), cfg), adam(self.D.parameters(), cfg)
         self.rng = torch.Generator(device=dev).manual_seed(seed)
         self.perm_rng = torch.Generator().manual_seed(seed)
         self.meta = {
@@ -281,8 +281,7 @@ class _Packed:
             self.G_ema = GroupedGenerator(k, members[0].G_ema, fmt).to(dev)
             self.G_ema.load_stacked([m.G_ema.state_dict() for m in members])
             self.G_ema.eval().requires_grad_(False)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_g, self.opt_d = adam(self.G.parameters(), cfg), adam(self.D.parameters(), cfg)
         for grouped, opt, per_model in ((self.G, self.opt_g, [(m.G, m.opt_g) for m in members]), (self.D, self.opt_d, [(m.D, m.opt_d) for m in members])):
             _stack_adam(grouped, opt, per_model)
 

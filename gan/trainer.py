@@ -98,8 +98,7 @@ def train_gan(
     G_ema = copy.deepcopy(G).eval().requires_grad_(False) if cfg.ema_decay > 0 else None
     # foreach: the same per-tensor arithmetic as the CPU's default loop (bit-identical, tests/test_gan_fingerprint.py),
     # without its per-tensor temporaries and Python steps: 21.5 vs 29.3 ms per paper G + D step on one core
-    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
-    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+    opt_g, opt_d = adam(G.parameters(), cfg), adam(D.parameters(), cfg)
     # z, augmentation and noise differ between ranks (rank 0 draws what a single process would)
     rng = torch.Generator(device=dev).manual_seed(ddp.rank_seed(seed))
     perm_rng = torch.Generator().manual_seed(seed)  # permutations on the CPU, then index on the device
@@ -226,6 +225,12 @@ def train_gan(
 
 
 # ------------------------------------------------------------------------- helpers
+
+
+def adam(params, cfg: GanConfig) -> torch.optim.Adam:
+    """The GAN optimiser (one place for both trainers): Adam(lr, β1, β2) with the multi-tensor (foreach) step,
+    bit-identical to the default per-parameter loop on the CPU (``tests/test_gan_fingerprint.py``) and faster."""
+    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
