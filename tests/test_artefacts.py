@@ -179,3 +179,19 @@ def test_fabricated_downstream_files_follow_the_models(tmp_path_factory, tmp_pat
     for file, model in ((layout.metrics, QCMetrics), (layout.selftest, Selftest), (layout.compare_summary, CompareSummary)):
         read_artefact(file, model)
     shutil.rmtree(path)
+
+
+def test_planted_check_shows_a_medium_share_with_its_intervals():
+    """The self-test's CLI line and report cell: pooled share, Wilson interval, range over splits — or only what is recorded."""
+    from ctqc.artefacts import PlantedCheck
+
+    full = PlantedCheck(
+        removed={"noise": {"medium": 0.9511}},
+        genuine_removed={"noise": {"medium": 0.0409}},
+        wilson_95={"noise": {"medium": {"removed": [0.9137, 0.9728], "genuine_removed": [0.0216, 0.0761]}}},
+        by_split={"noise": {"medium": {"removed": [0.89, 1.0, 0.93, 0.96, 0.98], "genuine_removed": [0.0, 0.09, 0.05, 0.02, 0.05]}}},
+    )
+    assert full.medium_share("removed", "noise") == "95% (Wilson 91%–97%, splits 89%–100%)"
+    assert full.medium_share("genuine_removed", "noise") == "4% (Wilson 2%–8%, splits 0%–9%)"
+    older = PlantedCheck(removed={"noise": {"medium": 0.89}})  # a selftest.json from before the intervals
+    assert older.medium_share("removed", "noise") == "89%" and older.medium_share("removed", "blur") == "–"

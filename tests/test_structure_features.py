@@ -60,6 +60,27 @@ def test_holes_symmetry_and_seams_on_constructed_images():
     assert abs(step[12] - smooth[12]) < 0.3  # rows: the step is vertical, the row profile barely moves
 
 
+def _disc(size: int, radius: float, value: float = 0.2) -> torch.Tensor:
+    yy, xx = torch.meshgrid(torch.arange(size) - size / 2 + 0.5, torch.arange(size) - size / 2 + 0.5, indexing="ij")
+    return torch.where(yy**2 + xx**2 <= radius**2, value, -1.0).view(1, 1, size, size)
+
+
+@pytest.mark.parametrize("size", [32, 64, 128])
+def test_a_flat_head_has_no_structure_whatever_its_outline_and_size(size):
+    """The filters' windows see no air: a flat disc gives log(1e-6) in columns 0–6, no holes, no asymmetry, no seams."""
+    f = structure_features(_disc(size, size * 0.35))[0]
+    assert np.allclose(f[:7], math.log(EPS)) and f[7] == 0 and f[8] == 0
+    assert np.allclose(f[9:], 0, atol=1e-9)
+
+
+def test_asymmetry_follows_the_head_not_stray_pixels():
+    """The mirror axis is the largest region's midline: a bright pixel in the air does not move it."""
+    head = _disc(48, 14)
+    stray = head.clone()
+    stray[..., 2, 45] = 0.5  # noise in the air, far right
+    assert structure_features(head)[0, 8] == 0 and structure_features(stray)[0, 8] == 0
+
+
 def test_translation_invariant():
     gen = torch.Generator().manual_seed(2)
     img = _head(48, margin=12) + 0.1 * torch.randn(1, 1, 48, 48, generator=gen) * (_head(48, margin=12) > -0.9)

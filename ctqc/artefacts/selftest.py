@@ -36,6 +36,7 @@ class PlantedCheck(Artefact):
     genuine_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # share of the clean (genuine) pool images above it
     reference_removed: dict[str, dict[str, float | None]] = Field(default_factory=dict)  # of the reference images' out-of-fold scores
     wilson_95: dict[str, dict[str, dict[str, list[float]]]] = Field(default_factory=dict)  # artefact → strength → removed / genuine_removed → [low, high]
+    by_split: dict[str, dict[str, dict[str, list[float]]]] = Field(default_factory=dict)  # artefact → strength → removed / genuine_removed → share per split
     intensity_shift_units: IntensityShiftUnits | None = None
     rising_with_strength: bool | None = None  # removed share: no fall with strength beyond two binomial SEs
     auroc_rising: bool | None = None  # the former rule on AUROC (tolerance 0.02, ties above 0.95); recorded, not judged
@@ -43,6 +44,20 @@ class PlantedCheck(Artefact):
     medium_removed_at_least_0_9: bool | None = Field(None, alias="medium_removed_at_least_0.9")
     genuine_removed_at_most_0_1: bool | None = Field(None, alias="genuine_removed_at_most_0.1")  # at medium strength
     passed: bool | None = Field(None, alias="pass")
+
+    def medium_share(self, key: str, name: str) -> str:
+        """``removed`` or ``genuine_removed`` of artefact ``name`` at medium strength as the CLI and the report show it.
+
+        E.g. "95% (Wilson 91–97%, splits 89–100%)": the pooled share, its 95 % Wilson interval over the
+        pooled images and the range of the split-by-split shares, each when recorded; "–" when absent.
+        """
+        value = getattr(self, key).get(name, {}).get("medium")
+        if value is None:
+            return "–"
+        wilson = self.wilson_95.get(name, {}).get("medium", {}).get(key)
+        splits = self.by_split.get(name, {}).get("medium", {}).get(key)
+        parts = ([f"Wilson {wilson[0]:.0%}–{wilson[1]:.0%}"] if wilson else []) + ([f"splits {min(splits):.0%}–{max(splits):.0%}"] if splits else [])
+        return f"{value:.0%}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 class CopyCheck(Artefact):

@@ -302,7 +302,7 @@ def selftest_cmd(
     """Prove the QC filter on real images: null (real vs real), planted artifacts, planted copies, set-level defects and duplicates."""
     _single_process("selftest")
     from ctqc import atomic
-    from ctqc.artefacts import Selftest, write_artefact
+    from ctqc.artefacts import PlantedCheck, Selftest, write_artefact
     from ctqc.qc.selftest import selftest
 
     cfg = _load_config(config, data, set_)
@@ -310,17 +310,21 @@ def selftest_cmd(
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'selftest.json'}")
     atomic.check_can_create(out)  # before the minute of work, not after
     report = selftest(cfg, null_permutations=permutations)
-    write_artefact(out, Selftest.model_validate(report))
+    checked = Selftest.model_validate(report)
+    write_artefact(out, checked)
+    checked = checked.planted or PlantedCheck()
     console = _console()
     null, planted, copies = report["null"], report["planted"], report["copies"]
     mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"
     console.print(
         f"(a) null: mean AUC {sum(null['auc']) / len(null['auc']):.3f}, discarded {null['mean_discarded']:.0%} on average (max {max(null['discarded_fraction']):.0%}), ECE {null['mean_ece']:.3f} — {mark(null['pass'])}"
     )
-    console.print(f"(b) planted artifacts at {report['operating_point']}, {planted['n_splits']} splits: AUROC low / medium / high; removed at medium (defective, genuine; 95 % Wilson interval):")
+    console.print(
+        f"(b) planted artifacts at {report['operating_point']}, {planted['n_splits']} splits: AUROC low / medium / high; removed at medium (defective; genuine), with the 95 % Wilson interval and the range over splits:"
+    )
     for name, levels in planted["auroc"].items():
         console.print(
-            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {_share_ci(planted, 'removed', name)}, {_share_ci(planted, 'genuine_removed', name)}"
+            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {checked.medium_share('removed', name)}; {checked.medium_share('genuine_removed', name)}"
         )
     console.print(
         f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"
@@ -338,13 +342,6 @@ def selftest_cmd(
         + f"; genuine flagged {dedup['genuine_flagged']:.0%} — {mark(dedup['pass'])}; (d) {mark(sets['pass'])}"
     )
     console.print(f"wrote {out}")
-
-
-def _share_ci(planted: dict, key: str, name: str) -> str:
-    """The medium-strength share ``planted[key][name]`` with its 95 % Wilson interval, as the self-test prints it."""
-    low, high = planted.get("wilson_95", {}).get(name, {}).get("medium", {}).get(key, (None, None))
-    value = planted[key][name]["medium"]
-    return f"{value:.0%}" if low is None else f"{value:.0%} ({low:.0%}–{high:.0%})"
 
 
 def _scored_run(run: Path | None, check=lambda run: None, stale=lambda run: False):

@@ -36,7 +36,7 @@ import torch
 
 from ctqc import atomic
 from ctqc.qc import domain, extractors, inception
-from ctqc.qc.pixels import image_hashes, to_uint8_rgb
+from ctqc.qc.pixels import AIR_LEVEL, image_hashes, to_uint8_rgb
 from ctqc.qc.structure import structure_features
 
 
@@ -79,7 +79,7 @@ def histogram_features(images: torch.Tensor, n_bins: int = 32) -> np.ndarray:
     standard deviation and 5/25/50/75/95 % quantiles follow such a shift linearly.
     """
     x = images.reshape(len(images), -1).double().clamp(-1, 1)
-    foreground = x > -0.9
+    foreground = x > AIR_LEVEL
     weight = foreground.double()
     index = torch.clamp(((x + 0.9) / 1.9 * n_bins).long(), 0, n_bins - 1)
     hist = torch.zeros(len(x), n_bins, dtype=torch.float64).scatter_add_(1, index, weight)

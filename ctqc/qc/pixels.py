@@ -15,6 +15,7 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return u8.expand(-1, 3, -1, -1).contiguous()
 
 
+AIR_LEVEL = -0.9  # pixels at or below this (in [-1, 1]) are air; above it, the foreground (tissue, bone)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the RGB statistics ImageNet-trained networks (DINOv2, SwAV) normalise with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

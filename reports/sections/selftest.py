@@ -32,8 +32,8 @@ def build(run: RunData) -> Section:
         {
             "name": name.replace("_", " "),
             "cells": [auc(levels.get(s)) for s in STRENGTHS],
-            "removed": [_share(planted.removed.get(name, {}).get(s), planted.wilson_95.get(name, {}).get(s, {}).get("removed"), s == "medium") for s in STRENGTHS],
-            "genuine": _share(planted.genuine_removed.get(name, {}).get("medium"), planted.wilson_95.get(name, {}).get("medium", {}).get("genuine_removed"), True),
+            "removed": [planted.medium_share("removed", name) if s == "medium" else percent(planted.removed.get(name, {}).get(s)) for s in STRENGTHS],
+            "genuine": planted.medium_share("genuine_removed", name),
         }
         for name, levels in planted.auroc.items()
     ]
@@ -63,13 +63,6 @@ def build(run: RunData) -> Section:
         "sets": None if sets is None else _set_level(sets),
     }
     return Section("selftest", "QC self-test", True, content, summary)
-
-
-def _share(value, interval: list[float] | None, with_interval: bool) -> str:
-    """A share as a percentage, with its 95 % Wilson interval when asked for and recorded (the judged medium strength)."""
-    if not with_interval or not interval:
-        return percent(value)
-    return f"{percent(value)} ({interval[0]:.0%}–{interval[1]:.0%})"
 
 
 def _set_level(sets: SetLevelCheck) -> dict:
