@@ -183,9 +183,9 @@ def main() -> None:
     table = c2st_table(run)
     columns = ["train", "val", *C2ST_FEATURES]
     print(f"frozen C2ST AUC (pool vs real; {'+'.join(C2ST_FEATURES)} unless a group is named; C={C2ST_C}, {C2ST_FOLDS} folds):")
-    print(f"{'class':<14}" + "".join(f"{c:>11}" for c in ["vs train", "vs val", *(f"{g} only" for g in C2ST_FEATURES)]))
+    print(f"{'class':<14}" + "".join(f"{c:>16}" for c in ["vs train", "vs val", *(f"{g} only" for g in C2ST_FEATURES)]))
     for name, row in table.items():
-        print(f"{name:<14}" + "".join(f"{row[c]:>11.3f}" for c in columns))
+        print(f"{name:<14}" + "".join(f"{row[c]:>16.3f}" for c in columns))
 
 
 if __name__ == "__main__":
