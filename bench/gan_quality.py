@@ -1,10 +1,23 @@
-"""Train the GANs of a preset on the demo data and draw what they learned.
+"""Train the GANs of a preset on the demo data, draw what they learned, and score them with a frozen C2ST.
 
-Runs ``ctqc train`` (default preset unless --config), then writes
+Runs ``ctqc train`` and ``ctqc generate`` (default preset unless --config; the pool of
+``gan.n_synthetic`` images per fold, as the demo draws it), then writes
 - ``docs/gan_samples.png``: EMA samples per class next to real training images;
 - ``docs/gan_quality.png``: the trainer's quality signal (KID and nearest-
   neighbour distance to the validation images) and losses over epochs.
-Prints the training time and the first/last quality values (last line).
+Prints the train stage's wall time (from the run's manifest), the first/last quality
+values, and per class the out-of-fold AUC of a **frozen** classifier two-sample test
+(:func:`frozen_c2st_auc`) of the pool against the fold's real *training* images of that
+class (what the demo's C2ST compares against) and, for information, against its
+validation images; then the same AUC per feature group (pixels / FFT / histogram).
+
+The frozen C2ST is the yardstick of issue 17's "AUC ≤ 0.9" target. Its settings are the
+constants below — ctqc's C2ST as it was before calibration (commit 72c17b9: standardise,
+PCA to 32 dimensions of the standardised pixel block then standardise again, the other
+blocks standardised; L2 logistic regression with C = 0.003; 5 folds) — and read nothing
+from ``qc.*``, so later filter changes do not move the target. The features are ctqc's
+own (:func:`ctqc.qc.features.feature_matrix`: pixels, log radial power spectrum,
+foreground histogram): a change to them would move it.
 
     python bench/gan_quality.py [--config default] [--set gan.epochs=...] [--run DIR]
 """
@@ -19,6 +32,69 @@ from pathlib import Path
 import numpy as np
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+# The frozen C2ST (see the module docstring): never read from a config.
+C2ST_FEATURES = ("pixels", "fft", "histogram")  # ctqc's extractors; the pixel block first
+C2ST_C = 0.003  # inverse L2 strength of the logistic regression
+C2ST_PCA = 32  # dimensions the standardised pixel block is reduced to
+C2ST_FOLDS = 5  # stratified, shuffled with C2ST_SEED
+C2ST_SEED = 0
+
+
+def frozen_c2st_auc(real: np.ndarray, synthetic: np.ndarray, pixel_columns: int | None) -> float:
+    """Out-of-fold ROC AUC of the frozen real-vs-synthetic logistic regression.
+
+    ``real`` (n_real × d) and ``synthetic`` (n_syn × d) are feature rows whose first
+    ``pixel_columns`` columns are the pixel block (None: there is none). Per fold of a
+    :data:`C2ST_FOLDS`-fold stratified shuffled split: standardise; the pixel block → PCA
+    to :data:`C2ST_PCA` dimensions (fewer if the fold is smaller) → standardise; then
+    ``LogisticRegression(C=C2ST_C)`` (L2, lbfgs). The AUC pools the held-out
+    p(synthetic) of all folds: 0.5 = indistinguishable, 1.0 = perfectly separated.
+    Raises ValueError (scikit-learn's) when either set has fewer than :data:`C2ST_FOLDS` rows.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = np.vstack([real, synthetic]).astype(np.float64)
+    y = np.r_[np.zeros(len(real), int), np.ones(len(synthetic), int)]
+    n_components = min(C2ST_PCA, pixel_columns or 0, len(x) - len(x) // C2ST_FOLDS - 1)
+    if pixel_columns and n_components > 0:
+        pixels = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=C2ST_SEED), StandardScaler())
+        scale = ColumnTransformer([("pixels", pixels, slice(0, pixel_columns))], remainder=StandardScaler())
+    else:
+        scale = StandardScaler()
+    model = make_pipeline(scale, LogisticRegression(C=C2ST_C, max_iter=2000))
+    folds = StratifiedKFold(C2ST_FOLDS, shuffle=True, random_state=C2ST_SEED)
+    p = cross_val_predict(model, x, y, cv=folds, method="predict_proba")[:, 1]
+    return float(roc_auc_score(y, p))
+
+
+def _auc(real, synthetic, names) -> float:
+    from ctqc.qc.features import feature_matrix
+
+    (x_real, width), (x_syn, _) = feature_matrix(real, list(names)), feature_matrix(synthetic, list(names))
+    return frozen_c2st_auc(x_real, x_syn, width)
+
+
+def c2st_table(run_path: Path) -> dict[str, dict[str, float]]:
+    """Per class of fold 0: frozen C2ST AUC of the pool vs the training images (``train``), vs the
+    validation images (``val``), and vs the training images on each feature group alone."""
+    from ctqc.qc.units import units_from_run
+    from ctqc.run import Run
+
+    table = {}
+    for unit in units_from_run(Run.open(run_path)):
+        if unit.fold != 0:
+            continue
+        row = {"train": _auc(unit.reference, unit.synthetic, C2ST_FEATURES), "val": _auc(unit.heldout, unit.synthetic, C2ST_FEATURES)}
+        row.update({name: _auc(unit.reference, unit.synthetic, [name]) for name in C2ST_FEATURES})
+        table[unit.name] = row
+    return table
 
 
 def read_stats(path: Path) -> tuple[list[dict], list[dict]]:
@@ -93,15 +169,23 @@ def main() -> None:
 
         start = time.perf_counter()
         run = run_pipeline(load_config(args.config, args.overrides), new=True, stages=("train", "generate")).run.path
-        print(f"trained {run} in {time.perf_counter() - start:.0f} s")
+        print(f"trained and generated {run} in {time.perf_counter() - start:.0f} s")
     else:
         run = args.run.resolve()
+    seconds = json.loads((run / "manifest.json").read_text())["stages"]["train"]["seconds"]
+    print(f"train stage: {seconds:.1f} s (wall, from the manifest)")
     DOCS.mkdir(exist_ok=True)
     units = {p.name: p / "stats.jsonl" for p in sorted((run / "gan" / "fold0").iterdir())}
     summary = plot_quality(units, DOCS / "gan_quality.png")
     sample_grid(run, DOCS / "gan_samples.png")
     print(f"wrote {DOCS / 'gan_samples.png'} and {DOCS / 'gan_quality.png'}")
     print("quality signal KID×1000 first → last: " + ", ".join(f"{k} {a:.1f} → {b:.1f}" for k, (a, b) in summary.items()))
+    table = c2st_table(run)
+    columns = ["train", "val", *C2ST_FEATURES]
+    print(f"frozen C2ST AUC (pool vs real; {'+'.join(C2ST_FEATURES)} unless a group is named; C={C2ST_C}, {C2ST_FOLDS} folds):")
+    print(f"{'class':<14}" + "".join(f"{c:>16}" for c in ["vs train", "vs val", *(f"{g} only" for g in C2ST_FEATURES)]))
+    for name, row in table.items():
+        print(f"{name:<14}" + "".join(f"{row[c]:>16.3f}" for c in columns))
 
 
 if __name__ == "__main__":

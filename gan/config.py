@@ -14,7 +14,7 @@ class _Strict(BaseModel):
 class GanConfig(_Strict):
     """GAN training and sampling (``ctqc train``, ``ctqc generate``). Paper: section 4.2."""
 
-    architecture: Literal["paper", "strided"] = "strided"  # paper = section 4.2.2, 32 px only
+    architecture: Literal["paper", "strided", "upsample"] = "strided"  # paper = section 4.2.2, 32 px only; upsample = strided with resize-conv G
     mode: Literal["per_class", "conditional"] = "per_class"
     width: int = Field(64, ge=8, le=512)  # strided: channels of the last G / first D block
     z_dim: int = Field(100, ge=1)

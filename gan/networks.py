@@ -2,7 +2,9 @@
 
 ``PaperGenerator`` / ``PaperDiscriminator`` follow section 4.2.2 of the paper
 (32×32×1) exactly. ``StridedGenerator`` / ``StridedDiscriminator`` are a faster
-DCGAN (transposed-conv up-sampling, strided-conv down-sampling) for 32/64/128 px.
+DCGAN (transposed-conv up-sampling, strided-conv down-sampling) for 32/64/128 px;
+architecture ``upsample`` is the same pair with nearest-neighbour resize + conv
+up-sampling in G instead of transposed convs.
 
 Every network takes ``n_classes``: 0 builds the unconditional model used for
 per-class GANs; K ≥ 2 builds a conditional one — G concatenates a learned class
@@ -19,6 +21,7 @@ import math
 import torch
 from torch import nn
 
+ARCHITECTURES = ("paper", "strided", "upsample")  # upsample: the strided D, a resize-convolution G
 PAPER_LEAK = 0.01  # the paper's LeakyReLU alpha
 PAPER_WIDTH = 128
 
@@ -138,9 +141,16 @@ def _strided_channels(image_size: int, width: int) -> list[int]:
 
 
 class StridedGenerator(nn.Module):
-    """DCGAN generator: FC → 4×4 → [ConvT 4/2 + BN + LReLU] × log2(S/4) → Conv3 → tanh."""
+    """DCGAN generator: FC → 4×4 → [ConvT 4/2 + BN + LReLU] × log2(S/4) → Conv3 → tanh.
 
-    def __init__(self, z_dim: int = 100, n_classes: int = 0, image_size: int = 32, width: int = 64) -> None:
+    With ``resize=True`` (architecture ``upsample``) each up-sampling block is instead a
+    nearest-neighbour 2× resize followed by a 3×3 conv ("resize-convolution", Odena et al.
+    2016): every output pixel gets the same number of kernel taps, so the transposed
+    convolution's checkerboard pattern — excess power at the highest spatial frequencies,
+    which a spectrum-based C2ST sees — cannot arise.
+    """
+
+    def __init__(self, z_dim: int = 100, n_classes: int = 0, image_size: int = 32, width: int = 64, resize: bool = False) -> None:
         super().__init__()
         self.z_dim, self.n_classes, self.image_size = z_dim, n_classes, image_size
         chans = _strided_channels(image_size, width)
@@ -149,7 +159,11 @@ class StridedGenerator(nn.Module):
         self.fc = nn.Sequential(nn.Linear(self.cond.out_dim, c0 * 16), nn.BatchNorm1d(c0 * 16), _act(0.2))
         blocks: list[nn.Module] = [nn.Unflatten(1, (c0, 4, 4))]
         for c_in, c_out in zip(chans, chans[1:] + [chans[-1]]):
-            blocks += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), _act(0.2)]
+            if resize:
+                up: list[nn.Module] = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)]
+            else:
+                up = [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False)]
+            blocks += [*up, nn.BatchNorm2d(c_out), _act(0.2)]
         blocks += [nn.Conv2d(chans[-1], 1, 3, padding=1), nn.Tanh()]
         self.body = nn.Sequential(*blocks)
 
@@ -185,12 +199,14 @@ class StridedDiscriminator(nn.Module):
 
 
 def build_generator(architecture: str, *, z_dim: int, n_classes: int, image_size: int, width: int) -> nn.Module:
+    """The generator of ``architecture`` (:data:`ARCHITECTURES`)."""
     if architecture == "paper":
         return PaperGenerator(z_dim, n_classes, image_size)
-    return StridedGenerator(z_dim, n_classes, image_size, width)
+    return StridedGenerator(z_dim, n_classes, image_size, width, resize=architecture == "upsample")
 
 
 def build_discriminator(architecture: str, *, n_classes: int, image_size: int, width: int, dropout: float) -> nn.Module:
+    """The discriminator of ``architecture`` (:data:`ARCHITECTURES`; ``upsample`` uses the strided one)."""
     if architecture == "paper":
         return PaperDiscriminator(n_classes, image_size, dropout)
     return StridedDiscriminator(n_classes, image_size, width, dropout)

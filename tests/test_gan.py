@@ -14,6 +14,7 @@ from gan import losses
 from gan.augment import diff_augment, parse_policy
 from gan.monitor import kid
 from gan.networks import PaperDiscriminator, PaperGenerator, StridedDiscriminator, StridedGenerator, count_parameters
+from gan.sampling import load_generator, sample_pixels
 from gan.trainer import TrainingDiverged, load_checkpoint, train_gan
 
 
@@ -23,10 +24,12 @@ def test_paper_networks_have_the_papers_parameter_counts():
 
 
 @pytest.mark.parametrize("size", [32, 64])
-def test_generator_output_shape_and_range(size):
-    g = StridedGenerator(image_size=size, width=16).eval()
+@pytest.mark.parametrize("resize", [False, True])
+def test_generator_output_shape_and_range(size, resize):
+    g = StridedGenerator(image_size=size, width=16, resize=resize).eval()
     x = g(torch.randn(5, 100) * 10)
     assert x.shape == (5, 1, size, size) and x.min() >= -1 and x.max() <= 1
+    assert any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules()) != resize  # resize-conv G: no transposed convs
     d = StridedDiscriminator(image_size=size, width=16)
     assert d(x).shape == (5,)
 
@@ -113,6 +116,17 @@ def test_resume_is_bit_for_bit(tmp_path, extra):
     kinds = {json.loads(line)["kind"] for line in stats_a.splitlines()}
     assert {"loss", "quality"} <= kinds
     assert sorted(p.name for p in (tmp_path / "a" / "grids").iterdir()) == ["epoch_00002.png", "epoch_00004.png"]
+
+
+def test_upsample_architecture_checkpoint_loads_and_samples(tmp_path):
+    cfg = GanConfig(**{**TINY, "architecture": "upsample", "epochs": 2})
+    result = train_gan(_images(), cfg, tmp_path, seed=0)
+    G, meta = load_generator(result.generator_path)
+    assert meta["architecture"] == "upsample" and not any(isinstance(m, torch.nn.ConvTranspose2d) for m in G.modules())
+    state = load_checkpoint(result.generator_path)["G"]
+    assert all(torch.equal(state[k], v) for k, v in G.state_dict().items())  # the saved EMA weights, not a fresh init
+    a, b = sample_pixels(G, 6, seed=4), sample_pixels(G, 6, seed=4)
+    assert a.shape == (6, 32, 32) and a.dtype == torch.uint8 and torch.equal(a, b)
 
 
 def test_nan_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
