@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from joblib import Parallel, delayed
 
 from ctqc.config import QCConfig
 from ctqc.data import LabelledImages, load_dataset
@@ -261,6 +262,12 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     }
 
 
+def _planted_scores(reference: np.ndarray, pool: torch.Tensor, pixel_columns, one_repeat: QCConfig, qc: QCConfig, seed: int, domain_weights) -> tuple[np.ndarray, np.ndarray]:
+    """One cell of (b): the one-repeat C2ST of ``reference`` features vs ``pool``'s; (pool scores, reference scores)."""
+    test = configured_c2st(one_repeat, seed, pixel_columns, n_permutations=0).fit(reference, _features(pool, qc, domain_weights)[0])
+    return test.synthetic_scores_, test.real_scores_
+
+
 def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfig, seed: int, orders: list, defects: dict, domain_weights) -> dict:
     """(b): per defect and strength, mean AUROC over the splits and the shares removed at the operating point, pooled.
 
@@ -283,24 +290,31 @@ def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfi
     reference: dict[str, dict[str, float]] = {}
     intervals: dict[str, dict[str, dict[str, list[float]]]] = {}
     per_split: dict[str, dict[str, dict[str, list[float]]]] = {}
-    n_defective = n_genuine = 0
+    # the defects are applied here, in one fixed order (their random draws do not depend on n_jobs); the
+    # C2ST fits, independent of each other, run in qc.n_jobs processes (one BLAS thread each, as everywhere)
+    cells = []
     for name, levels in defects.items():
-        auroc[name], removed[name], genuine[name], reference[name], intervals[name], per_split[name] = {}, {}, {}, {}, {}, {}
         for strength, apply in levels.items():
-            aucs, above_defect, above_clean, above_reference, by_split = [], [], [], [], {"removed": [], "genuine_removed": []}
             for order in orders:
                 n = len(order)
                 ref, clean, defect = order[: n // 2], order[n // 2 : 3 * n // 4], order[3 * n // 4 :]
-                pool = torch.cat([images[clean], apply(images[defect])])
-                test = configured_c2st(one_repeat, seed, pixel_columns, n_permutations=0).fit(feats[ref], _features(pool, qc, domain_weights)[0])
-                scores = test.synthetic_scores_
-                is_defect = np.r_[np.zeros(len(clean), bool), np.ones(len(defect), bool)]
+                cells.append((name, strength, ref, len(clean), torch.cat([images[clean], apply(images[defect])])))
+    fitted = Parallel(n_jobs=qc.n_jobs)(delayed(_planted_scores)(feats[ref], pool, pixel_columns, one_repeat, qc, seed, domain_weights) for _, _, ref, _, pool in cells)
+    n_defective = n_genuine = 0
+    for name, levels in defects.items():
+        auroc[name], removed[name], genuine[name], reference[name], intervals[name], per_split[name] = {}, {}, {}, {}, {}, {}
+        for strength in levels:
+            aucs, above_defect, above_clean, above_reference, by_split = [], [], [], [], {"removed": [], "genuine_removed": []}
+            for (cell_name, cell_strength, _, n_clean, pool), (scores, real_scores) in zip(cells, fitted):
+                if (cell_name, cell_strength) != (name, strength):
+                    continue
+                is_defect = np.arange(len(pool)) >= n_clean
                 aucs.append(float(roc_auc_score(is_defect, scores)))
                 above_defect.extend(scores[is_defect] > threshold)
                 above_clean.extend(scores[~is_defect] > threshold)
                 by_split["removed"].append(round(float(np.mean(scores[is_defect] > threshold)), 4))
                 by_split["genuine_removed"].append(round(float(np.mean(scores[~is_defect] > threshold)), 4))
-                above_reference.extend(test.real_scores_ > threshold)
+                above_reference.extend(real_scores > threshold)
             n_defective, n_genuine = len(above_defect), len(above_clean)
             intervals[name][strength] = {"removed": _wilson(above_defect), "genuine_removed": _wilson(above_clean)}
             per_split[name][strength] = by_split
