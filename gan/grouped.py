@@ -32,8 +32,8 @@ from torch import nn
 from ctqc.errors import UserError
 from gan.networks import Dropout, PaperDiscriminator, PaperGenerator, StridedDiscriminator, StridedGenerator
 
-GROUPED_ARCHITECTURES = ("paper", "strided")
-_ELEMENTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity)
+GROUPED_ARCHITECTURES = ("paper", "strided", "upsample")
+_ELEMENTWISE = (nn.LeakyReLU, nn.ReLU, nn.Tanh, nn.Identity)  # per element: the same on K·C channels as on C
 
 
 class _Stacked(nn.Module):
@@ -168,8 +168,8 @@ def group_layer(k: int, layer: nn.Module, memory_format: torch.memory_format = t
         return GroupedUnflatten(layer, memory_format)
     if isinstance(layer, nn.Flatten) and layer.start_dim == 1 and layer.end_dim == -1:
         return GroupedFlatten(k)
-    if isinstance(layer, _ELEMENTWISE):
-        return copy.deepcopy(layer)
+    if isinstance(layer, _ELEMENTWISE) or (isinstance(layer, nn.Upsample) and layer.mode == "nearest"):
+        return copy.deepcopy(layer)  # a nearest-neighbour resize works channel by channel: K·C channels as well as C
     raise UserError(f"gan.train_together cannot group the layer {layer!r}; unset gan.train_together")
 
 

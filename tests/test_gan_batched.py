@@ -46,7 +46,7 @@ def _images(n=16, size=32, seed=0):
     return base
 
 
-@pytest.mark.parametrize("architecture", ["strided", "paper"])
+@pytest.mark.parametrize("architecture", ["strided", "paper", "upsample"])
 @pytest.mark.parametrize("n_classes", [0, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grouped_networks_match_per_model_networks(monkeypatch, architecture, n_classes, dtype):
@@ -165,10 +165,11 @@ def _assert_same_training(a_dir, b_dir, atol):
         ({}, (16, 12), False),  # epochs of 4 and 3 steps: the short one leaves the group first
         ({"loss": "wgan-gp", "n_critic": 2, "diffaugment": ""}, (16, 16), False),
         ({"r1_gamma": 1.0, "label_flip": 0.1, "label_smoothing": 0.1, "instance_noise": 0.1}, (16, 16), True),
+        ({"architecture": "upsample"}, (16, 16), False),  # the default preset's resize-convolution G
     ],
 )
 def test_training_together_matches_training_alone(tmp_path, float64, extra, sizes, conditional):
-    cfg = GanConfig(**TINY, **extra)
+    cfg = GanConfig(**{**TINY, **extra})
     jobs = _jobs(tmp_path, sizes, conditional)
     for job in jobs:
         _alone(job, cfg, tmp_path / "alone")
@@ -206,7 +207,7 @@ def test_checkpoints_load_sample_and_resume(tmp_path, float64):
 
 
 def test_a_group_refuses_what_it_cannot_batch():
-    with pytest.raises(UserError, match=r"supports gan.architecture paper and strided, not 'resnet'; unset gan.train_together"):
+    with pytest.raises(UserError, match=r"supports gan.architecture paper and strided and upsample, not 'resnet'; unset gan.train_together"):
         check_groupable(GanConfig.model_construct(architecture="resnet"))
     with pytest.raises(UserError, match="cannot group the layer GRU"):
         group_layer(2, nn.GRU(4, 4))
