@@ -5,7 +5,8 @@ Two workloads, each trained by both contenders with the same models and loss:
 - ``paper``: the paper's DCGAN (G 4,870,785 / D 576,129 parameters), one GAN
   on 144 phantom images at 32×32, batch 16, non-saturating BCE, no augmentation;
 - ``default``: the default preset's per-class GANs (``configs/default.yaml``'s
-  ``gan:`` section: strided DCGAN, DiffAugment, EMA), one per class on 72
+  ``gan:`` section, read at run time: since 2026-11-30 the resize-convolution G
+  ``upsample``, DiffAugment, EMA; the 1.21× in bench/RESULTS.md was the strided G), one per class on 72
   phantom images each, trained one after the other.
 
 Contenders:

@@ -117,7 +117,7 @@ class GanJob:
 def check_groupable(cfg: GanConfig) -> None:
     """Raise :class:`UserError` (one line) when ``cfg.architecture`` cannot be trained together."""
     if cfg.architecture not in GROUPED_ARCHITECTURES:
-        raise UserError(f"gan.train_together supports gan.architecture {' and '.join(GROUPED_ARCHITECTURES)}, not {cfg.architecture!r}; unset gan.train_together")
+        raise UserError(f"gan.train_together supports gan.architecture {', '.join(GROUPED_ARCHITECTURES)}, not {cfg.architecture!r}; unset gan.train_together")
 
 
 def train_job(job: GanJob, cfg: GanConfig, *, device: str = "auto", resume: bool = True, until_epoch: int | None = None, progress: bool = False) -> TrainResult:

@@ -197,7 +197,7 @@ class Grouped(nn.Module):
 
 def _check_supported(template: nn.Module, kinds: tuple[type, ...]) -> None:
     if not isinstance(template, kinds):
-        raise UserError(f"gan.train_together supports gan.architecture {' and '.join(GROUPED_ARCHITECTURES)}, not {type(template).__name__}; unset gan.train_together")
+        raise UserError(f"gan.train_together supports gan.architecture {', '.join(GROUPED_ARCHITECTURES)}, not {type(template).__name__}; unset gan.train_together")
 
 
 class GroupedGenerator(Grouped):

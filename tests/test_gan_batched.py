@@ -207,7 +207,7 @@ def test_checkpoints_load_sample_and_resume(tmp_path, float64):
 
 
 def test_a_group_refuses_what_it_cannot_batch():
-    with pytest.raises(UserError, match=r"supports gan.architecture paper and strided and upsample, not 'resnet'; unset gan.train_together"):
+    with pytest.raises(UserError, match=r"supports gan.architecture paper, strided, upsample, not 'resnet'; unset gan.train_together"):
         check_groupable(GanConfig.model_construct(architecture="resnet"))
     with pytest.raises(UserError, match="cannot group the layer GRU"):
         group_layer(2, nn.GRU(4, 4))

@@ -8,10 +8,11 @@ instance noise on, fp32, one thread, fixed seed — end in a checkpoint and a
 ``tests/data/gan_fingerprint.json`` on main before any speed change.
 
 Floating-point results depend on the CPU's vector unit and torch's version, so
-the exact hash is checked where both match the recording (key
-``<cpu capability> torch <major.minor>``); elsewhere the per-tensor sums must
-agree to 1e-4 relative (a changed update, augmentation or RNG draw moves them
-far more). Re-record only on unchanged main::
+the exact hash (and, to name the tensor that moved, per-tensor sums) is checked
+where both match the recording (key ``<cpu capability> torch <major.minor>``);
+elsewhere the test is skipped — no tolerance works there, since Adam turns the
+rounding noise of gradients that are zero in exact arithmetic into ±lr steps.
+Re-record only on unchanged main::
 
     PYTHONPATH=. python tests/test_gan_fingerprint.py --record
 """
@@ -81,12 +82,15 @@ def fingerprint(case: str, out_dir: Path) -> tuple[str, dict[str, float]]:
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_per_gan_trainer_is_unchanged(tmp_path, case):
     recorded = json.loads(FIXTURE.read_text())[case]
+    if machine_key() not in recorded["sha256"]:
+        # Other CPU kernels round differently, and Adam turns the rounding noise of gradients that are zero in exact
+        # arithmetic (a bias before BatchNorm) into ±lr steps: no tolerance tells that from a real change.
+        pytest.skip(f"no fingerprint recorded for {machine_key()!r}: record one on unchanged main with --record")
     digest, sums = fingerprint(case, tmp_path)
     assert sums.keys() == recorded["sums"].keys()
-    for name, value in sums.items():
+    for name, value in sums.items():  # names the tensor that moved, before the hash says that something did
         assert value == pytest.approx(recorded["sums"][name], rel=1e-4, abs=1e-6), name
-    if machine_key() in recorded["sha256"]:
-        assert digest == recorded["sha256"][machine_key()], "the trainer's numerics changed on this machine kind"
+    assert digest == recorded["sha256"][machine_key()], "the trainer's numerics changed on this machine kind"
 
 
 def _record() -> None:
