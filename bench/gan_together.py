@@ -7,7 +7,7 @@ batch 16) with ``ctqc``'s trainers:
 - one after the other: ``gan.trainer.train_gan`` per class (the default path);
 - together: ``gan.batched.train_gans_together`` (one grouped network).
 
-Rounds alternate A, B, A, B …; each round continues every GAN from its
+Each round runs both contenders, A then B, B then A, and so on; each round continues every GAN from its
 checkpoint for ``--epochs`` epochs (checkpoint writing included, as in
 ``ctqc train``). Prints each round's GAN steps per second (steps of all GANs
 summed), the medians and the median ratio together / one after the other (last line).
@@ -62,7 +62,8 @@ def main() -> None:
         rates: dict[str, list[float]] = {"one_after_the_other": [], "together": []}
         for r in range(args.rounds + 1):  # round 0 warms up
             until = (r + 1) * args.epochs
-            for name, run in (("one_after_the_other", one_after_the_other), ("together", together)):
+            contenders = [("one_after_the_other", one_after_the_other), ("together", together)]
+            for name, run in contenders if r % 2 == 0 else contenders[::-1]:  # who goes first alternates too
                 start = time.perf_counter()
                 run(until)
                 rate = args.epochs * steps_per_epoch / (time.perf_counter() - start)
