@@ -66,12 +66,11 @@ from pathlib import Path
 import torch
 
 from ctqc.device import configure, resolve_device, use_bf16
-from ctqc.errors import UserError
 from gan import losses
 from gan.augment import diff_augment, parse_policy
 from gan.batched_members import GanJob, _Member, _Packed
 from gan.config import GanConfig
-from gan.grouped import GROUPED_ARCHITECTURES, GroupedDiscriminator
+from gan.grouped import GROUPED_ARCHITECTURES, GroupedDiscriminator, unsupported
 from gan.monitor import COLLAPSE_RATIO
 from gan.trainer import (
     TrainingDiverged,
@@ -90,7 +89,7 @@ from gan.trainer import (
 def check_groupable(cfg: GanConfig) -> None:
     """Raise :class:`UserError` (one line) when ``cfg.architecture`` cannot be trained together."""
     if cfg.architecture not in GROUPED_ARCHITECTURES:
-        raise UserError(f"gan.train_together supports gan.architecture {', '.join(GROUPED_ARCHITECTURES)}, not {cfg.architecture!r}; unset gan.train_together")
+        raise unsupported(repr(cfg.architecture))
 
 
 def train_job(job: GanJob, cfg: GanConfig, *, device: str = "auto", resume: bool = True, until_epoch: int | None = None, progress: bool = False) -> TrainResult:

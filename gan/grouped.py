@@ -195,9 +195,14 @@ class Grouped(nn.Module):
                 module.generators = list(generators)
 
 
+def unsupported(what: str) -> UserError:
+    """The one-line refusal of an architecture (or network) that cannot be trained together."""
+    return UserError(f"gan.train_together supports gan.architecture {', '.join(GROUPED_ARCHITECTURES)}, not {what}; unset gan.train_together")
+
+
 def _check_supported(template: nn.Module, kinds: tuple[type, ...]) -> None:
     if not isinstance(template, kinds):
-        raise UserError(f"gan.train_together supports gan.architecture {', '.join(GROUPED_ARCHITECTURES)}, not {type(template).__name__}; unset gan.train_together")
+        raise unsupported(type(template).__name__)
 
 
 class GroupedGenerator(Grouped):

@@ -310,9 +310,9 @@ def selftest_cmd(
         raise UserError(f"--out {out} is a folder; give a file name such as {out / 'selftest.json'}")
     atomic.check_can_create(out)  # before the minute of work, not after
     report = selftest(cfg, null_permutations=permutations)
-    checked = Selftest.model_validate(report)
-    write_artefact(out, checked)
-    checked = checked.planted or PlantedCheck()
+    validated = Selftest.model_validate(report)
+    write_artefact(out, validated)
+    planted_check = validated.planted or PlantedCheck()
     console = _console()
     null, planted, copies = report["null"], report["planted"], report["copies"]
     mark = lambda ok: "[green]pass[/]" if ok else "[red]FAIL[/]"
@@ -324,7 +324,7 @@ def selftest_cmd(
     )
     for name, levels in planted["auroc"].items():
         console.print(
-            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {checked.medium_share('removed', name)}; {checked.medium_share('genuine_removed', name)}"
+            f"    {name:16s} " + " / ".join(f"{levels[s]:.3f}" for s in ("low", "medium", "high")) + f"; {planted_check.medium_share('removed', name)}; {planted_check.medium_share('genuine_removed', name)}"
         )
     console.print(
         f"    AUROC medium ≥ 0.9: {mark(planted['medium_at_least_0.9'])}; removed ≥ 90 %: {mark(planted['medium_removed_at_least_0.9'])}; genuine removed ≤ 10 %: {mark(planted['genuine_removed_at_most_0.1'])}; removed rising with strength: {mark(planted['rising_with_strength'])}"

@@ -87,7 +87,12 @@ def rejection_rate(scores: np.ndarray, threshold: float) -> dict:
     if n == 0:
         return {"rate": None, "ci": None, "n": 0}
     k = int(np.sum(scores > threshold))
+    return {"rate": round(k / n, 4), "ci": wilson_interval(k, n), "n": n}
+
+
+def wilson_interval(k: int, n: int) -> list[float]:
+    """95 % Wilson score interval [low, high] of a share of ``k`` successes in ``n`` ≥ 1 independent trials (Wilson 1927)."""
     p, z = k / n, 1.959964
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return {"rate": round(p, 4), "ci": [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)], "n": n}
+    return [round(max(0.0, centre - half), 4), round(min(1.0, centre + half), 4)]

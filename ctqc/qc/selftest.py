@@ -45,7 +45,7 @@ from joblib import Parallel, delayed
 from ctqc.config import QCConfig
 from ctqc.data import LabelledImages, load_dataset
 from ctqc.qc.c2st import configured_c2st
-from ctqc.qc.calibration import reliability
+from ctqc.qc.calibration import reliability, wilson_interval
 from ctqc.qc.domain import fit_domain_encoder
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
@@ -178,10 +178,7 @@ def _wilson(above: list) -> list[float]:
     They are not quite: the images of one split share one fitted classifier, and the splits redraw from
     the same images, so the interval is too narrow by the split-to-split variation (``by_split``).
     """
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(np.sum(above)), len(above)).proportion_ci(confidence_level=0.95, method="wilson")
-    return [round(float(ci.low), 4), round(float(ci.high), 4)]
+    return wilson_interval(int(np.sum(above)), len(above))
 
 
 def _features(images: torch.Tensor, qc: QCConfig, domain_weights=None) -> tuple[np.ndarray, int | None]:
@@ -298,17 +295,18 @@ def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfi
             for order in orders:
                 n = len(order)
                 ref, clean, defect = order[: n // 2], order[n // 2 : 3 * n // 4], order[3 * n // 4 :]
-                cells.append((name, strength, ref, len(clean), torch.cat([images[clean], apply(images[defect])])))
-    fitted = Parallel(n_jobs=qc.n_jobs)(delayed(_planted_scores)(feats[ref], pool, pixel_columns, one_repeat, qc, seed, domain_weights) for _, _, ref, _, pool in cells)
+                cells.append(((name, strength), ref, len(clean), torch.cat([images[clean], apply(images[defect])])))
+    fitted = Parallel(n_jobs=qc.n_jobs)(delayed(_planted_scores)(feats[ref], pool, pixel_columns, one_repeat, qc, seed, domain_weights) for _, ref, _, pool in cells)
+    splits_of: dict[tuple[str, str], list] = {}  # (defect, strength) → [(clean count, pool size, pool scores, reference scores)] per split
+    for (key, _, n_clean, pool), (scores, real_scores) in zip(cells, fitted):
+        splits_of.setdefault(key, []).append((n_clean, len(pool), scores, real_scores))
     n_defective = n_genuine = 0
     for name, levels in defects.items():
         auroc[name], removed[name], genuine[name], reference[name], intervals[name], per_split[name] = {}, {}, {}, {}, {}, {}
         for strength in levels:
             aucs, above_defect, above_clean, above_reference, by_split = [], [], [], [], {"removed": [], "genuine_removed": []}
-            for (cell_name, cell_strength, _, n_clean, pool), (scores, real_scores) in zip(cells, fitted):
-                if (cell_name, cell_strength) != (name, strength):
-                    continue
-                is_defect = np.arange(len(pool)) >= n_clean
+            for n_clean, n_pool, scores, real_scores in splits_of[(name, strength)]:
+                is_defect = np.arange(n_pool) >= n_clean
                 aucs.append(float(roc_auc_score(is_defect, scores)))
                 above_defect.extend(scores[is_defect] > threshold)
                 above_clean.extend(scores[~is_defect] > threshold)
