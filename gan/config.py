@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The networks gan.networks builds: paper = section 4.2.2, 32 px only; strided = strided convs in G and D;
+# upsample = the strided D with a resize-convolution G. The one list (the config, gan.grouped and the tests read it).
+Architecture = Literal["paper", "strided", "upsample"]
+ARCHITECTURES: tuple[str, ...] = get_args(Architecture)
 
 
 class _Strict(BaseModel):
@@ -14,7 +19,7 @@ class _Strict(BaseModel):
 class GanConfig(_Strict):
     """GAN training and sampling (``ctqc train``, ``ctqc generate``). Paper: section 4.2."""
 
-    architecture: Literal["paper", "strided", "upsample"] = "strided"  # paper = section 4.2.2, 32 px only; upsample = strided with resize-conv G
+    architecture: Architecture = "strided"  # see ARCHITECTURES
     mode: Literal["per_class", "conditional"] = "per_class"
     width: int = Field(64, ge=8, le=512)  # strided: channels of the last G / first D block
     z_dim: int = Field(100, ge=1)

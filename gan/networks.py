@@ -21,7 +21,6 @@ import math
 import torch
 from torch import nn
 
-ARCHITECTURES = ("paper", "strided", "upsample")  # upsample: the strided D, a resize-convolution G
 PAPER_LEAK = 0.01  # the paper's LeakyReLU alpha
 PAPER_WIDTH = 128
 
@@ -199,14 +198,14 @@ class StridedDiscriminator(nn.Module):
 
 
 def build_generator(architecture: str, *, z_dim: int, n_classes: int, image_size: int, width: int) -> nn.Module:
-    """The generator of ``architecture`` (:data:`ARCHITECTURES`)."""
+    """The generator of ``architecture`` (:data:`gan.config.ARCHITECTURES`)."""
     if architecture == "paper":
         return PaperGenerator(z_dim, n_classes, image_size)
     return StridedGenerator(z_dim, n_classes, image_size, width, resize=architecture == "upsample")
 
 
 def build_discriminator(architecture: str, *, n_classes: int, image_size: int, width: int, dropout: float) -> nn.Module:
-    """The discriminator of ``architecture`` (:data:`ARCHITECTURES`; ``upsample`` uses the strided one)."""
+    """The discriminator of ``architecture`` (:data:`gan.config.ARCHITECTURES`; ``upsample`` uses the strided one)."""
     if architecture == "paper":
         return PaperDiscriminator(n_classes, image_size, dropout)
     return StridedDiscriminator(n_classes, image_size, width, dropout)

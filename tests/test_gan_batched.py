@@ -29,7 +29,7 @@ from ctqc.config import GanConfig
 from ctqc.errors import UserError
 from gan import losses, monitor, networks
 from gan.batched import GanJob, check_groupable, train_gans_together
-from gan.grouped import GroupedDiscriminator, GroupedGenerator, group_layer
+from gan.grouped import GROUPED_ARCHITECTURES, GroupedDiscriminator, GroupedGenerator, group_layer
 from gan.networks import build_discriminator, build_generator
 from gan.sampling import load_generator, sample
 from gan.trainer import TrainingDiverged, load_checkpoint, train_gan
@@ -46,7 +46,7 @@ def _images(n=16, size=32, seed=0):
     return base
 
 
-@pytest.mark.parametrize("architecture", ["strided", "paper", "upsample"])
+@pytest.mark.parametrize("architecture", GROUPED_ARCHITECTURES)
 @pytest.mark.parametrize("n_classes", [0, 3])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_grouped_networks_match_per_model_networks(monkeypatch, architecture, n_classes, dtype):
