@@ -204,6 +204,21 @@ def test_checkpoints_load_sample_and_resume(tmp_path, float64):
         train_gan(job.images, cfg, job.out_dir, val_images=job.val_images, seed=job.seed)
         _alone(job, cfg, tmp_path / "alone")
         _assert_same_training(tmp_path / "alone" / job.out_dir.name, job.out_dir, TRAIN_ATOL)
+    # and the other way: half-way checkpoints of the per-GAN trainer continue in a group (and match it);
+    # one of them nudged, so that a group that silently restarted instead of resuming would fail
+    begun = _jobs(tmp_path, (16, 12, 16), name="begun")
+    for job in begun:
+        assert train_gan(job.images, cfg, job.out_dir, val_images=job.val_images, seed=job.seed, until_epoch=2).epochs == 2
+    nudged = begun[2].out_dir / "checkpoints" / "last.pt"
+    state = load_checkpoint(nudged)
+    state["G"] = {key: value + 0.01 if value.is_floating_point() else value for key, value in state["G"].items()}
+    torch.save(state, nudged)
+    assert [r.epochs for r in train_gans_together(begun, cfg, device="cpu")] == [cfg.epochs] * 3
+    for job in begun[:2]:
+        _assert_same_training(tmp_path / "alone" / job.out_dir.name, job.out_dir, TRAIN_ATOL)
+    _alone(begun[2], cfg, tmp_path / "alone")
+    with pytest.raises(AssertionError, match="G"):  # the same run but for the nudge
+        _assert_same_training(tmp_path / "alone" / begun[2].out_dir.name, begun[2].out_dir, TRAIN_ATOL)
 
 
 def test_a_group_refuses_what_it_cannot_batch():
