@@ -163,10 +163,12 @@ class CompareConfig(_Strict):
 class QCConfig(_Strict):
     """QC and filtering (``ctqc filter``): classifier two-sample test and copy checks."""
 
-    # domain = 128-d embedding of a small CNN fitted per fold on the real training images (ctqc.qc.domain)
-    features: list[Literal["pixels", "fft", "histogram", "structure", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["pixels", "fft", "histogram", "structure"])
+    # domain = 128-d embedding of a small CNN fitted per fold on the real training images (ctqc.qc.domain).
+    # No pixel block by default: with it, patch shuffle and noise removed ~11 % of genuine images on a second
+    # self-test seed (goal <= 10 %); without it every goal holds on two seeds (docs/qc-and-filtering.md)
+    features: list[Literal["pixels", "fft", "histogram", "structure", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["fft", "histogram", "structure"])
     classifier: Literal["logreg", "forest"] = "logreg"
-    pca_components: int = Field(32, ge=0)  # of the pixel block, fitted inside each C2ST fold; 0 = no PCA
+    pca_components: int = Field(32, ge=0)  # C2ST: of the pixel block, or of all columns without one; fitted inside each fold; 0 = no PCA
     # inverse L2 strength of the logistic regression: "auto" = by inner CV on log-loss, or a number (Platt-calibrated either way)
     c2st_c: Union[Literal["auto"], Annotated[float, Field(gt=0)]] = "auto"
     n_splits: int = Field(5, ge=2, le=20)
