@@ -71,3 +71,34 @@ def test_end_to_end_passes_the_device_and_reads_the_stage_times(tmp_path, monkey
     assert "matrix rate: 1024×1024 bf16 product 1.0 GFLOP/s (fp32: 1.0 GFLOP/s)" in out
     assert any(line.split() == ["train", "2.0"] for line in out)
     assert out[-1].startswith("ctqc run --config smoke on cpu: ") and out[-1].endswith("of the 600 s budget")
+
+
+def test_out_of_design_defects_change_the_head_only_and_as_stated(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    ood = importlib.import_module("qc_out_of_design")
+    from ctqc.config import DataConfig, PhantomConfig
+    from ctqc.data import load_dataset
+
+    x = load_dataset(DataConfig(phantom=PhantomConfig(n_per_class=3, size=32))).images
+    air = x <= -0.9
+    for name, levels in ood.defects(torch.Generator().manual_seed(0), 32).items():
+        changes = [(apply(x) - x).abs() for apply in levels.values()]
+        assert all(c.mean() > 0 for c in changes), name
+        assert changes[0].mean() < changes[1].mean() < changes[2].mean(), name  # stronger is larger
+        if name != "motion":  # the smear moves the head's edge into the air; the others leave the air alone
+            assert all(c[air].max() == 0 for c in changes), name
+    head = x > -0.9
+    pulled = ood.contrast(x, 0.5)
+    assert torch.allclose((pulled * head).sum(dim=(-2, -1)), (x * head).sum(dim=(-2, -1)), atol=1e-3)  # each head's mean kept
+    ring = ood.rings(torch.zeros(1, 1, 32, 32), 0.1, 4)  # an all-head image: circles of ±0.1, nothing else
+    assert torch.round(ring * 100).int().unique().tolist() == [-10, 0, 10]
+    assert torch.equal(ring, ring.flip(-1)) and torch.equal(ring, ring.transpose(-1, -2))  # centred
+
+
+def test_out_of_design_bench_runs_at_tiny_settings():
+    result = _run("qc_out_of_design.py", "--splits", "2", "--set", "data.phantom.n_per_class=40")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].endswith("removed / genuine removed") and lines[1].startswith("features fft+histogram+structure")
+    assert [line.split()[0] for line in lines[2:6]] == ["streaks", "rings", "contrast", "motion"]
+    assert all(line.count("AUROC") == 3 for line in lines[2:6])

@@ -223,7 +223,7 @@ def run_selftest(images: torch.Tensor, qc: QCConfig, seed: int = 0, null_repeats
     order = rng.permutation(n)
     orders = [order] + [rng.permutation(n) for _ in range(planted_splits - 1)]
     spread = brightness_spread(images)
-    planted = _planted(images, feats, pixel_columns, qc, seed, orders, artifacts(gen, images.shape[-1], spread), domain_weights)
+    planted = planted_defects(images, feats, pixel_columns, qc, seed, orders, artifacts(gen, images.shape[-1], spread), domain_weights)
     planted["intensity_shift_units"] = {"brightness_spread": round(spread, 4), "strengths": dict(zip(STRENGTHS, SHIFT_IN_SPREADS))}
 
     # (c) copies of training images vs genuine held-out images
@@ -265,10 +265,13 @@ def _planted_scores(reference: np.ndarray, pool: torch.Tensor, pixel_columns, on
     return test.synthetic_scores_, test.real_scores_
 
 
-def _planted(images: torch.Tensor, feats: np.ndarray, pixel_columns, qc: QCConfig, seed: int, orders: list, defects: dict, domain_weights) -> dict:
+def planted_defects(images: torch.Tensor, feats: np.ndarray, pixel_columns: int | None, qc: QCConfig, seed: int, orders: list, defects: dict, domain_weights=None) -> dict:
     """(b): per defect and strength, mean AUROC over the splits and the shares removed at the operating point, pooled.
 
-    Each split: the first half of ``order`` is the reference (the C2ST's real images); the pool is
+    ``images``: N×1×S×S in [-1, 1]; ``feats``: their ``qc.features`` rows (N × d, the first
+    ``pixel_columns`` the pixel block or None); ``orders``: permutations of range(N), one per split;
+    ``defects``: name → strength → function of an image batch (as :func:`artifacts` returns;
+    ``bench/qc_out_of_design.py`` passes others). Each split: the first half of ``order`` is the reference (the C2ST's real images); the pool is
     the next quarter, clean, and the last quarter with the defect. ``removed``: share of defective
     pool images above the threshold; ``genuine_removed``: of the clean pool images;
     ``reference_removed``: of the reference images' own out-of-fold scores (informative: the
