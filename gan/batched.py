@@ -80,6 +80,7 @@ from gan.trainer import (
     _ema_update,
     _log_losses,
     _sample,
+    ema_decay,
     load_checkpoint,
     save_grid,
     train_gan,
@@ -212,7 +213,7 @@ def _train_group(members: list[_Member], cfg: GanConfig, dev: torch.device, prog
                 packed.opt_g.step()
                 D.requires_grad_(True)
                 if packed.G_ema is not None:
-                    _ema_update(packed.G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+                    _ema_update(packed.G_ema, G, ema_decay(cfg, step))
                 sums[:, 1] += loss_g.detach()
             sums[:, 0] += loss_d.detach()
             sums[:, 2] += torch.sigmoid(d_real.detach().float()).mean(0)

@@ -187,7 +187,7 @@ def train_gan(
                     opt_g.step()
                     D.requires_grad_(True)
                     if G_ema is not None:
-                        _ema_update(G_ema, G, min(cfg.ema_decay, (1 + step) / (10 + step)))
+                        _ema_update(G_ema, G, ema_decay(cfg, step))
                     sums[1] += loss_g.detach()
                 sums[0] += loss_d.detach()
                 sums[2] += torch.sigmoid(d_real.detach().float()).mean()
@@ -231,6 +231,13 @@ def adam(params, cfg: GanConfig) -> torch.optim.Adam:
     """The GAN optimiser (one place for both trainers): Adam(lr, β1, β2) with the multi-tensor (foreach) step,
     bit-identical to the default per-parameter loop on the CPU (``tests/test_gan_fingerprint.py``) and faster."""
     return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=True)
+
+
+def ema_decay(cfg: GanConfig, step: int) -> float:
+    """The EMA generator's decay at G step ``step`` (0-based), one place for both trainers: ``cfg.ema_decay``
+    after a warm-up ``(1 + step) / (10 + step)`` — reached at step 8,990 for 0.999, so 1,400 steps end at 0.9936
+    (a ~160-step window). Longer averages were screened and are worse (bench/RESULTS.md, "GAN quality")."""
+    return min(cfg.ema_decay, (1 + step) / (10 + step))
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:

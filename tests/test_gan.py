@@ -15,7 +15,7 @@ from gan.augment import diff_augment, parse_policy
 from gan.monitor import kid
 from gan.networks import PaperDiscriminator, PaperGenerator, StridedDiscriminator, StridedGenerator, count_parameters
 from gan.sampling import load_generator, sample_pixels
-from gan.trainer import TrainingDiverged, load_checkpoint, train_gan
+from gan.trainer import TrainingDiverged, ema_decay, load_checkpoint, train_gan
 
 
 def test_paper_networks_have_the_papers_parameter_counts():
@@ -62,6 +62,13 @@ def test_losses_known_values():
     assert losses.d_loss("bce", big, -big, smoothing=0.1) > losses.d_loss("bce", big, -big)
     x = torch.randn(3, 1, 4, 4, requires_grad=True)
     assert losses.r1_penalty((x**2).sum(dim=(1, 2, 3)), x).item() == pytest.approx((4 * x.detach() ** 2).flatten(1).sum(1).mean().item(), rel=1e-5)
+
+
+def test_ema_decay_warms_up_to_the_configured_decay():
+    cfg = GanConfig(ema_decay=0.999)
+    assert ema_decay(cfg, 0) == pytest.approx(0.1)  # the first G step moves the average most of the way
+    assert ema_decay(cfg, 1399) == pytest.approx(1400 / 1409)  # the default preset's last step: ~0.9936
+    assert ema_decay(cfg, 8989) < 0.999 and ema_decay(cfg, 8990) == ema_decay(cfg, 10**6) == 0.999
 
 
 def test_diffaugment_keeps_air_black_and_is_differentiable():
