@@ -12,7 +12,7 @@ from reports.images import GRID_PX, picture_from_file
 from reports.rundata import RunData
 from reports.sections.common import MAX_GAN_FIGURE_FOLDS, MAX_GRIDS, Section, fmt
 
-SETTINGS = ("mode", "architecture", "width", "epochs", "batch_size", "loss", "lr", "diffaugment", "ema_decay")
+SETTINGS = ("mode", "architecture", "width", "epochs", "batch_size", "loss", "lr", "beta1", "beta2", "diffaugment", "ema_decay")
 
 
 def class_order(run: RunData, names: list[str]) -> list[str]:
