@@ -1,8 +1,8 @@
 """Per-class GANs trained one after the other vs together (``gan.train_together``), side by side in one run.
 
 Both contenders train the default preset's two per-class GANs (its ``gan:``
-settings; 72 phantom images per class at 32×32, i.e. 4 steps per epoch at
-batch 16) with ``ctqc``'s trainers:
+settings; 72 phantom images per class at 32×32, i.e. 9 steps per epoch at
+the default's batch 8) with ``ctqc``'s trainers:
 
 - one after the other: ``gan.trainer.train_gan`` per class (the default path);
 - together: ``gan.batched.train_gans_together`` (one grouped network).

@@ -46,7 +46,10 @@ def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def streaks(x: torch.Tensor, amplitude: float, generator: torch.Generator, lines: int = 6) -> torch.Tensor:
-    """``lines`` one-pixel lines through a random point of each image's central half, ± ``amplitude`` alternately, on the head."""
+    """``lines`` one-pixel lines through a random point of each image's central half, ± ``amplitude`` alternately, on the head.
+
+    ``x``: N×1×S×S in [-1, 1]; ``amplitude`` in the same units. Returns a new batch, clamped to [-1, 1].
+    """
     size = x.shape[-1]
     yy, xx = _grid(size)
     out = x.clone()
@@ -61,7 +64,10 @@ def streaks(x: torch.Tensor, amplitude: float, generator: torch.Generator, lines
 
 
 def rings(x: torch.Tensor, amplitude: float, spacing: float) -> torch.Tensor:
-    """One-pixel circles around the image centre every ``spacing`` px, ± ``amplitude`` alternately, on the head."""
+    """One-pixel circles around the image centre every ``spacing`` px, ± ``amplitude`` alternately, on the head.
+
+    ``x``: N×1×S×S in [-1, 1]; ``amplitude`` in the same units; ``spacing`` in px. Returns a new batch, clamped to [-1, 1].
+    """
     size = x.shape[-1]
     yy, xx = _grid(size)
     radius = ((yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2).sqrt() / spacing
@@ -71,14 +77,20 @@ def rings(x: torch.Tensor, amplitude: float, spacing: float) -> torch.Tensor:
 
 
 def contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
-    """Each head's intensities pulled towards its own mean by ``factor`` (1 = unchanged); the air untouched."""
+    """Each head's intensities pulled towards its own mean by ``factor`` (1 = unchanged, < 1 = less contrast); the air untouched.
+
+    ``x``: N×1×S×S in [-1, 1]. Returns a new batch.
+    """
     head = _head(x)
     mean = (x * head).sum(dim=(-2, -1), keepdim=True) / head.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
     return torch.where(head.bool(), mean + factor * (x - mean), x)
 
 
 def motion(x: torch.Tensor, shift: int) -> torch.Tensor:
-    """The mean of the image shifted by 0 … ``shift`` px along the last axis (the border is air)."""
+    """The mean of the image shifted by 0 … ``shift`` px along the last axis (``torch.roll``: the border is air).
+
+    ``x``: N×1×S×S in [-1, 1]. Returns a new batch.
+    """
     return torch.stack([torch.roll(x, k, dims=-1) for k in range(shift + 1)]).mean(dim=0)
 
 
@@ -107,6 +119,8 @@ def main() -> None:
     rng = np.random.default_rng(cfg.seed + 2)  # not the self-test's own draws
     orders = [rng.permutation(len(images)) for _ in range(args.splits)]
     sets = [s.split(",") for s in args.features] if args.features else [list(cfg.qc.features)]
+    if any("domain" in names for names in sets):
+        parser.error("--features: the domain encoder is fitted per run and not available here; use fixed extractors (pixels, fft, histogram, structure)")
     print(f"{len(images)} development images, {args.splits} splits, operating point p(synthetic) > {cfg.qc.c2st_threshold:g}; removed / genuine removed")
     for names in sets:
         qc = cfg.qc.model_copy(update={"features": names})

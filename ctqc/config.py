@@ -168,7 +168,9 @@ class QCConfig(_Strict):
     # self-test seed (goal <= 10 %); without it every goal holds on two seeds (docs/qc-and-filtering.md)
     features: list[Literal["pixels", "fft", "histogram", "structure", "inception", "inception-bf16", "domain"]] = Field(default_factory=lambda: ["fft", "histogram", "structure"])
     classifier: Literal["logreg", "forest"] = "logreg"
-    pca_components: int = Field(32, ge=0)  # C2ST: of the pixel block, or of all columns without one; fitted inside each fold; 0 = no PCA
+    # C2ST: PCA of the pixel block, or of all columns without one, fitted inside each fold; 0 = no PCA. The MMD,
+    # diversity and label classifier reduce a pixel block only (without one they only standardise)
+    pca_components: int = Field(32, ge=0)
     # inverse L2 strength of the logistic regression: "auto" = by inner CV on log-loss, or a number (Platt-calibrated either way)
     c2st_c: Union[Literal["auto"], Annotated[float, Field(gt=0)]] = "auto"
     n_splits: int = Field(5, ge=2, le=20)

@@ -1,6 +1,6 @@
 """Train K GANs of one architecture and config together (``gan.train_together``).
 
-Why: the per-class (and per-fold) GANs are tiny — batch 16 of 32×32 images — so
+Why: the per-class (and per-fold) GANs are tiny — batch 8 or 16 of 32×32 images — so
 on a GPU each step is bound by kernel launches, not arithmetic. Trained
 together, K GANs make one step of K-fold width: the same number of kernels,
 each K times larger.

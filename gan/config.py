@@ -49,7 +49,7 @@ class GanConfig(_Strict):
     # Train all per-class / per-fold GANs of a run together as one grouped network
     # (gan/batched.py): one K-wide step instead of K tiny ones, for GPUs. Each GAN
     # keeps its own data, seed, streams and files; results match the per-GAN
-    # trainer up to floating-point summation order. architectures paper, strided and upsample; not under torchrun.
+    # trainer up to floating-point summation order. Every architecture of ARCHITECTURES (gan.grouped.GROUPED_ARCHITECTURES); not under torchrun.
     train_together: bool = False
 
     @field_validator("diffaugment")

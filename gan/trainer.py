@@ -234,7 +234,7 @@ def adam(params, cfg: GanConfig) -> torch.optim.Adam:
 
 
 def ema_decay(cfg: GanConfig, step: int) -> float:
-    """The EMA generator's decay at G step ``step`` (0-based), one place for both trainers: ``cfg.ema_decay``
+    """The EMA generator's decay at iteration ``step`` (0-based; the D-step counter, one G step per ``n_critic``), one place for both trainers: ``cfg.ema_decay``
     after a warm-up ``(1 + step) / (10 + step)`` — reached at step 8,990 for 0.999, so the default preset's 2,250 steps end at
     0.9960 (a ~250-step window). Longer averages were screened and are worse (bench/RESULTS.md, "GAN quality")."""
     return min(cfg.ema_decay, (1 + step) / (10 + step))

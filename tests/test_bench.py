@@ -102,3 +102,5 @@ def test_out_of_design_bench_runs_at_tiny_settings():
     assert lines[0].endswith("removed / genuine removed") and lines[1].startswith("features fft+histogram+structure")
     assert [line.split()[0] for line in lines[2:6]] == ["streaks", "rings", "contrast", "motion"]
     assert all(line.count("AUROC") == 3 for line in lines[2:6])
+    motion_high = float(lines[5].split("high AUROC ")[1].split(",")[0])
+    assert motion_high > 0.9  # a 4-px smear is seen even with 40 images per class and 2 splits

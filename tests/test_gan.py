@@ -67,7 +67,7 @@ def test_losses_known_values():
 def test_ema_decay_warms_up_to_the_configured_decay():
     cfg = GanConfig(ema_decay=0.999)
     assert ema_decay(cfg, 0) == pytest.approx(0.1)  # the first G step moves the average most of the way
-    assert ema_decay(cfg, 1399) == pytest.approx(1400 / 1409)  # the default preset's last step: ~0.9936
+    assert ema_decay(cfg, 2249) == pytest.approx(2250 / 2259)  # the default preset's last step (250 epochs × 9): ~0.9960
     assert ema_decay(cfg, 8989) < 0.999 and ema_decay(cfg, 8990) == ema_decay(cfg, 10**6) == 0.999
 
 

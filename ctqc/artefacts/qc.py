@@ -159,7 +159,7 @@ class FilterUnit(Artefact):
     threshold: float | None = Field(None, ge=0, le=1)  # the p(synthetic) threshold applied (None: nothing rejected as c2st)
     real_rejection: RealRejection | None = None  # genuine images the threshold would reject
     calibration: Calibration | None = None  # of the stored scores, as they are
-    diversity: Diversity | None = None  # on the C2ST features (standardised, pixel block PCA-reduced)
+    diversity: Diversity | None = None  # on the C2ST features (standardised; a pixel block PCA-reduced)
     frozen: FrozenCheck | None = None  # the frozen filter on fresh images: the evidence; c2st_after grades the selection itself
     notes: list[str] = Field(default_factory=list)  # e.g. an embedding skipped for too few images
 

@@ -1,7 +1,7 @@
 """The label strategy's score: does a classifier fitted on real images assign a synthetic image to its class?
 
-Per fold, one multinomial logistic regression on the C2ST's QC features (standardise → PCA of the
-pixel block, as the C2ST does → logistic regression) is fitted on the *real training images of every
+Per fold, one multinomial logistic regression on the C2ST's QC features (standardise → PCA of a
+pixel block when there is one → logistic regression) is fitted on the *real training images of every
 class* of that fold — the reference images of the fold's units; never a validation, test or synthetic
 image. Its regularisation C is chosen by an inner stratified cross-validation on log-loss over
 :data:`C_GRID` (so the probabilities are not shrunk by a fixed, strong penalty). Each synthetic image
@@ -24,7 +24,7 @@ from ctqc.qc.classifiers import make_classifier
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 7))  # candidate inverse L2 strengths, chosen by inner CV on log-loss
 INNER_SPLITS = 5  # folds of the inner cross-validation (fewer when a class has fewer images)
-CLASSIFIER = "multinomial logistic regression on the QC features (standardised, pixel block PCA-reduced), C by inner 5-fold CV on log-loss"
+CLASSIFIER = "multinomial logistic regression on the QC features (standardised, a pixel block PCA-reduced), C by inner 5-fold CV on log-loss"
 
 
 @dataclass
@@ -85,7 +85,7 @@ def fit_fold(members: list[tuple[str, int, object]], qc, seed: int) -> LabelFit:
 
 
 def _classifier(qc, seed: int, n_train: int, pixel_columns: int | None, n_splits: int):
-    """Standardise → PCA of the pixel block (the C2ST's transform) → logistic regression, C chosen by inner CV on log-loss.
+    """Standardise → PCA of a pixel block (when there is one) → logistic regression, C chosen by inner CV on log-loss.
 
     The inner search re-fits the whole pipeline (scaling and PCA too) inside each inner fold, on the
     fold's real training images only.
@@ -95,7 +95,7 @@ def _classifier(qc, seed: int, n_train: int, pixel_columns: int | None, n_splits
     from sklearn.pipeline import Pipeline
 
     n_components = min(qc.pca_components, n_train - 1 - n_train // n_splits) if qc.pca_components and pixel_columns else None
-    transform = make_classifier("logreg", seed, n_components, pixel_columns if n_components else None)[:-1]  # the C2ST's label-free transform
+    transform = make_classifier("logreg", seed, n_components, pixel_columns if n_components else None)[:-1]  # label-free: scaling, pixel-block PCA
     pipeline = Pipeline([*transform.steps, ("logisticregression", LogisticRegression(max_iter=2000))])
     inner = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return GridSearchCV(pipeline, {"logisticregression__C": list(C_GRID)}, cv=inner, scoring="neg_log_loss", refit=True, error_score="raise")

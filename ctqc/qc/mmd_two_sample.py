@@ -11,9 +11,10 @@ characteristic kernel such as the Gaussian k(a, b) = exp(−‖a − b‖² / (2
 C2ST, which sees a difference of means, the MMD also sees a loss of spread, a few repeated modes
 or duplicated images (a set with half the real spread: see ``tests/test_mmd.py``).
 
-Features (:func:`mmd_features`): the C2ST's label-free transform — standardise, PCA of the pixel
-block to ``qc.pca_components``, standardise (:func:`ctqc.qc.classifiers.make_classifier` without
-its classifier) — fitted on the *pooled* images, so it does not depend on which image is real.
+Features (:func:`mmd_features`): standardise, PCA of a pixel block (when there is one) to
+``qc.pca_components``, standardise (:func:`ctqc.qc.classifiers.make_classifier` without its
+classifier; without a pixel block only standardised, whereas the C2ST then reduces all columns) —
+fitted on the *pooled* images, so it does not depend on which image is real.
 Bandwidth σ: the median pairwise Euclidean distance of the pooled, transformed features (the
 median heuristic, Gretton et al. 2012, section 8). Both are label-free, so the permutation test is
 exact: the kernel matrix is computed once and each permutation only relabels its rows — p-value
@@ -120,7 +121,7 @@ def mmd_test(real: np.ndarray, synthetic: np.ndarray, n_permutations: int = 200,
 
 
 def mmd_features(real: np.ndarray, synthetic: np.ndarray, pca_components: int, pixel_columns: int | None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(real, synthetic) after the C2ST's label-free transform, fitted on both sets pooled.
+    """(real, synthetic) after a label-free transform, fitted on both sets pooled.
 
     Standardise; with a pixel block (``pixel_columns``) and ``pca_components`` > 0, PCA of that
     block to min(``pca_components``, N − 1) dimensions, re-standardised, the other columns

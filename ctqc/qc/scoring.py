@@ -338,8 +338,8 @@ def calibration(table, unit: dict, qc) -> dict | None:
 def diversity(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fold: int) -> dict | None:
     """Density/coverage of pool, kept images and same-size random subsets against the reference images.
 
-    Features: the C2ST's label-free transform (standardise; PCA of the pixel block to
-    ``qc.pca_components``) fitted on the reference images, so 1,024 pixel columns do not swamp
+    Features: standardised; a pixel block, when there is one, PCA-reduced to
+    ``qc.pca_components`` (without one, unlike the C2ST, no PCA); fitted on the reference images, so 1,024 pixel columns do not swamp
     the spectrum and histogram in the distances. See :func:`ctqc.qc.diversity.diversity_check`.
     """
     n_components = min(qc.pca_components, len(features.reference) - 1) if qc.pca_components and features.pixel_columns else None
