@@ -33,6 +33,19 @@ def test_warning_when_the_kept_set_loses_diversity():
     assert result["coverage_kept"] < result["coverage_random"] - 0.1 and "removed diversity" in result["warning"]
     random_keep = rng.random(400) < 0.25
     assert diversity_check(real, pool, random_keep)["warning"] is None
+    assert diversity_check(real, pool, random_keep)["note"] is None  # the check could have warned here
+
+
+def test_a_kept_set_too_small_to_warn_says_so():
+    """With 2 kept images of 400, same-size random subsets cover < 0.1 of 300 real neighbourhoods, so the
+    kept coverage cannot fall 0.1 below theirs: no warning, and a note that the check could not speak."""
+    rng = np.random.default_rng(2)
+    real, pool = rng.normal(size=(300, 3)), rng.normal(size=(400, 3))
+    few = np.zeros(400, bool)
+    few[:2] = True
+    result = diversity_check(real, pool, few)
+    assert result["coverage_random"] < 0.1 and result["warning"] is None
+    assert result["note"].startswith("cannot warn at this size") and f"{result['coverage_random']:.2f}" in result["note"]
 
 
 def test_matches_an_independent_nearest_neighbour_route():

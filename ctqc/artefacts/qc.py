@@ -131,6 +131,7 @@ class Diversity(Artefact):
     density_random: float = Field(ge=0)  # mean over ``draws`` random subsets of the kept set's size
     coverage_random: float = Field(ge=0, le=1)
     warning: str | None = None  # the kept coverage is > 0.1 below the random subsets'
+    note: str | None = None  # the check cannot warn: the random subsets' coverage is below that margin (too few kept)
 
 
 class FrozenCheck(Artefact):

@@ -164,6 +164,7 @@ def _print_filter(summary, where) -> None:
             console.print(
                 f"    coverage {d.coverage_before:.2f} → {d.coverage_kept:.2f} (same-size random subsets {d.coverage_random:.2f}); density {d.density_before:.2f} → {d.density_kept:.2f} ({d.density_random:.2f})"
                 + (f"; warning: {d.warning}" if d.warning else "")
+                + (f"; {d.note}" if d.note else "")
             )
         if r.frozen is not None:
             f = r.frozen

@@ -47,7 +47,9 @@ def diversity_check(real: np.ndarray, pool: np.ndarray, kept_mask: np.ndarray, s
     """Density/coverage of the pool, of the kept images and (mean of ``draws``) of same-size random subsets.
 
     Returns a JSON-ready dict with a ``warning`` when the kept coverage is more than
-    :data:`COVERAGE_WARNING` below the random subsets'; None when there are ≤ k real or < 1 kept images.
+    :data:`COVERAGE_WARNING` below the random subsets', and a ``note`` when it cannot be (the
+    random subsets cover less than that margin: too few kept images for the check to speak);
+    None when there are ≤ k real or < 1 kept images.
     """
     kept_mask = np.asarray(kept_mask, bool)
     if len(real) <= k or not kept_mask.any():
@@ -68,7 +70,10 @@ def diversity_check(real: np.ndarray, pool: np.ndarray, kept_mask: np.ndarray, s
         "density_random": round(float(random[0]), 4),
         "coverage_random": round(float(random[1]), 4),
         "warning": None,
+        "note": None,
     }
+    if random[1] < COVERAGE_WARNING:
+        out["note"] = f"cannot warn at this size: same-size random subsets cover only {random[1]:.2f} (< the {COVERAGE_WARNING:g} margin)"
     if kept[1] < random[1] - COVERAGE_WARNING:
         out["warning"] = f"the kept images cover {kept[1]:.2f} of the real neighbourhoods, same-size random subsets {random[1]:.2f}: the filter removed diversity"
     return out

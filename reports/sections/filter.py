@@ -56,7 +56,7 @@ def build(run: RunData) -> Section:
             "after": after_cell(f.c2st_after),
             "coverage": "–" if (d := f.diversity_vs_heldout) is None else f"{fmt(d.coverage_before, 2)} → {fmt(d.coverage_kept, 2)}",
             "coverage_random": "–" if d is None else fmt(d.coverage_random, 2),
-            "warning": None if d is None else d.warning,
+            "warning": None if d is None else (d.warning or d.note),
         }
         for unit, v in filt.per_class.items()
         if (f := v.frozen) is not None
@@ -145,7 +145,7 @@ def _diversity_row(unit: str, d: Diversity) -> dict:
         "density": f"{fmt(d.density_before, 2)} → {fmt(d.density_kept, 2)}",
         "density_random": fmt(d.density_random, 2),
         "n_real": d.n_real,
-        "warning": d.warning,
+        "warning": d.warning or d.note,
     }
 
 
