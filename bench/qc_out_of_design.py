@@ -32,13 +32,9 @@ import torch
 from ctqc.config import load_config
 from ctqc.data import load_dataset
 from ctqc.qc.features import feature_matrix
-from ctqc.qc.pixels import AIR_LEVEL
+from ctqc.qc.pixels import head_mask
 from ctqc.qc.selftest import STRENGTHS, planted_defects
 from ctqc.splits import Splits
-
-
-def _head(x: torch.Tensor) -> torch.Tensor:
-    return (x > AIR_LEVEL).to(x.dtype)
 
 
 def _grid(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +55,7 @@ def streaks(x: torch.Tensor, amplitude: float, generator: torch.Generator, lines
         for k, angle in enumerate((torch.rand(lines, generator=generator) * np.pi).tolist()):
             on_line = ((yy - cy) * np.cos(angle) - (xx - cx) * np.sin(angle)).abs() < 0.5
             pattern[on_line] = amplitude * (1 if k % 2 == 0 else -1)
-        out[i] = x[i] + pattern * _head(x[i])
+        out[i] = x[i] + pattern * head_mask(x[i])
     return out.clamp(-1, 1)
 
 
@@ -73,7 +69,7 @@ def rings(x: torch.Tensor, amplitude: float, spacing: float) -> torch.Tensor:
     radius = ((yy - (size - 1) / 2) ** 2 + (xx - (size - 1) / 2) ** 2).sqrt() / spacing
     ring = torch.round(radius)
     pattern = torch.where(((radius - ring).abs() * spacing < 0.5) & (ring > 0), amplitude * (1 - 2 * (ring % 2)), torch.zeros(()))
-    return (x + pattern * _head(x)).clamp(-1, 1)
+    return (x + pattern * head_mask(x)).clamp(-1, 1)
 
 
 def contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
@@ -81,7 +77,7 @@ def contrast(x: torch.Tensor, factor: float) -> torch.Tensor:
 
     ``x``: N×1×S×S in [-1, 1]. Returns a new batch.
     """
-    head = _head(x)
+    head = head_mask(x)
     mean = (x * head).sum(dim=(-2, -1), keepdim=True) / head.sum(dim=(-2, -1), keepdim=True).clamp(min=1)
     return torch.where(head.bool(), mean + factor * (x - mean), x)
 

@@ -16,6 +16,13 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
 
 
 AIR_LEVEL = -0.9  # pixels at or below this (in [-1, 1]) are air; above it, the foreground (tissue, bone)
+
+
+def head_mask(x: torch.Tensor) -> torch.Tensor:
+    """1 where ``x`` (any shape, in [-1, 1]) is above :data:`AIR_LEVEL` (the head), 0 in the air; ``x``'s shape and dtype."""
+    return (x > AIR_LEVEL).to(x.dtype)
+
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # the RGB statistics ImageNet-trained networks (DINOv2, SwAV) normalise with
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

@@ -49,7 +49,7 @@ from ctqc.qc.calibration import reliability, wilson_interval
 from ctqc.qc.domain import fit_domain_encoder
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.memorisation import check_copies
-from ctqc.qc.pixels import AIR_LEVEL
+from ctqc.qc.pixels import head_mask
 from ctqc.qc.selftest_sets import set_level
 from ctqc.splits import Splits
 
@@ -57,15 +57,11 @@ STRENGTHS = ("low", "medium", "high")
 PLANTED_SPLITS = 5  # random reference / clean / defective splits that (b) is pooled over
 
 
-def _foreground(x: torch.Tensor) -> torch.Tensor:
-    return (x > AIR_LEVEL).to(x.dtype)
-
-
 def checkerboard(x: torch.Tensor, delta: float) -> torch.Tensor:
     """±delta in a 1-px checkerboard over the head (transposed-conv artifacts look like this)."""
     h, w = x.shape[-2:]
     pattern = ((torch.arange(h).view(-1, 1) + torch.arange(w).view(1, -1)) % 2) * 2.0 - 1.0
-    return (x + delta * pattern * _foreground(x)).clamp(-1, 1)
+    return (x + delta * pattern * head_mask(x)).clamp(-1, 1)
 
 
 def blocky(x: torch.Tensor, factor: int) -> torch.Tensor:
@@ -84,11 +80,11 @@ def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def noise(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    return (x + sigma * torch.randn(x.shape, generator=generator) * _foreground(x)).clamp(-1, 1)
+    return (x + sigma * torch.randn(x.shape, generator=generator) * head_mask(x)).clamp(-1, 1)
 
 
 def intensity_shift(x: torch.Tensor, shift: float) -> torch.Tensor:
-    return (x + shift * _foreground(x)).clamp(-1, 1)
+    return (x + shift * head_mask(x)).clamp(-1, 1)
 
 
 def _place(extent: int, size: int, generator: torch.Generator) -> int:
@@ -124,7 +120,7 @@ def patch_shuffle(x: torch.Tensor, size: int, generator: torch.Generator) -> tor
 
 def brightness_spread(images: torch.Tensor) -> float:
     """Inter-image SD of the mean foreground intensity: the natural spread an intensity shift hides in."""
-    fg = (images > AIR_LEVEL).to(images.dtype)
+    fg = head_mask(images)
     means = (images * fg).sum(dim=(1, 2, 3)) / fg.sum(dim=(1, 2, 3)).clamp_min(1)
     return float(means.std())
 

@@ -41,7 +41,7 @@ from ctqc.qc.c2st import configured_c2st
 from ctqc.qc.dedup import find_duplicates
 from ctqc.qc.features import feature_matrix
 from ctqc.qc.mmd_two_sample import configured_mmd, mmd_features
-from ctqc.qc.pixels import AIR_LEVEL
+from ctqc.qc.pixels import head_mask
 
 SET_REPEATS = 10  # random reference / held-out splits
 N_DISTINCT = 5  # distinct images behind a low-diversity or duplicated set
@@ -56,7 +56,7 @@ RECORDED = ("typical_images",)  # recorded for the comparison of the two tests
 
 
 def _noisy(x: torch.Tensor, sigma: float, generator: torch.Generator) -> torch.Tensor:
-    return (x + sigma * torch.randn(x.shape, generator=generator) * (x > AIR_LEVEL).to(x.dtype)).clamp(-1, 1)
+    return (x + sigma * torch.randn(x.shape, generator=generator) * head_mask(x)).clamp(-1, 1)
 
 
 def set_level(
