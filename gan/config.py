@@ -51,6 +51,11 @@ class GanConfig(_Strict):
     # keeps its own data, seed, streams and files; results match the per-GAN
     # trainer up to floating-point summation order. Every architecture of ARCHITECTURES (gan.grouped.GROUPED_ARCHITECTURES); not under torchrun.
     train_together: bool = False
+    # Independent GANs (per class / per fold) trained side by side in this many spawned processes,
+    # the cores split between them (ctqc/pool.py); 0 = one per CPU core. Each GAN's numbers depend
+    # on its thread count, which follows this setting and the run's number of GANs (not what is left
+    # to train), so a resumed run matches one run in one go. Ignored with train_together and under torchrun.
+    jobs: int = Field(0, ge=0, le=256)
 
     @field_validator("diffaugment")
     @classmethod

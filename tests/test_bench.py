@@ -104,3 +104,11 @@ def test_out_of_design_bench_runs_at_tiny_settings():
     assert all(line.count("AUROC") == 3 for line in lines[2:6])
     motion_high = float(lines[5].split("high AUROC ")[1].split(",")[0])
     assert motion_high > 0.9  # a 4-px smear is seen even with 40 images per class and 2 splits
+
+
+def test_gan_side_by_side_times_both_contenders_from_their_manifests():
+    result = _run("gan_side_by_side.py", "--config", "smoke", "--epochs", "1", "--pairs", "2")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert [line.split(":")[0] for line in lines[2:4]] == ["pair 1", "pair 2"]
+    assert lines[-1].startswith("train stage: one after another median ") and " ratio median " in lines[-1]

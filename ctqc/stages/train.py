@@ -17,10 +17,12 @@ from ctqc.config import Config
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
 from ctqc.layout import CONDITIONAL_UNIT, class_slug
+from ctqc.pool import run_unordered, split_cores
 from ctqc.run import Run
 from ctqc.seeds import unit_seed
 from ctqc.splits import DevelopmentData
 from gan.batched import GanJob, check_groupable, train_gans_together, train_job
+from gan.config import GanConfig
 
 
 @dataclass(frozen=True)
@@ -70,10 +72,12 @@ def train(run: Run, *, progress: bool = True) -> Run:
     """Train every GAN of ``run`` (each fold × class, or one conditional GAN per fold); resumable.
 
     A GAN whose final generator exists is not trained again; one interrupted mid-way
-    resumes from its last checkpoint. Under ``torchrun`` every rank trains every GAN
-    on its shard of each batch; rank 0 alone writes checkpoints and the manifest.
-    With ``gan.train_together`` the GANs of all folds train together (:mod:`gan.batched`;
-    refused under torchrun).
+    resumes from its last checkpoint. The GANs are independent: ``gan.jobs`` of them
+    train side by side in spawned processes (:func:`side_by_side`), each with its share
+    of the cores. Under ``torchrun`` every rank trains every GAN, one after another, on
+    its shard of each batch; rank 0 alone writes checkpoints and the manifest. With
+    ``gan.train_together`` the GANs of all folds train together as one network
+    (:mod:`gan.batched`; refused under torchrun).
     """
     cfg, data, splits = run.config, run.data(), run.splits
     world = ddp.init(resolve_device(cfg.device))
@@ -82,6 +86,8 @@ def train(run: Run, *, progress: bool = True) -> Run:
         if world.enabled:
             raise UserError("gan.train_together does not run under torchrun; unset gan.train_together or run without torchrun")
         check_groupable(cfg.gan)
+    n_gans = len(splits.folds) * len(unit_names(cfg))
+    processes, threads = (1, torch.get_num_threads()) if together or world.enabled else side_by_side(cfg.gan.jobs, n_gans)
     with run.stage("train") if world.is_main else contextlib.nullcontext([]) as outputs:
         jobs = []
         for fold in splits.folds:
@@ -89,21 +95,59 @@ def train(run: Run, *, progress: bool = True) -> Run:
             for unit in gan_units(cfg, dev):
                 out = run.layout.gan_unit(fold, unit.name)
                 if not run.layout.generator(fold, unit.name).is_file():  # one finished before an interruption is not redone
-                    job = GanJob(
-                        unit.images,
-                        out,
-                        labels=unit.labels,
-                        n_classes=len(data.class_names) if unit.labels is not None else 0,
-                        val_images=unit.val_images,
-                        seed=unit.seed,
-                        description={"fold": fold, "unit": unit.name, "class_key": unit.class_key, "n_train": int(len(unit.images))},
-                        progress_label=f"GAN fold {fold} {unit.name}",
+                    jobs.append(
+                        GanJob(
+                            unit.images,
+                            out,
+                            labels=unit.labels,
+                            n_classes=len(data.class_names) if unit.labels is not None else 0,
+                            val_images=unit.val_images,
+                            seed=unit.seed,
+                            description={"fold": fold, "unit": unit.name, "class_key": unit.class_key, "n_train": int(len(unit.images))},
+                            progress_label=f"GAN fold {fold} {unit.name}",
+                        )
                     )
-                    if together:
-                        jobs.append(job)
-                    else:
-                        train_job(job, cfg.gan, device=cfg.device, resume=True, progress=progress)
                 outputs.append(run.layout.rel(out))
-        if jobs:
+        if together and jobs:
             train_gans_together(jobs, cfg.gan, device=cfg.device, resume=True, progress=progress)
+        elif processes > 1 and len(jobs) > 1:
+            _in_pool(jobs, cfg.gan, cfg.device, processes, threads, progress)
+        else:
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads)
+            try:
+                for job in jobs:
+                    train_job(job, cfg.gan, device=cfg.device, resume=True, progress=progress)
+            finally:
+                torch.set_num_threads(before)
     return run
+
+
+def side_by_side(jobs: int, n_gans: int, cores: int | None = None) -> tuple[int, int]:
+    """``(processes, threads)`` for a run of ``n_gans`` GANs with ``gan.jobs = jobs`` (0: one process per core).
+
+    Never more processes than the run's GANs or the cores; the cores are split evenly.
+    Both follow the run's GANs, not the ones left to train, so a GAN resumed after an
+    interruption gets the thread count it started with (:func:`ctqc.pool.split_cores`).
+    """
+    processes, _ = split_cores(jobs, cores)
+    return split_cores(min(processes, max(1, n_gans)), cores)
+
+
+def _train_one(item: tuple[GanJob, GanConfig, str]) -> float:
+    """A pool process's work: one GAN (no progress bar); its training seconds."""
+    job, gan_cfg, device = item
+    return train_job(job, gan_cfg, device=device, resume=True, progress=False).seconds
+
+
+def _in_pool(jobs: list[GanJob], gan_cfg: GanConfig, device: str, processes: int, threads: int, progress: bool) -> None:
+    """``jobs`` in ``min(processes, len(jobs))`` spawned processes of ``threads`` torch threads, with a bar counting finished GANs."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    workers = min(processes, len(jobs))
+    label = f"GANs ({workers} processes × {threads} thread{'s' if threads > 1 else ''})"
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not progress)
+    task = bar.add_task(label, total=len(jobs))
+    with bar:
+        for (job, _, _), seconds in run_unordered(_train_one, ((job, gan_cfg, device) for job in jobs), workers, threads):
+            bar.update(task, advance=1, description=f"{label}: {job.progress_label} done in {seconds:.0f} s")

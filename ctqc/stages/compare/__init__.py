@@ -36,10 +36,11 @@ from ctqc.artefacts import CompareSummary, write_artefact
 from ctqc.config import ARMS, FILTER_ARMS, FILTER_STRATEGIES, CompareConfig, Config, arm_strategy, ratio_arm, strategy_arm
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
+from ctqc.pool import available_cores, split_cores
 from ctqc.run import Run
 from ctqc.stages.compare import dose
 from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
-from ctqc.stages.compare.executor import available_cores, execute, load_unit
+from ctqc.stages.compare.executor import execute, load_unit
 from ctqc.stages.compare.jobs import METRICS, RESULT_COLUMNS, TrainingJob, is_degenerate, make_job, same_training_record, train_unit, training_seed, unit_key
 from ctqc.stages.compare.statistics import comparisons_for, summarise
 from ctqc.stages.compare.tables import arm_label, format_table, print_table
@@ -115,10 +116,7 @@ def compare(
 
     cores = available_cores()
     n_units = len(arms) * len(folds) * len(seed_list)
-    # Threads follow the requested parallelism, not the units left, so that a resumed
-    # unit runs with the same thread count (and gives the same numbers) as in one go.
-    parallel = min(jobs or cores, cores)
-    threads = max(1, cores // parallel)
+    parallel, threads = split_cores(jobs, cores)  # threads follow the requested parallelism, so a resumed unit gives the same numbers
     world = ddp.init(ddp.local_device(resolve_device(cfg.device)))
     if world.enabled:  # under torchrun every training is data-parallel over the ranks, one after another
         parallel, threads = 1, max(1, cores // world.local_world_size)

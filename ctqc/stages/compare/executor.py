@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
-import multiprocessing
-import os
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ctqc.pool import run_unordered
 from ctqc.stages.compare.jobs import UNIT_FORMAT, TrainingJob, train_unit
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 def load_unit(path: Path, signature: str) -> dict | None:
@@ -39,10 +29,6 @@ def load_unit(path: Path, signature: str) -> dict | None:
     if record.get("format") != UNIT_FORMAT or record.get("signature") != signature:
         return None
     return record
-
-
-def init_worker(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 def execute(pending: Iterator[TrainingJob], n_pending: int, workers: int, threads: int, progress: bool, console, total: int, already: int) -> Iterator[dict]:
@@ -83,27 +69,8 @@ def _in_process(pending: Iterator[TrainingJob], bar: Progress | None, task) -> I
 
 
 def _in_pool(queue: Iterator[TrainingJob], workers: int, threads: int, bar: Progress | None, task) -> Iterator[dict]:
-    """``workers`` spawned processes; one job beyond ``workers`` is queued so that none waits idle."""
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(threads,)) as pool:
-        running = {}
-        try:
-            for job in queue:
-                running[pool.submit(train_unit, job)] = job.key
-                if len(running) >= workers + 1:
-                    break
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    key = running.pop(future)
-                    record = future.result()
-                    if bar is not None:
-                        bar.update(task, advance=1, description=f"compare ({workers} processes): {key} done")
-                    yield record
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        running[pool.submit(train_unit, nxt)] = nxt.key
-        except BaseException:
-            for future in running:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    """``workers`` spawned processes (:func:`ctqc.pool.run_unordered`)."""
+    for job, record in run_unordered(train_unit, queue, workers, threads):
+        if bar is not None:
+            bar.update(task, advance=1, description=f"compare ({workers} processes): {job.key} done")
+        yield record
