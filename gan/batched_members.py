@@ -112,7 +112,7 @@ class _Member:
         self.y_all = job.labels.to(dev) if conditional else None
         self.fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(seed + 1)).to(dev)
         self.fixed_y = (torch.arange(64) % n_classes).to(dev) if conditional else None
-        self.monitor = QualityMonitor(job.images, job.val_images, seed=seed)
+        self.monitor = QualityMonitor(job.images, job.val_images, seed=seed, device=dev)
         self.last_losses: dict = {}
         self.task = None  # its progress-bar task
         self.result: TrainResult | None = None

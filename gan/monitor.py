@@ -21,7 +21,10 @@ COLLAPSE_RATIO = 0.3  # diversity below this fraction of the real images' is fla
 
 
 class QualityMonitor:
-    def __init__(self, train_images: torch.Tensor, val_images: torch.Tensor | None, seed: int = 0) -> None:
+    def __init__(self, train_images: torch.Tensor, val_images: torch.Tensor | None, seed: int = 0, device: str | torch.device = "cpu") -> None:
+        """Features of ``train_images`` and ``val_images`` (N×1×S×S in [-1, 1]) once; the net and every later
+        evaluation run on ``device`` (the GAN's: on a GPU the samples need not come back to the host)."""
+        self.device = torch.device(device)
         # fork_rng: building layers draws default inits from the global RNG, which the
         # trainer's dropout uses — the monitor must not shift it (resume would differ).
         with torch.random.fork_rng(devices=[]):
@@ -37,14 +40,14 @@ class QualityMonitor:
                         fan_in = layer.weight[0].numel()
                         layer.weight.copy_(torch.randn(layer.weight.shape, generator=gen) * (2.0 / fan_in) ** 0.5)
                         layer.bias.zero_()
-        self.net.eval().requires_grad_(False)
+        self.net.to(self.device).eval().requires_grad_(False)
         self.real_diversity = _mean_pairwise(self.features(train_images))
         self.val_features = None if val_images is None or len(val_images) < 2 else self.features(val_images)
 
     @torch.no_grad()
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """N×1×S×S in [-1, 1] → N×256 float64: per-channel mean and std of the last feature map."""
-        h = self.net(images.detach().float().cpu().contiguous())
+        h = self.net(images.detach().float().to(self.device).contiguous())
         return torch.cat([h.mean(dim=(2, 3)), h.std(dim=(2, 3))], dim=1).double()
 
     def evaluate(self, samples: torch.Tensor) -> dict[str, float]:

@@ -130,7 +130,7 @@ def train_gan(
     y_all = labels.to(dev) if conditional else None
     fixed_z = torch.randn(64, cfg.z_dim, generator=torch.Generator().manual_seed(seed + 1)).to(dev)
     fixed_y = (torch.arange(64) % n_classes).to(dev) if conditional else None
-    monitor = QualityMonitor(images, val_images, seed=seed)
+    monitor = QualityMonitor(images, val_images, seed=seed, device=dev)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16) if bf16 else nullcontext()
     r1 = cfg.r1_gamma > 0 and cfg.loss != "wgan-gp"
     last_epoch = cfg.epochs if until_epoch is None else min(until_epoch, cfg.epochs)
@@ -260,7 +260,7 @@ def _sample(G: torch.nn.Module, z: torch.Tensor, y: torch.Tensor | None, autocas
     was_training = G.training
     G.eval()
     with autocast:
-        out = G(z, y).float().cpu()
+        out = G(z, y).float()  # stays on the device: the quality signal runs there; save_grid copies to the host
     G.train(was_training)
     return out
 
@@ -384,7 +384,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     from PIL import Image
     from torchvision.utils import make_grid
 
-    grid = make_grid(images.float().clamp(-1, 1), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1), pad_value=0.5)
+    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, normalize=True, value_range=(-1, 1), pad_value=0.5)
     array = (grid[0] * 255).round().to(torch.uint8).numpy()
     with atomic.atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="PNG")
