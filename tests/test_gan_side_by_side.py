@@ -62,3 +62,16 @@ def test_the_pool_returns_every_result_and_raises_a_jobs_error():
     assert sorted(run_unordered(_square_or_fail, iter([0, 1, 2, 4]), workers=2, threads=1)) == [(0, 0), (1, 1), (2, 4), (4, 16)]
     with pytest.raises(ValueError, match="three"):
         list(run_unordered(_square_or_fail, iter(range(6)), workers=2, threads=1))
+
+
+def test_a_gan_failing_in_its_process_fails_the_stage_in_one_line(tmp_path, run_cli, phantom_folder, monkeypatch):
+    """TrainingDiverged raised in a pool process reaches the CLI as it does in-process: one line, exit 2, the run as before."""
+    import json
+
+    monkeypatch.setattr(ctqc.pool, "available_cores", lambda: 2)
+    result = run_cli("train", "--config", "smoke", "--data", phantom_folder, "--set", "gan.jobs=0", "--set", "gan.log_every=1", "--set", "gan.max_abs_loss=1e-6")
+    assert result.code == 2
+    assert result.err.strip().splitlines() == [line for line in result.err.strip().splitlines() if line.startswith("error: GAN training diverged at epoch 1")]
+    assert "Traceback" not in result.err
+    manifest = json.loads(((tmp_path / "runs" / "latest").resolve() / "manifest.json").read_text())
+    assert "train" not in manifest["stages"]  # a UserError puts the stage's entry back (ctqc.run.Run.stage)
