@@ -12,7 +12,8 @@ settings and ``--set gan.epochs=E`` (default: a tenth of the default preset's 25
 Pairs alternate which contender goes first. Each run's train-stage seconds are read
 from its ``manifest.json``; the last line gives the medians and the median of the
 per-pair ratios one-after-another / side-by-side (> 1: side by side is faster).
-The two contenders' GANs are not bit-identical (one thread vs several per GAN sums
+``OMP_NUM_THREADS`` is removed from the runs' environment (it caps the cores ctqc
+splits, :func:`ctqc.pool.available_cores`). The two contenders' GANs are not bit-identical (one thread vs several per GAN sums
 in another order): same settings, same seeds, statistically the same GANs.
 
     python bench/gan_side_by_side.py [--pairs 4] [--epochs 25] [--config default]
@@ -39,7 +40,8 @@ def train_seconds(config: str, epochs: int, jobs: int) -> float:
     work = Path(tempfile.mkdtemp(prefix="ctqc-sbs-"))
     try:
         command = [sys.executable, "-m", "ctqc", "-q", "train", "--config", config, "--set", f"gan.epochs={epochs}", "--set", f"gan.jobs={jobs}"]
-        result = subprocess.run(command, cwd=work, capture_output=True, text=True)
+        env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}  # it would cap the cores both contenders split
+        result = subprocess.run(command, cwd=work, capture_output=True, text=True, env=env)
         if result.returncode != 0:
             sys.exit(f"ctqc train failed ({result.returncode}):\n{result.stderr[-2000:]}")
         manifest = json.loads((work / "runs" / "latest" / "manifest.json").read_text())

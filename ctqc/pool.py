@@ -9,12 +9,27 @@ not keep two threads busy (bench/RESULTS.md, "GANs side by side").
 Processes are *spawned* (not forked): a child imports what it needs afresh and
 inherits no torch thread pools or CUDA state. ``fn`` and the jobs must therefore
 be picklable (module-level functions, plain data and tensors).
+
+A pool never outlives its command: a worker asks Linux to end it when the process
+that started it dies (``prctl(PR_SET_PDEATHSIG)``, with a check of its parent's pid
+elsewhere), so a killed ``ctqc`` leaves no orphan writing into a run it no longer
+locks; and a failure or interrupt in the parent ends the running workers at once
+(their last checkpoints stay; a resume continues from them).
+
+``OMP_NUM_THREADS``, when set, caps the cores a pool splits (the convention torch
+and OpenMP follow for one process).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import TypeVar
@@ -26,11 +41,13 @@ R = TypeVar("R")
 
 
 def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    """The CPU cores this process may use: its affinity mask (``os.cpu_count()`` where there is none), capped by ``OMP_NUM_THREADS`` when that is a positive integer."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
 
 
 def split_cores(jobs: int, cores: int | None = None) -> tuple[int, int]:
@@ -46,38 +63,74 @@ def split_cores(jobs: int, cores: int | None = None) -> tuple[int, int]:
     return processes, max(1, cores // processes)
 
 
-def init_worker(threads: int) -> None:
-    """A pool process's initialiser: its torch intra-op thread count."""
+def init_worker(threads: int, parent: int | None = None) -> None:
+    """A pool process's initialiser: its torch intra-op thread count, and its end when ``parent`` (a pid) dies."""
     torch.set_num_threads(threads)
+    if parent is not None:
+        _end_with(parent)
 
 
-def run_unordered(fn: Callable[[J], R], queue: Iterator[J], workers: int, threads: int) -> Iterator[tuple[J, R]]:
+def _end_with(parent: int) -> None:
+    """SIGTERM this process when ``parent`` dies: Linux's parent-death signal, else a thread polling the parent's pid."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) == 0:  # PR_SET_PDEATHSIG = 1
+                if os.getppid() != parent:  # the parent died before the call: no signal will come
+                    os._exit(1)
+                return
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="ctqc-parent-watch").start()
+
+
+def _terminate(pool: ProcessPoolExecutor) -> None:
+    """End ``pool``'s worker processes now (running jobs are lost; what they wrote atomically stays)."""
+    if hasattr(pool, "terminate_workers"):  # Python ≥ 3.14
+        pool.terminate_workers()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        with contextlib.suppress(Exception):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_unordered(
+    fn: Callable[[J], R], queue: Iterator[J], workers: int, threads: int, poll: Callable[[], None] | None = None, poll_every: float = 1.0
+) -> Iterator[tuple[J, R]]:
     """``fn(job)`` for every job of ``queue`` in ``workers`` spawned processes of ``threads`` threads each.
 
     Yields ``(job, result)`` as each finishes (completion order, not queue order).
     ``queue`` is consumed lazily: at most ``workers + 1`` jobs are submitted ahead, so
-    none waits idle and few are held in memory. An exception raised by ``fn`` is
-    raised here (after the pool has cancelled what had not started and waited for
-    what had); so is an interrupt.
+    none waits idle and few are held in memory. ``poll`` (if given) is called about
+    every ``poll_every`` seconds while jobs run, e.g. to show their progress. An
+    exception raised by ``fn`` is raised here, and so is an interrupt, after the
+    running workers have been ended and the queued jobs cancelled.
     """
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(threads,)) as pool:
-        running = {}
-        try:
-            for job in queue:
-                running[pool.submit(fn, job)] = job
-                if len(running) >= workers + 1:
-                    break
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    job = running.pop(future)
-                    result = future.result()
-                    yield job, result
-                    nxt = next(queue, None)
-                    if nxt is not None:
-                        running[pool.submit(fn, nxt)] = nxt
-        except BaseException:
-            for future in running:
-                future.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(threads, os.getpid()))
+    running = {}
+    try:
+        for job in queue:
+            running[pool.submit(fn, job)] = job
+            if len(running) >= workers + 1:
+                break
+        while running:
+            done, _ = wait(running, timeout=poll_every if poll is not None else None, return_when=FIRST_COMPLETED)
+            if poll is not None:
+                poll()
+            for future in done:
+                job = running.pop(future)
+                result = future.result()
+                yield job, result
+                nxt = next(queue, None)
+                if nxt is not None:
+                    running[pool.submit(fn, nxt)] = nxt
+    except BaseException:
+        for future in running:
+            future.cancel()
+        _terminate(pool)
+        raise
+    pool.shutdown(wait=True)

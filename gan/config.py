@@ -52,7 +52,8 @@ class GanConfig(_Strict):
     # trainer up to floating-point summation order. Every architecture of ARCHITECTURES (gan.grouped.GROUPED_ARCHITECTURES); not under torchrun.
     train_together: bool = False
     # Independent GANs (per class / per fold) trained side by side in this many spawned processes,
-    # the cores split between them (ctqc/pool.py); 0 = one per CPU core. Each GAN's numbers depend
+    # the cores split between them (ctqc/pool.py; never more processes than cores or GANs; the cores are the
+    # affinity mask capped by OMP_NUM_THREADS); 0 = one per CPU core. Each GAN's numbers depend
     # on its thread count, which follows this setting and the run's number of GANs (not what is left
     # to train), so a resumed run matches one run in one go. Ignored with train_together and under torchrun.
     jobs: int = Field(0, ge=0, le=256)

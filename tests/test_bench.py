@@ -112,3 +112,11 @@ def test_gan_side_by_side_times_both_contenders_from_their_manifests():
     lines = result.stdout.strip().splitlines()
     assert [line.split(":")[0] for line in lines[2:4]] == ["pair 1", "pair 2"]
     assert lines[-1].startswith("train stage: one after another median ") and " ratio median " in lines[-1]
+
+
+def test_gan_screen_scores_each_late_epoch_for_both_generators():
+    result = _run("gan_screen.py", "--config", "smoke", "--cls", "0", "--evals", "1,2", "--lr-decay", "0.5")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
+    assert [(r[1], r[2]) for r in rows] == [("1", "ema"), ("1", "raw"), ("2", "ema"), ("2", "raw")]
+    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:8])

@@ -1,6 +1,7 @@
 """The train stage's GANs side by side (``gan.jobs``): the same GANs as one after another, threads set by the run's GANs."""
 
 import hashlib
+import sys
 
 import pytest
 
@@ -26,14 +27,22 @@ def _pixels(folder):
     return {p.name: hashlib.sha256(Image.open(p).tobytes()).hexdigest() for p in sorted(folder.glob("*.png"))}
 
 
-def test_gans_side_by_side_give_the_same_gans_as_one_after_another(tmp_path, run_cli, phantom_folder, monkeypatch):
-    """Two spawned processes × one thread vs in-process with one thread: bit-identical generators and samples."""
+def _assert_same_gan(a, b, unit):
     import torch
 
+    left = torch.load(a / "gan" / "fold0" / unit / "checkpoints" / "last.pt", weights_only=True)
+    right = torch.load(b / "gan" / "fold0" / unit / "checkpoints" / "last.pt", weights_only=True)
+    for part in ("G", "D", "G_ema"):
+        assert left[part].keys() == right[part].keys()
+        assert all(torch.equal(left[part][k], right[part][k]) for k in left[part]), (unit, part)
+
+
+def test_gans_side_by_side_give_the_same_gans_as_one_after_another(tmp_path, run_cli, phantom_folder, monkeypatch):
+    """Two spawned processes × one thread vs in-process with one thread: bit-identical generators and samples."""
     import ctqc.stages.train as stage
 
     pools = []
-    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads: pools.append((workers, threads)) or run_unordered(fn, queue, workers, threads))
+    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads, **kw: pools.append((workers, threads)) or run_unordered(fn, queue, workers, threads, **kw))
     runs = {}
     for cores, name in ((1, "one_after_another"), (2, "side_by_side")):
         monkeypatch.setattr(ctqc.pool, "available_cores", lambda cores=cores: cores)
@@ -44,11 +53,7 @@ def test_gans_side_by_side_give_the_same_gans_as_one_after_another(tmp_path, run
     a, b = runs["one_after_another"], runs["side_by_side"]
     assert a != b
     for unit in ("normal", "haemorrhage"):
-        left = torch.load(a / "gan" / "fold0" / unit / "checkpoints" / "last.pt", weights_only=True)
-        right = torch.load(b / "gan" / "fold0" / unit / "checkpoints" / "last.pt", weights_only=True)
-        for part in ("G", "D", "G_ema"):
-            assert left[part].keys() == right[part].keys()
-            assert all(torch.equal(left[part][k], right[part][k]) for k in left[part]), (unit, part)
+        _assert_same_gan(a, b, unit)
     assert _pixels(a / "samples") == _pixels(b / "samples") and len(_pixels(a / "samples")) == 16
 
 
@@ -68,10 +73,101 @@ def test_a_gan_failing_in_its_process_fails_the_stage_in_one_line(tmp_path, run_
     """TrainingDiverged raised in a pool process reaches the CLI as it does in-process: one line, exit 2, the run as before."""
     import json
 
+    import ctqc.stages.train as stage
+
+    pools = []
+    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads, **kw: pools.append((workers, threads)) or run_unordered(fn, queue, workers, threads, **kw))
     monkeypatch.setattr(ctqc.pool, "available_cores", lambda: 2)
     result = run_cli("train", "--config", "smoke", "--data", phantom_folder, "--set", "gan.jobs=0", "--set", "gan.log_every=1", "--set", "gan.max_abs_loss=1e-6")
-    assert result.code == 2
-    assert result.err.strip().splitlines() == [line for line in result.err.strip().splitlines() if line.startswith("error: GAN training diverged at epoch 1")]
-    assert "Traceback" not in result.err
+    assert result.code == 2 and pools == [(2, 1)]
+    lines = result.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: GAN training diverged at epoch 1"), result.err
     manifest = json.loads(((tmp_path / "runs" / "latest").resolve() / "manifest.json").read_text())
     assert "train" not in manifest["stages"]  # a UserError puts the stage's entry back (ctqc.run.Run.stage)
+
+
+def test_a_resumed_gan_keeps_the_thread_count_of_the_whole_run(tmp_path, run_cli, phantom_folder, monkeypatch):
+    """One of two GANs left to train gets the share of a two-GAN run (1 of 2 cores), not every core: the same GAN as in one go."""
+    import shutil
+
+    monkeypatch.setattr(ctqc.pool, "available_cores", lambda: 2)
+    assert run_cli("train", "--config", "smoke", "--data", phantom_folder, "--set", "gan.epochs=3", "--set", "gan.jobs=0").code == 0
+    whole = (tmp_path / "runs" / "latest").resolve()
+    part = whole.parent / "resumed"
+    shutil.copytree(whole, part)
+    shutil.rmtree(part / "gan" / "fold0" / "haemorrhage")  # as if interrupted before this GAN's first checkpoint
+    threads = []
+    import ctqc.stages.train as stage
+
+    real_train_job = stage.train_job
+    monkeypatch.setattr(stage, "train_job", lambda *a, **kw: threads.append(__import__("torch").get_num_threads()) or real_train_job(*a, **kw))
+    resumed = run_cli("train", "--resume", "--run", part)
+    assert resumed.code == 0, resumed.err
+    assert threads == [1]  # in-process (one GAN left), with the two-GAN run's share of the cores
+    _assert_same_gan(whole, part, "haemorrhage")
+
+
+def test_omp_num_threads_caps_the_cores(monkeypatch):
+    from ctqc.pool import available_cores
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    uncapped = available_cores()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert available_cores() == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "not a number")
+    assert available_cores() == uncapped
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux") or len(__import__("os").sched_getaffinity(0)) < 2, reason="reads /proc; needs two cores for a pool")
+def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder):
+    """SIGKILL to the ctqc process alone: its pool processes end too (no orphan keeps writing into the unlocked run)."""
+    import os
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "2"}
+    cmd = [sys.executable, "-m", "ctqc", "-q", "train", "--config", "smoke", "--data", str(phantom_folder), "--set", "gan.jobs=0", "--set", "gan.epochs=100000"]
+    parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(children) < 2:  # the pool's two workers have started training
+            time.sleep(0.5)
+            children = [pid for pid in _children(parent.pid) if list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))]
+        assert len(children) >= 2, "the pool never started"
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children)
+    finally:  # leave nothing running, whatever happened
+        parent.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _children(pid: int) -> list[int]:
+    from pathlib import Path
+
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -8,7 +8,9 @@ one GAN for all classes. Outputs go to ``gan/fold<k>/<class-or-conditional>/``
 from __future__ import annotations
 
 import contextlib
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -141,13 +143,41 @@ def _train_one(item: tuple[GanJob, GanConfig, str]) -> float:
 
 
 def _in_pool(jobs: list[GanJob], gan_cfg: GanConfig, device: str, processes: int, threads: int, progress: bool) -> None:
-    """``jobs`` in ``min(processes, len(jobs))`` spawned processes of ``threads`` torch threads, with a bar counting finished GANs."""
+    """``jobs`` in ``min(processes, len(jobs))`` spawned processes of ``threads`` torch threads.
+
+    The progress bars follow each GAN's epoch from its ``stats.jsonl`` (what its process
+    has logged), read about once a second.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     workers = min(processes, len(jobs))
-    label = f"GANs ({workers} processes × {threads} thread{'s' if threads > 1 else ''})"
     bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), disable=not progress)
-    task = bar.add_task(label, total=len(jobs))
+    overall = bar.add_task(f"GANs ({workers} processes × {threads} thread{'s' if threads > 1 else ''})", total=len(jobs))
+    tasks = {job.out_dir: bar.add_task(f"  {job.progress_label}", total=gan_cfg.epochs) for job in jobs}
+
+    def poll() -> None:
+        for out_dir, task in tasks.items():
+            epoch = _logged_epoch(out_dir / "stats.jsonl")
+            if epoch is not None:
+                bar.update(task, completed=epoch)
+
     with bar:
-        for (job, _, _), seconds in run_unordered(_train_one, ((job, gan_cfg, device) for job in jobs), workers, threads):
-            bar.update(task, advance=1, description=f"{label}: {job.progress_label} done in {seconds:.0f} s")
+        for (job, _, _), seconds in run_unordered(_train_one, ((job, gan_cfg, device) for job in jobs), workers, threads, poll=poll if progress else None):
+            bar.update(tasks[job.out_dir], completed=gan_cfg.epochs, description=f"  {job.progress_label}: done in {seconds:.0f} s")
+            bar.advance(overall)
+
+
+def _logged_epoch(stats: Path) -> int | None:
+    """The epoch of the last complete line of a GAN's ``stats.jsonl`` (None when there is none yet)."""
+    try:
+        with stats.open("rb") as fh:
+            fh.seek(max(0, fh.seek(0, 2) - 4096))
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            return int(json.loads(line)["epoch"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a line being written, or one without an epoch
+    return None
