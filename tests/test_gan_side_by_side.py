@@ -119,8 +119,10 @@ def test_omp_num_threads_caps_the_cores(monkeypatch):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux") or len(__import__("os").sched_getaffinity(0)) < 2, reason="reads /proc; needs two cores for a pool")
-def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder):
-    """SIGKILL to the ctqc process alone: its pool processes end too (no orphan keeps writing into the unlocked run)."""
+@pytest.mark.parametrize("signame", ["SIGKILL", "SIGINT"])
+def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder, signame):
+    """A signal to the ctqc process alone ends its pool processes too: SIGKILL (no orphan keeps writing into the
+    unlocked run), SIGINT (the interrupt ends the running GANs at once, not after their 100,000 epochs)."""
     import os
     import signal
     import subprocess
@@ -137,8 +139,8 @@ def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder):
             time.sleep(0.5)
             children = [pid for pid in _children(parent.pid) if list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))]
         assert len(children) >= 2, "the pool never started"
-        parent.send_signal(signal.SIGKILL)
-        parent.wait()
+        parent.send_signal(getattr(signal, signame))
+        parent.wait(timeout=60)
         deadline = time.time() + 30
         while time.time() < deadline and any(_alive(pid) for pid in children):
             time.sleep(0.2)
