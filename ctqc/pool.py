@@ -10,10 +10,10 @@ Processes are *spawned* (not forked): a child imports what it needs afresh and
 inherits no torch thread pools or CUDA state. ``fn`` and the jobs must therefore
 be picklable (module-level functions, plain data and tensors).
 
-A pool never outlives its command: a worker asks Linux to end it when the process
-that started it dies (``prctl(PR_SET_PDEATHSIG)``, with a check of its parent's pid
-elsewhere), so a killed ``ctqc`` leaves no orphan writing into a run it no longer
-locks; and a failure or interrupt in the parent ends the running workers at once
+A pool never outlives its command: a worker ends when the process that started it
+dies (Linux: ``prctl(PR_SET_PDEATHSIG)``; elsewhere, or when the pool was started off
+the main thread, a thread waiting on the parent's sentinel), so a killed ``ctqc``
+leaves no orphan writing into a run it no longer locks; and a failure or interrupt in the parent ends the running workers at once
 (their last checkpoints stay; a resume continues from them).
 
 ``OMP_NUM_THREADS``, when set, caps the cores a pool splits (the convention torch
@@ -25,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import TypeVar
@@ -40,14 +40,26 @@ J = TypeVar("J")
 R = TypeVar("R")
 
 
-def available_cores() -> int:
-    """The CPU cores this process may use: its affinity mask (``os.cpu_count()`` where there is none), capped by ``OMP_NUM_THREADS`` when that is a positive integer."""
+def affinity_cores() -> int:
+    """The CPU cores this process may run on: its affinity mask (``os.cpu_count()`` where there is none)."""
     try:
-        cores = max(1, len(os.sched_getaffinity(0)))
+        return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        cores = max(1, os.cpu_count() or 1)
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(cores, int(cap)) if cap.isdigit() and int(cap) > 0 else cores
+        return max(1, os.cpu_count() or 1)
+
+
+def available_cores() -> int:
+    """The CPU cores a pool may split: :func:`affinity_cores`, capped by ``OMP_NUM_THREADS`` when that is a positive integer.
+
+    Not for torchrun ranks: torchrun sets ``OMP_NUM_THREADS=1`` in each rank unless it is set (use
+    :func:`affinity_cores` divided by the local ranks there).
+    """
+    cores = affinity_cores()
+    try:
+        cap = int(os.environ.get("OMP_NUM_THREADS", ""))
+    except ValueError:
+        return cores
+    return min(cores, cap) if cap > 0 else cores
 
 
 def split_cores(jobs: int, cores: int | None = None) -> tuple[int, int]:
@@ -63,25 +75,33 @@ def split_cores(jobs: int, cores: int | None = None) -> tuple[int, int]:
     return processes, max(1, cores // processes)
 
 
-def init_worker(threads: int, parent: int | None = None) -> None:
+def init_worker(threads: int, parent: int | None = None, from_main_thread: bool = False) -> None:
     """A pool process's initialiser: its torch intra-op thread count, and its end when ``parent`` (a pid) dies."""
     torch.set_num_threads(threads)
     if parent is not None:
-        _end_with(parent)
+        _end_with(parent, from_main_thread)
 
 
-def _end_with(parent: int) -> None:
-    """SIGTERM this process when ``parent`` dies: Linux's parent-death signal, else a thread polling the parent's pid."""
-    if sys.platform.startswith("linux"):
+def _end_with(parent: int, from_main_thread: bool) -> None:
+    """End this process when ``parent`` dies.
+
+    On Linux, when the parent's main thread started this process: the parent-death signal
+    (SIGTERM; the kernel sends it when the *thread* that created the child exits, hence the
+    main-thread condition). Otherwise a daemon thread waits on the parent's sentinel
+    (:func:`multiprocessing.parent_process`, every OS) and exits when it fires.
+    """
+    if from_main_thread and sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             if ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM)) == 0:  # PR_SET_PDEATHSIG = 1
                 if os.getppid() != parent:  # the parent died before the call: no signal will come
                     os._exit(1)
                 return
+    parent_process = multiprocessing.parent_process()
+    if parent_process is None:
+        return
 
     def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
+        multiprocessing.connection.wait([parent_process.sentinel])
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="ctqc-parent-watch").start()
@@ -89,8 +109,9 @@ def _end_with(parent: int) -> None:
 
 def _terminate(pool: ProcessPoolExecutor) -> None:
     """End ``pool``'s worker processes now (running jobs are lost; what they wrote atomically stays)."""
-    if hasattr(pool, "terminate_workers"):  # Python ≥ 3.14
+    if hasattr(pool, "terminate_workers"):  # Python ≥ 3.14 (it does not wait for them)
         pool.terminate_workers()
+        pool.shutdown(wait=True)
         return
     for process in list((getattr(pool, "_processes", None) or {}).values()):
         with contextlib.suppress(Exception):
@@ -110,7 +131,8 @@ def run_unordered(
     exception raised by ``fn`` is raised here, and so is an interrupt, after the
     running workers have been ended and the queued jobs cancelled.
     """
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(threads, os.getpid()))
+    from_main_thread = threading.current_thread() is threading.main_thread()  # workers start on this thread (in submit)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"), initializer=init_worker, initargs=(threads, os.getpid(), from_main_thread))
     running = {}
     try:
         for job in queue:

@@ -179,6 +179,6 @@ def _stack_adam(grouped: torch.nn.Module, opt: torch.optim.Optimizer, per_model:
             continue
         if not all(states) or any(not torch.equal(s["step"], states[0]["step"]) for s in states):
             raise RuntimeError(f"models at different optimiser steps cannot be grouped ({name})")
-        # a fused (CUDA) Adam keeps ``step`` on the parameter's device, as its own load_state_dict would put it
-        step_device = p.device if opt.defaults.get("fused") else states[0]["step"].device
+        # a fused or capturable (CUDA) Adam keeps ``step`` on the parameter's device, as its own load_state_dict would put it
+        step_device = p.device if opt.defaults.get("fused") or opt.defaults.get("capturable") else states[0]["step"].device
         opt.state[p] = {key: states[0][key].clone().to(step_device) if key == "step" else torch.stack([s[key] for s in states]).to(p.device) for key in states[0]}

@@ -135,10 +135,10 @@ def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder, signame):
     children: list[int] = []
     try:
         deadline = time.time() + 120
-        while time.time() < deadline and len(children) < 2:  # the pool's two workers have started training
-            time.sleep(0.5)
-            children = [pid for pid in _children(parent.pid) if list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))]
-        assert len(children) >= 2, "the pool never started"
+        while time.time() < deadline and not (len(children) == 2 and len(list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))) == 2):
+            time.sleep(0.5)  # until the pool's two workers (not multiprocessing's resource tracker) have started training
+            children = [pid for pid in _children(parent.pid) if b"spawn_main" in _cmdline(pid)]
+        assert len(children) == 2, "the pool never started"
         parent.send_signal(getattr(signal, signame))
         parent.wait(timeout=60)
         deadline = time.time() + 30
@@ -166,6 +166,15 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+def _cmdline(pid: int) -> bytes:
+    from pathlib import Path
+
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
 def _alive(pid: int) -> bool:
     from pathlib import Path
 
@@ -173,3 +182,60 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def _sleep_long(_: int) -> None:
+    import time
+
+    time.sleep(600)
+
+
+def _pool_off_the_main_thread() -> None:
+    """A process that starts a pool from a second thread (so its workers use the sentinel watch, not the parent-death signal)."""
+    import threading
+    import time
+
+    threading.Thread(target=lambda: list(run_unordered(_sleep_long, iter([0, 1]), workers=2, threads=1)), daemon=True).start()
+    time.sleep(600)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_of_a_pool_started_off_the_main_thread_end_with_their_parent():
+    import multiprocessing
+    import os
+    import signal
+    import time
+
+    parent = multiprocessing.get_context("spawn").Process(target=_pool_off_the_main_thread)
+    parent.start()
+    children: list[int] = []
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and len(children) < 2:
+            time.sleep(0.5)
+            children = [pid for pid in _children(parent.pid) if b"spawn_main" in _cmdline(pid)]
+        assert len(children) == 2, "the pool never started"
+        time.sleep(2.0)  # let the workers run their initialiser (the watch thread starts there)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.join(30)
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(pid) for pid in children):
+            time.sleep(0.2)
+        assert not any(_alive(pid) for pid in children)
+    finally:
+        parent.kill()
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_progress_reads_the_last_complete_line(tmp_path):
+    from ctqc.stages.train import _logged_epoch
+
+    stats = tmp_path / "stats.jsonl"
+    assert _logged_epoch(stats) is None  # not written yet
+    lines = [f'{{"kind": "loss", "epoch": {e}, "step": {10 * e}, "loss_d": 1.38, "loss_g": 0.69}}' for e in range(200)]  # > 4 KB
+    stats.write_text("\n".join(lines) + '\n{"kind": "loss", "epo')  # the last line half written
+    assert _logged_epoch(stats) == 199
+    stats.write_text('{"kind": "warning", "message": "no epoch"}\n')
+    assert _logged_epoch(stats) is None

@@ -36,7 +36,7 @@ from ctqc.artefacts import CompareSummary, write_artefact
 from ctqc.config import ARMS, FILTER_ARMS, FILTER_STRATEGIES, CompareConfig, Config, arm_strategy, ratio_arm, strategy_arm
 from ctqc.device import resolve_device
 from ctqc.errors import UserError
-from ctqc.pool import available_cores, split_cores
+from ctqc.pool import affinity_cores, available_cores, split_cores
 from ctqc.run import Run
 from ctqc.stages.compare import dose
 from ctqc.stages.compare.arms import NEEDS_FILTER, ArmData, FoldData, arm_order, build_arm, class_keys
@@ -119,7 +119,7 @@ def compare(
     parallel, threads = split_cores(jobs, cores)  # threads follow the requested parallelism, so a resumed unit gives the same numbers
     world = ddp.init(ddp.local_device(resolve_device(cfg.device)))
     if world.enabled:  # under torchrun every training is data-parallel over the ranks, one after another
-        parallel, threads = 1, max(1, cores // world.local_world_size)
+        parallel, threads = 1, max(1, affinity_cores() // world.local_world_size)  # not OMP_NUM_THREADS, which torchrun sets to 1
     print_ = console.print if console is not None else (lambda *a, **k: None)
     if jobs > cores:
         print_(f"[yellow]note:[/] --jobs {jobs} > {cores} CPU cores: running {parallel} at a time to avoid oversubscription")
