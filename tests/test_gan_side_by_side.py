@@ -131,7 +131,9 @@ def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder, signame):
 
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "2"}
     cmd = [sys.executable, "-m", "ctqc", "-q", "train", "--config", "smoke", "--data", str(phantom_folder), "--set", "gan.jobs=0", "--set", "gan.epochs=100000"]
-    parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # SIGINT back to its default: a shell's background job (e.g. a CI runner) passes it on ignored, and Python then never raises KeyboardInterrupt
+    restore = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=restore)
     children: list[int] = []
     try:
         deadline = time.time() + 120
