@@ -74,7 +74,8 @@ def frozen_c2st_auc(real: np.ndarray, synthetic: np.ndarray, pixel_columns: int 
     return float(roc_auc_score(y, p))
 
 
-def _auc(real, synthetic, names) -> float:
+def frozen_auc(real, synthetic, names) -> float:
+    """:func:`frozen_c2st_auc` of ``real`` vs ``synthetic`` images (N×1×S×S in [-1, 1]) on ctqc's feature groups ``names``."""
     from ctqc.qc.features import feature_matrix
 
     (x_real, width), (x_syn, _) = feature_matrix(real, list(names)), feature_matrix(synthetic, list(names))
@@ -91,8 +92,8 @@ def c2st_table(run_path: Path) -> dict[str, dict[str, float]]:
     for unit in units_from_run(Run.open(run_path)):
         if unit.fold != 0:
             continue
-        row = {"train": _auc(unit.reference, unit.synthetic, C2ST_FEATURES), "val": _auc(unit.heldout, unit.synthetic, C2ST_FEATURES)}
-        row.update({name: _auc(unit.reference, unit.synthetic, [name]) for name in C2ST_FEATURES})
+        row = {"train": frozen_auc(unit.reference, unit.synthetic, C2ST_FEATURES), "val": frozen_auc(unit.heldout, unit.synthetic, C2ST_FEATURES)}
+        row.update({name: frozen_auc(unit.reference, unit.synthetic, [name]) for name in C2ST_FEATURES})
         table[unit.name] = row
     return table
 

@@ -5,7 +5,7 @@ training images, validation images and seed, exactly as ``ctqc train`` would) wi
 ``gan.trainer.train_gan`` in chunks (``until_epoch``; bit-identical to one go), and at
 each epoch of ``--evals`` draws 100 images from the EMA generator and from the raw one
 as ``ctqc generate`` draws the pool (8-bit), and prints the out-of-fold AUC of the
-frozen C2ST (:func:`gan_quality.frozen_c2st_auc`) against the class's training images,
+frozen C2ST (:func:`gan_quality.frozen_auc`) against the class's training images,
 its validation images, and the training images on each feature group alone. The late
 trajectory moves by about ±0.03 from one scored epoch to the next, so a change counts
 only when the whole trajectory moves (bench/RESULTS.md, "GAN quality").
@@ -25,13 +25,12 @@ import argparse
 import tempfile
 
 import torch
-from gan_quality import C2ST_FEATURES, frozen_c2st_auc
+from gan_quality import C2ST_FEATURES, frozen_auc
 
 
 def main() -> None:
     from ctqc.config import load_config
     from ctqc.data import load_dataset
-    from ctqc.qc.features import feature_matrix
     from ctqc.seeds import unit_seed
     from ctqc.splits import Splits
     from ctqc.stages.train import gan_units
@@ -57,11 +56,8 @@ def main() -> None:
     def aucs(G: torch.nn.Module) -> list[float]:
         seed = unit_seed(cfg.seed, 0, args.cls) ^ 0x5EED
         synthetic = (sample_pixels(G.eval(), 100, seed).float() / 127.5 - 1)[:, None]
-        out = []
-        for reference, groups in ((unit.images, C2ST_FEATURES), (unit.val_images, C2ST_FEATURES), *((unit.images, [g]) for g in C2ST_FEATURES)):
-            (x_real, width), (x_syn, _) = feature_matrix(reference, list(groups)), feature_matrix(synthetic, list(groups))
-            out.append(frozen_c2st_auc(x_real, x_syn, width))
-        return out
+        pairs = ((unit.images, C2ST_FEATURES), (unit.val_images, C2ST_FEATURES), *((unit.images, [g]) for g in C2ST_FEATURES))
+        return [frozen_auc(reference, synthetic, groups) for reference, groups in pairs]
 
     label = " ".join([*args.overrides, f"lr-decay={args.lr_decay}" if args.lr_decay else ""]).strip() or "default"
     print(f"{'setting':<28} {'epoch':>5} {'G':<4} {'train':>6} {'val':>6} " + " ".join(f"{g:>9}" for g in C2ST_FEATURES) + "  train s")

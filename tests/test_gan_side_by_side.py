@@ -1,7 +1,12 @@
 """The train stage's GANs side by side (``gan.jobs``): the same GANs as one after another, threads set by the run's GANs."""
 
 import hashlib
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,16 @@ def test_the_cores_are_split_by_the_runs_gans():
     assert side_by_side(3, 6, cores=8) == (3, 2)
     assert side_by_side(5, 2, cores=16) == (2, 8)  # never more processes than GANs
     assert side_by_side(9, 9, cores=2) == (2, 1)  # nor than cores
+
+
+@pytest.fixture
+def pools(monkeypatch):
+    """The (workers, threads) of every pool the train stage starts (the real pool runs)."""
+    import ctqc.stages.train as stage
+
+    calls = []
+    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads, **kw: calls.append((workers, threads)) or run_unordered(fn, queue, workers, threads, **kw))
+    return calls
 
 
 def _pixels(folder):
@@ -37,12 +52,8 @@ def _assert_same_gan(a, b, unit):
         assert all(torch.equal(left[part][k], right[part][k]) for k in left[part]), (unit, part)
 
 
-def test_gans_side_by_side_give_the_same_gans_as_one_after_another(tmp_path, run_cli, phantom_folder, monkeypatch):
+def test_gans_side_by_side_give_the_same_gans_as_one_after_another(tmp_path, run_cli, phantom_folder, monkeypatch, pools):
     """Two spawned processes × one thread vs in-process with one thread: bit-identical generators and samples."""
-    import ctqc.stages.train as stage
-
-    pools = []
-    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads, **kw: pools.append((workers, threads)) or run_unordered(fn, queue, workers, threads, **kw))
     runs = {}
     for cores, name in ((1, "one_after_another"), (2, "side_by_side")):
         monkeypatch.setattr(ctqc.pool, "available_cores", lambda cores=cores: cores)
@@ -69,14 +80,10 @@ def test_the_pool_returns_every_result_and_raises_a_jobs_error():
         list(run_unordered(_square_or_fail, iter(range(6)), workers=2, threads=1))
 
 
-def test_a_gan_failing_in_its_process_fails_the_stage_in_one_line(tmp_path, run_cli, phantom_folder, monkeypatch):
+def test_a_gan_failing_in_its_process_fails_the_stage_in_one_line(tmp_path, run_cli, phantom_folder, monkeypatch, pools):
     """TrainingDiverged raised in a pool process reaches the CLI as it does in-process: one line, exit 2, the run as before."""
     import json
 
-    import ctqc.stages.train as stage
-
-    pools = []
-    monkeypatch.setattr(stage, "run_unordered", lambda fn, queue, workers, threads, **kw: pools.append((workers, threads)) or run_unordered(fn, queue, workers, threads, **kw))
     monkeypatch.setattr(ctqc.pool, "available_cores", lambda: 2)
     result = run_cli("train", "--config", "smoke", "--data", phantom_folder, "--set", "gan.jobs=0", "--set", "gan.log_every=1", "--set", "gan.max_abs_loss=1e-6")
     assert result.code == 2 and pools == [(2, 1)]
@@ -123,12 +130,6 @@ def test_omp_num_threads_caps_the_cores(monkeypatch):
 def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder, signame):
     """A signal to the ctqc process alone ends its pool processes too: SIGKILL (no orphan keeps writing into the
     unlocked run), SIGINT (the interrupt ends the running GANs at once, not after their 100,000 epochs)."""
-    import os
-    import signal
-    import subprocess
-    import time
-    from pathlib import Path
-
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "2"}
     cmd = [sys.executable, "-m", "ctqc", "-q", "train", "--config", "smoke", "--data", str(phantom_folder), "--set", "gan.jobs=0", "--set", "gan.epochs=100000"]
     # SIGINT back to its default: a shell's background job (e.g. a CI runner) passes it on ignored, and Python then never raises KeyboardInterrupt
@@ -136,27 +137,39 @@ def test_killing_ctqc_ends_its_gan_processes(tmp_path, phantom_folder, signame):
     parent = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=restore)
     children: list[int] = []
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not (len(children) == 2 and len(list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))) == 2):
-            time.sleep(0.5)  # until the pool's two workers (not multiprocessing's resource tracker) have started training
-            children = [pid for pid in _children(parent.pid) if b"spawn_main" in _cmdline(pid)]
-        assert len(children) == 2, "the pool never started"
+        children = _two_workers(parent.pid, ready=lambda: len(list((tmp_path / "runs").glob("*/gan/fold0/*/stats.jsonl"))) == 2)
         parent.send_signal(getattr(signal, signame))
         parent.wait(timeout=60)
-        deadline = time.time() + 30
-        while time.time() < deadline and any(_alive(pid) for pid in children):
-            time.sleep(0.2)
-        assert not any(_alive(pid) for pid in children)
+        assert _all_end(children)
     finally:  # leave nothing running, whatever happened
         parent.kill()
-        for pid in children:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_left(children)
+
+
+def _two_workers(pid: int, ready=lambda: True) -> list[int]:
+    """The two pool workers (``spawn_main``; not multiprocessing's resource tracker) of process ``pid``, once ``ready()``; waits up to 120 s."""
+    deadline, workers = time.time() + 120, []
+    while time.time() < deadline and not (len(workers) == 2 and ready()):
+        time.sleep(0.5)
+        workers = [child for child in _children(pid) if b"spawn_main" in _cmdline(child)]
+    assert len(workers) == 2, "the pool never started"
+    return workers
+
+
+def _all_end(pids: list[int], seconds: float = 30) -> bool:
+    deadline = time.time() + seconds
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.2)
+    return not any(_alive(pid) for pid in pids)
+
+
+def _kill_left(pids: list[int]) -> None:
+    for pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _children(pid: int) -> list[int]:
-    from pathlib import Path
-
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -169,8 +182,6 @@ def _children(pid: int) -> list[int]:
 
 
 def _cmdline(pid: int) -> bytes:
-    from pathlib import Path
-
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -178,8 +189,6 @@ def _cmdline(pid: int) -> bytes:
 
 
 def _alive(pid: int) -> bool:
-    from pathlib import Path
-
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
@@ -187,15 +196,12 @@ def _alive(pid: int) -> bool:
 
 
 def _sleep_long(_: int) -> None:
-    import time
-
     time.sleep(600)
 
 
 def _pool_off_the_main_thread() -> None:
     """A process that starts a pool from a second thread (so its workers use the sentinel watch, not the parent-death signal)."""
     import threading
-    import time
 
     threading.Thread(target=lambda: list(run_unordered(_sleep_long, iter([0, 1]), workers=2, threads=1)), daemon=True).start()
     time.sleep(600)
@@ -204,31 +210,19 @@ def _pool_off_the_main_thread() -> None:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_workers_of_a_pool_started_off_the_main_thread_end_with_their_parent():
     import multiprocessing
-    import os
-    import signal
-    import time
 
     parent = multiprocessing.get_context("spawn").Process(target=_pool_off_the_main_thread)
     parent.start()
     children: list[int] = []
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and len(children) < 2:
-            time.sleep(0.5)
-            children = [pid for pid in _children(parent.pid) if b"spawn_main" in _cmdline(pid)]
-        assert len(children) == 2, "the pool never started"
+        children = _two_workers(parent.pid)
         time.sleep(2.0)  # let the workers run their initialiser (the watch thread starts there)
         os.kill(parent.pid, signal.SIGKILL)
         parent.join(30)
-        deadline = time.time() + 30
-        while time.time() < deadline and any(_alive(pid) for pid in children):
-            time.sleep(0.2)
-        assert not any(_alive(pid) for pid in children)
+        assert _all_end(children)
     finally:
         parent.kill()
-        for pid in children:
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        _kill_left(children)
 
 
 def test_the_progress_reads_the_last_complete_line(tmp_path):

@@ -132,8 +132,7 @@ def side_by_side(jobs: int, n_gans: int, cores: int | None = None) -> tuple[int,
     Both follow the run's GANs, not the ones left to train, so a GAN resumed after an
     interruption gets the thread count it started with (:func:`ctqc.pool.split_cores`).
     """
-    processes, _ = split_cores(jobs, cores)
-    return split_cores(min(processes, max(1, n_gans)), cores)
+    return split_cores(min(jobs or n_gans, max(1, n_gans)), cores)
 
 
 def _train_one(item: tuple[GanJob, GanConfig, str]) -> float:
