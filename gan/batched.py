@@ -72,15 +72,14 @@ from gan.batched_members import GanJob, _Member, _Packed
 from gan.config import GanConfig
 from gan.grouped import GROUPED_ARCHITECTURES, GroupedDiscriminator, unsupported
 from gan.monitor import COLLAPSE_RATIO
+from gan.optim import ema_decay, ema_update
 from gan.trainer import (
     TrainingDiverged,
     TrainResult,
     _append_stats,
     _check_finite,
-    _ema_update,
     _log_losses,
     _sample,
-    ema_decay,
     load_checkpoint,
     save_grid,
     train_gan,
@@ -213,7 +212,7 @@ def _train_group(members: list[_Member], cfg: GanConfig, dev: torch.device, prog
                 packed.opt_g.step()
                 D.requires_grad_(True)
                 if packed.G_ema is not None:
-                    _ema_update(packed.G_ema, G, ema_decay(cfg, step))
+                    ema_update(packed.G_ema, G, ema_decay(cfg, step))
                 sums[:, 1] += loss_g.detach()
             sums[:, 0] += loss_d.detach()
             sums[:, 2] += torch.sigmoid(d_real.detach().float()).mean(0)

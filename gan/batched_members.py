@@ -14,6 +14,7 @@ from gan.config import GanConfig
 from gan.grouped import GroupedDiscriminator, GroupedGenerator
 from gan.monitor import QualityMonitor
 from gan.networks import build_discriminator, build_generator
+from gan.optim import adam
 from gan.trainer import (
     CHECKPOINT_FORMAT,
     TrainResult,
@@ -21,7 +22,6 @@ from gan.trainer import (
     _save_generator,
     _save_state,
     _truncate_stats,
-    adam,
 )
 
 

@@ -32,6 +32,7 @@ from gan.augment import diff_augment, parse_policy
 from gan.config import GanConfig
 from gan.monitor import COLLAPSE_RATIO, QualityMonitor
 from gan.networks import build_discriminator, build_generator
+from gan.optim import adam, ema_decay, ema_update
 
 CHECKPOINT_FORMAT = 1
 
@@ -187,7 +188,7 @@ def train_gan(
                     opt_g.step()
                     D.requires_grad_(True)
                     if G_ema is not None:
-                        _ema_update(G_ema, G, ema_decay(cfg, step))
+                        ema_update(G_ema, G, ema_decay(cfg, step))
                     sums[1] += loss_g.detach()
                 sums[0] += loss_d.detach()
                 sums[2] += torch.sigmoid(d_real.detach().float()).mean()
@@ -225,34 +226,6 @@ def train_gan(
 
 
 # ------------------------------------------------------------------------- helpers
-
-
-def adam(params, cfg: GanConfig) -> torch.optim.Adam:
-    """The GAN optimiser (one place for both trainers): Adam(lr, β1, β2).
-
-    On the CPU the multi-tensor (foreach) step, bit-identical to the default per-parameter loop
-    (``tests/test_gan_fingerprint.py``) and faster; on CUDA the fused kernel (one launch per step for all
-    parameters; PyTorch's ``fused=True``), which rounds differently, so a GPU run matches a CPU run only
-    statistically, as any GPU kernel does.
-    """
-    params = list(params)
-    fused = bool(params) and params[0].is_cuda
-    return torch.optim.Adam(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), foreach=None if fused else True, fused=fused or None)
-
-
-def ema_decay(cfg: GanConfig, step: int) -> float:
-    """The EMA generator's decay at iteration ``step`` (0-based; the D-step counter, one G step per ``n_critic``), one place for both trainers: ``cfg.ema_decay``
-    after a warm-up ``(1 + step) / (10 + step)`` — reached at step 8,990 for 0.999, so the default preset's 2,250 steps end at
-    0.9960 (a ~250-step window). Longer averages were screened and are worse (bench/RESULTS.md, "GAN quality")."""
-    return min(cfg.ema_decay, (1 + step) / (10 + step))
-
-
-def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
-    with torch.no_grad():
-        ema_p = list(ema.parameters())
-        torch._foreach_lerp_(ema_p, [p.detach() for p in model.parameters()], 1.0 - decay)
-        for b_ema, b in zip(ema.buffers(), model.buffers()):
-            b_ema.copy_(b)
 
 
 @torch.no_grad()

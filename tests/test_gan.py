@@ -14,8 +14,9 @@ from gan import losses
 from gan.augment import diff_augment, parse_policy
 from gan.monitor import kid
 from gan.networks import PaperDiscriminator, PaperGenerator, StridedDiscriminator, StridedGenerator, count_parameters
+from gan.optim import ema_decay
 from gan.sampling import load_generator, sample_pixels
-from gan.trainer import TrainingDiverged, ema_decay, load_checkpoint, train_gan
+from gan.trainer import TrainingDiverged, load_checkpoint, train_gan
 
 
 def test_paper_networks_have_the_papers_parameter_counts():
