@@ -120,3 +120,41 @@ def test_gan_screen_scores_each_late_epoch_for_both_generators():
     rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
     assert [(r[1], r[2]) for r in rows] == [("1", "ema"), ("1", "raw"), ("2", "ema"), ("2", "raw")]
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:8])
+
+
+def test_gan_variants_build_and_screen(monkeypatch):
+    from gan import networks, trainer
+    from gan.config import GanConfig
+
+    sys.path.insert(0, str(BENCH))
+    try:
+        variants = importlib.import_module("gan_variants")
+    finally:
+        sys.path.remove(str(BENCH))
+    z = torch.randn(4, 100)
+    outputs = {}
+    for name in variants.G_VARIANTS:
+        torch.manual_seed(0)
+        G = variants.VariantGenerator(name, 100, 32, 32)
+        image = G(z)
+        assert image.shape == (4, 1, 32, 32) and image.abs().max() <= 1, name
+        outputs[name] = image
+    # the noise inputs start at zero weight (StyleGAN), so at initialisation they leave the noiseless output unchanged
+    torch.manual_seed(0)
+    plain = variants.VariantGenerator("none", 100, 32, 32)(z)
+    assert torch.equal(outputs["noise-all"], plain) and torch.equal(outputs["noise-out"], plain)
+    assert not torch.equal(outputs["skip-g"], plain)  # the skips add the low-resolution images
+    assert variants.StemDiscriminator(32, 32, 0.4)(torch.randn(4, 1, 32, 32)).shape == (4,)
+    for module, name in ((networks, "build_generator"), (trainer, "build_generator"), (trainer, "build_discriminator"), (trainer, "adam")):
+        monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
+    for name in ("skip-g", "stem-d", "d-lr-x4"):
+        variants.install(name)
+    assert isinstance(trainer.build_generator("upsample", z_dim=100, n_classes=0, image_size=32, width=32), variants.VariantGenerator)
+    assert isinstance(trainer.build_discriminator("upsample", n_classes=0, image_size=32, width=32, dropout=0.4), variants.StemDiscriminator)
+    cfg, weight = GanConfig(), [torch.nn.Parameter(torch.zeros(1))]
+    assert [trainer.adam(weight, cfg).param_groups[0]["lr"] for _ in range(4)] == [cfg.lr, 4 * cfg.lr] * 2  # G's, then D's, per train_gan call
+    result = _run("gan_variants.py", "--variant", "d-lr-x2", "--config", "smoke", "--cls", "0", "--evals", "1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "variant: d-lr-x2"
+    assert [line.split()[1:3] for line in lines[2:]] == [["1", "ema"], ["1", "raw"]]
