@@ -98,3 +98,19 @@ def test_configured_mmd_and_summary():
     assert mmd_summary(None)["note"]
     with pytest.raises(ValueError):
         mmd_test(np.zeros((1, 3)), np.zeros((4, 3)))
+
+
+def test_feature_transform_is_the_c2sts_transform_with_the_dimension_capped():
+    from ctqc.qc.classifiers import feature_transform, make_classifier
+
+    x = np.random.default_rng(3).normal(size=(40, 48))
+    pca = feature_transform(0, len(x), pca_components=8, pixel_columns=32).fit_transform(x)
+    assert pca.shape == (40, 8 + 16)  # the 32-column pixel block → 8 PCA dimensions, the other 16 columns standardised
+    np.testing.assert_array_equal(pca, make_classifier("logreg", 0, 8, 32)[:-1].fit_transform(x))
+    # the PCA dimension never exceeds the rows it is fitted on minus one, nor the pixel block
+    assert feature_transform(0, 6, pca_components=8, pixel_columns=32).fit_transform(x[:6]).shape == (6, 5 + 16)
+    assert feature_transform(0, len(x), pca_components=64, pixel_columns=4).fit_transform(x).shape == (40, 4 + 44)
+    # without a pixel block, or with pca_components 0, only standardised (no PCA, unlike the C2ST then)
+    plain = feature_transform(0, len(x), pca_components=8, pixel_columns=None).fit_transform(x)
+    np.testing.assert_allclose(plain, (x - x.mean(0)) / x.std(0))
+    assert feature_transform(0, len(x), pca_components=0, pixel_columns=32).fit_transform(x).shape == (40, 48)

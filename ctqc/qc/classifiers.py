@@ -29,19 +29,10 @@ def make_classifier(kind: str, random_state: int, n_components: int | None = Non
     1,024-pixel block would otherwise swamp a 16-bin spectrum in the PCA.
     """
     from sklearn.calibration import CalibratedClassifierCV
-    from sklearn.compose import ColumnTransformer
-    from sklearn.decomposition import PCA
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    if n_components and pca_columns:
-        reduce = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=random_state), StandardScaler())
-        steps = [ColumnTransformer([("pixels", reduce, slice(0, pca_columns))], remainder=StandardScaler())]
-    else:
-        steps = [StandardScaler()]
-        if n_components:
-            steps.append(PCA(n_components=n_components, random_state=random_state))
+    steps = _transform_steps(random_state, n_components, pca_columns)
     if kind == "logreg":
         steps.append(TunedCalibratedLogReg(c))
     elif kind == "forest":
@@ -50,6 +41,35 @@ def make_classifier(kind: str, random_state: int, n_components: int | None = Non
     else:
         raise ValueError(f"unknown C2ST classifier {kind!r}; choose one of {CLASSIFIERS}")
     return make_pipeline(*steps)
+
+
+def feature_transform(random_state: int, n_fit: int, pca_components: int, pixel_columns: int | None):
+    """The label-free part of the C2ST's pipeline, for every other reader of the QC features (MMD, density/coverage, label scores).
+
+    An unfitted scikit-learn ``Pipeline`` (n × d → n × d'): standardise; with a pixel block (the first
+    ``pixel_columns`` columns) and ``pca_components`` > 0, PCA of that block to
+    min(``pca_components``, ``n_fit`` − 1, ``pixel_columns``) dimensions, re-standardised, the other
+    columns standardised (:func:`make_classifier`'s transform); without a pixel block no PCA.
+    ``n_fit`` is the number of rows the PCA will be fitted on (the smallest such set, e.g. an inner
+    cross-validation fold's training part), so the dimension never exceeds what the fit can give.
+    """
+    from sklearn.pipeline import make_pipeline
+
+    n_components = min(pca_components, n_fit - 1, pixel_columns) if pca_components and pixel_columns else None
+    return make_pipeline(*_transform_steps(random_state, n_components, pixel_columns if n_components else None))
+
+
+def _transform_steps(random_state: int, n_components: int | None, pca_columns: int | None) -> list:
+    """Standardise → PCA of the first ``pca_columns`` columns (or of all, without them), re-standardised; see :func:`make_classifier`."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if n_components and pca_columns:
+        reduce = make_pipeline(StandardScaler(), PCA(n_components=n_components, random_state=random_state), StandardScaler())
+        return [ColumnTransformer([("pixels", reduce, slice(0, pca_columns))], remainder=StandardScaler())]
+    return [StandardScaler(), *([PCA(n_components=n_components, random_state=random_state)] if n_components else [])]
 
 
 class TunedCalibratedLogReg:

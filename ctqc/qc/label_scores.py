@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctqc.qc.classifiers import make_classifier
+from ctqc.qc.classifiers import feature_transform
 
 C_GRID = tuple(float(c) for c in np.logspace(-4, 2, 7))  # candidate inverse L2 strengths, chosen by inner CV on log-loss
 INNER_SPLITS = 5  # folds of the inner cross-validation (fewer when a class has fewer images)
@@ -94,8 +94,7 @@ def _classifier(qc, seed: int, n_train: int, pixel_columns: int | None, n_splits
     from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.pipeline import Pipeline
 
-    n_components = min(qc.pca_components, n_train - 1 - n_train // n_splits) if qc.pca_components and pixel_columns else None
-    transform = make_classifier("logreg", seed, n_components, pixel_columns if n_components else None)[:-1]  # label-free: scaling, pixel-block PCA
+    transform = feature_transform(seed, n_train - n_train // n_splits, qc.pca_components, pixel_columns)  # fitted in the inner folds' training parts
     pipeline = Pipeline([*transform.steps, ("logisticregression", LogisticRegression(max_iter=2000))])
     inner = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return GridSearchCV(pipeline, {"logisticregression__C": list(C_GRID)}, cv=inner, scoring="neg_log_loss", refit=True, error_score="raise")

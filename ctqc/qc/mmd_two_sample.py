@@ -12,8 +12,8 @@ C2ST, which sees a difference of means, the MMD also sees a loss of spread, a fe
 or duplicated images (a set with half the real spread: see ``tests/test_mmd.py``).
 
 Features (:func:`mmd_features`): standardise, PCA of a pixel block (when there is one) to
-``qc.pca_components``, standardise (:func:`ctqc.qc.classifiers.make_classifier` without its
-classifier; without a pixel block only standardised, whereas the C2ST then reduces all columns) —
+``qc.pca_components``, standardise (:func:`ctqc.qc.classifiers.feature_transform`, the C2ST's
+transform; without a pixel block only standardised, whereas the C2ST then reduces all columns) —
 fitted on the *pooled* images, so it does not depend on which image is real.
 Bandwidth σ: the median pairwise Euclidean distance of the pooled, transformed features (the
 median heuristic, Gretton et al. 2012, section 8). Both are label-free, so the permutation test is
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctqc.qc.classifiers import make_classifier
+from ctqc.qc.classifiers import feature_transform
 
 KERNEL = "gaussian RBF, median-heuristic bandwidth"
 
@@ -125,13 +125,11 @@ def mmd_features(real: np.ndarray, synthetic: np.ndarray, pca_components: int, p
 
     Standardise; with a pixel block (``pixel_columns``) and ``pca_components`` > 0, PCA of that
     block to min(``pca_components``, N − 1) dimensions, re-standardised, the other columns
-    standardised (:func:`ctqc.qc.classifiers.make_classifier`). Fitting on the pooled rows keeps
+    standardised (:func:`ctqc.qc.classifiers.feature_transform`). Fitting on the pooled rows keeps
     the transform blind to which rows are real, as the permutation test needs.
     """
     pooled = np.vstack([real, synthetic]).astype(np.float64)
-    n_components = min(pca_components, len(pooled) - 1, pixel_columns) if pca_components and pixel_columns else None
-    transform = make_classifier("logreg", seed, n_components, pixel_columns if n_components else None)[:-1]
-    z = transform.fit_transform(pooled)
+    z = feature_transform(seed, len(pooled), pca_components, pixel_columns).fit_transform(pooled)
     return z[: len(real)], z[len(real) :]
 
 

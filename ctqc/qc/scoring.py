@@ -34,7 +34,7 @@ import numpy as np
 from ctqc import atomic
 from ctqc.qc.c2st import c2st_summary, fit_c2st, two_sided_p_value
 from ctqc.qc.calibration import reliability
-from ctqc.qc.classifiers import make_classifier
+from ctqc.qc.classifiers import feature_transform
 from ctqc.qc.dedup import find_duplicates
 from ctqc.qc.diversity import diversity_check
 from ctqc.qc.domain import encoders_if_used
@@ -342,8 +342,7 @@ def diversity(features: UnitFeatures, kept_mask: np.ndarray, qc, seed: int, fold
     ``qc.pca_components`` (without one, unlike the C2ST, no PCA); fitted on the reference images, so 1,024 pixel columns do not swamp
     the spectrum and histogram in the distances. See :func:`ctqc.qc.diversity.diversity_check`.
     """
-    n_components = min(qc.pca_components, len(features.reference) - 1) if qc.pca_components and features.pixel_columns else None
-    transform = make_classifier("logreg", seed + fold, n_components, features.pixel_columns if n_components else None)[:-1]
+    transform = feature_transform(seed + fold, len(features.reference), qc.pca_components, features.pixel_columns)
     real = transform.fit_transform(features.reference)
     return diversity_check(real, transform.transform(features.synthetic), kept_mask, seed=seed + fold)
 
