@@ -21,7 +21,13 @@ fourth round"); all on the default preset's resize-convolution G (width 32):
 
     python bench/gan_variants.py --variant skip-g --seed 1 --cls 1     # then gan_screen.py's options
 
-With ``--variant none`` the script is gan_screen.py itself (the control).
+With ``--variant none`` the script is gan_screen.py itself (the control). The variants apply to
+the default preset's networks only (``gan.architecture=upsample``, per-class GANs): another
+architecture, a conditional GAN, or ``--lr-decay`` with an lr variant is refused in one line.
+A G variant builds a to-image convolution at every scale even where it does not use one, so
+that its weights draw the same random numbers as the screens recorded in bench/RESULTS.md;
+its G and D therefore start from other draws than the control's (a start-point effect in
+every comparison besides the change itself).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan import networks, trainer
-from gan.networks import Dropout, _act, _ClassInput, _strided_channels
+from gan.networks import Dropout, _act, _strided_channels
 
 
 class PixelNorm(nn.Module):
@@ -61,8 +67,9 @@ class VariantGenerator(nn.Module):
 
     def __init__(self, variant: str, z_dim: int, image_size: int, width: int) -> None:
         super().__init__()
+        if variant not in ("none", *G_VARIANTS):
+            raise ValueError(f"unknown generator variant {variant!r}; choose one of none, {', '.join(G_VARIANTS)}")
         self.z_dim, self.n_classes, self.image_size = z_dim, 0, image_size
-        self.cond = _ClassInput(z_dim, 0, embed_dim=0)
         chans = _strided_channels(image_size, width)
         pixel = variant == "pixelnorm-g"
         c0 = chans[0]
@@ -80,7 +87,8 @@ class VariantGenerator(nn.Module):
                 layers += [nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), _act(0.2)]
             self.blocks.append(nn.Sequential(*layers))
             # a to-image conv at every scale for every variant (unused below 32 px without skips), so that each
-            # variant's weights draw the same random numbers as the screens recorded in bench/RESULTS.md
+            # variant's weights draw the same random numbers as the screens recorded in bench/RESULTS.md (which
+            # also means they start from other draws than the control: see the module docstring)
             self.to_image.append(nn.Conv2d(c_out, 1, 3, padding=1) if i == last else nn.Conv2d(c_out, 1, 1))
         self.skip = variant == "skip-g"
         self.out_noise = NoiseInput(1) if variant == "noise-out" else nn.Identity()
@@ -122,17 +130,36 @@ LR_VARIANTS = {"d-lr-x2": 2.0, "d-lr-x4": 4.0}
 VARIANTS = ("none", *G_VARIANTS, *D_VARIANTS, *LR_VARIANTS)
 
 
+def _refuse(message: str) -> None:
+    """Bad input: one line on stderr, exit status 2."""
+    print(f"gan_variants.py: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _default_networks_only(architecture: str, n_classes: int) -> None:
+    if architecture != "upsample" or n_classes:
+        kind = f"{architecture}, conditional" if n_classes else architecture
+        _refuse(f"the variants change the default preset's per-class networks (gan.architecture=upsample, gan.mode=per_class), not {kind}")
+
+
 def install(variant: str) -> None:
-    """Make ``gan.trainer`` (and ``gan.networks``, which gan_screen loads checkpoints with) build ``variant``; this process only."""
+    """Make ``gan.trainer`` (and ``gan.networks``, which gan_screen loads checkpoints with) build ``variant``; this process only.
+
+    Raises ValueError for an unknown variant; the installed builders exit (one line) for another architecture or a conditional GAN.
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
     if variant in G_VARIANTS:
 
         def build_generator(architecture, *, z_dim, n_classes, image_size, width):
+            _default_networks_only(architecture, n_classes)
             return VariantGenerator(variant, z_dim, image_size, width)
 
         networks.build_generator = trainer.build_generator = build_generator
     if variant in D_VARIANTS:
 
         def build_discriminator(architecture, *, n_classes, image_size, width, dropout):
+            _default_networks_only(architecture, n_classes)
             return StemDiscriminator(image_size, width, dropout)
 
         trainer.build_discriminator = build_discriminator
@@ -148,13 +175,17 @@ def install(variant: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
-    parser.add_argument("--variant", choices=VARIANTS, required=True)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False, epilog="Every other option is gan_screen.py's (python bench/gan_screen.py --help).")
+    parser.add_argument("--variant", choices=VARIANTS, required="-h" not in sys.argv and "--help" not in sys.argv)
+    parser.add_argument("-h", "--help", action="help", help="show this help and exit")
     args, rest = parser.parse_known_args()
+    if args.variant in LR_VARIANTS and any(a.startswith("--lr-decay") for a in rest):
+        _refuse("--lr-decay sets every Adam's learning rate itself, so it would undo an lr variant; use one or the other")
     install(args.variant)
     print(f"variant: {args.variant}", flush=True)
     import gan_screen
 
+    gan_screen.LABEL = args.variant
     sys.argv = [sys.argv[0], *rest]
     gan_screen.main()
 

@@ -122,39 +122,62 @@ def test_gan_screen_scores_each_late_epoch_for_both_generators():
     assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:8])
 
 
-def test_gan_variants_build_and_screen(monkeypatch):
+def test_gan_variants_build_and_screen(monkeypatch, tmp_path):
+    from ctqc.config import load_config
     from gan import networks, trainer
-    from gan.config import GanConfig
 
-    sys.path.insert(0, str(BENCH))
-    try:
-        variants = importlib.import_module("gan_variants")
-    finally:
-        sys.path.remove(str(BENCH))
+    monkeypatch.syspath_prepend(str(BENCH))
+    variants = importlib.import_module("gan_variants")
     z = torch.randn(4, 100)
-    outputs = {}
-    for name in variants.G_VARIANTS:
+
+    def built(name):
         torch.manual_seed(0)
-        G = variants.VariantGenerator(name, 100, 32, 32)
-        image = G(z)
+        return variants.VariantGenerator(name, 100, 32, 32)
+
+    def count(module, kind):
+        return sum(isinstance(m, kind) for m in module.modules())
+
+    plain = built("none")
+    for name in variants.G_VARIANTS:
+        image = built(name)(z)
         assert image.shape == (4, 1, 32, 32) and image.abs().max() <= 1, name
-        outputs[name] = image
-    # the noise inputs start at zero weight (StyleGAN), so at initialisation they leave the noiseless output unchanged
-    torch.manual_seed(0)
-    plain = variants.VariantGenerator("none", 100, 32, 32)(z)
-    assert torch.equal(outputs["noise-all"], plain) and torch.equal(outputs["noise-out"], plain)
-    assert not torch.equal(outputs["skip-g"], plain)  # the skips add the low-resolution images
-    assert variants.StemDiscriminator(32, 32, 0.4)(torch.randn(4, 1, 32, 32)).shape == (4,)
+    # each variant is what its name says, not the plain G
+    assert count(built("pixelnorm-g"), torch.nn.BatchNorm2d) == count(built("pixelnorm-g"), torch.nn.BatchNorm1d) == 0
+    assert count(built("pixelnorm-g"), variants.PixelNorm) == 4 and count(plain, torch.nn.BatchNorm2d) == 3
+    assert count(built("extra-conv-32"), torch.nn.Conv2d) == count(plain, torch.nn.Conv2d) + 1
+    assert count(built("noise-all"), variants.NoiseInput) == 3 and count(built("noise-out"), variants.NoiseInput) == 1
+    assert count(plain, variants.NoiseInput) == 0
+    # noise inputs start at zero weight (StyleGAN): unchanged output at initialisation, changed once the weight moves
+    noisy = built("noise-out")
+    assert torch.equal(noisy(z), plain(z))
+    torch.nn.init.constant_(noisy.out_noise.weight, 0.5)
+    assert not torch.equal(noisy(z), plain(z))
+    assert not torch.equal(built("skip-g")(z), plain(z))  # the skips add the low-resolution images
+    stem = variants.StemDiscriminator(32, 32, 0.4)
+    assert stem(torch.randn(4, 1, 32, 32)).shape == (4,) and stem.features[0].stride == (1, 1)
+    with pytest.raises(ValueError, match="unknown generator variant"):
+        variants.VariantGenerator("skip", 100, 32, 32)
+
+    # installed: ctqc's own trainer builds the variants, and D's Adam gets the lr factor on every resumed call
     for module, name in ((networks, "build_generator"), (trainer, "build_generator"), (trainer, "build_discriminator"), (trainer, "adam")):
         monkeypatch.setattr(module, name, getattr(module, name))  # restored after the test
-    for name in ("skip-g", "stem-d", "d-lr-x4"):
+    for name in ("noise-all", "stem-d", "d-lr-x4"):
         variants.install(name)
-    assert isinstance(trainer.build_generator("upsample", z_dim=100, n_classes=0, image_size=32, width=32), variants.VariantGenerator)
-    assert isinstance(trainer.build_discriminator("upsample", n_classes=0, image_size=32, width=32, dropout=0.4), variants.StemDiscriminator)
-    cfg, weight = GanConfig(), [torch.nn.Parameter(torch.zeros(1))]
-    assert [trainer.adam(weight, cfg).param_groups[0]["lr"] for _ in range(4)] == [cfg.lr, 4 * cfg.lr] * 2  # G's, then D's, per train_gan call
-    result = _run("gan_variants.py", "--variant", "d-lr-x2", "--config", "smoke", "--cls", "0", "--evals", "1")
+    cfg = load_config("smoke", ["gan.architecture=upsample", "gan.width=8", "gan.epochs=2"]).gan
+    images = torch.rand(16, 1, 32, 32) * 2 - 1
+    for epoch in (1, 2):
+        trainer.train_gan(images, cfg, tmp_path, seed=0, device="cpu", resume=True, until_epoch=epoch)
+        state = trainer.load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+        assert [state[k]["param_groups"][0]["lr"] for k in ("opt_g", "opt_d")] == [cfg.lr, 4 * cfg.lr]
+    assert any(key.startswith("blocks.") for key in state["G"])  # the variant G (ctqc's StridedGenerator has "body.")
+    assert state["D"]["features.0.weight"].shape[-2:] == (3, 3)  # the stride-1 3 × 3 stem (the strided D starts with 4 × 4)
+    assert any(torch.count_nonzero(v) for k, v in state["G"].items() if k.endswith("2.weight") and v.shape[-1] == 1)  # noise weights trained
+
+    # the script: a G variant screened end to end (gan_screen loads its checkpoints with the variant's builder)
+    result = _run("gan_variants.py", "--variant", "skip-g", "--config", "smoke", "--set", "gan.architecture=upsample", "--cls", "0", "--evals", "1")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
-    assert lines[0] == "variant: d-lr-x2"
-    assert [line.split()[1:3] for line in lines[2:]] == [["1", "ema"], ["1", "raw"]]
+    assert lines[0] == "variant: skip-g"
+    assert [line.split()[:4] for line in lines[2:]] == [["skip-g", "gan.architecture=upsample", "1", g] for g in ("ema", "raw")]
+    refused = _run("gan_variants.py", "--variant", "skip-g", "--config", "smoke", "--evals", "1")  # smoke's strided networks
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("gan_variants.py: the variants change the default preset's")
