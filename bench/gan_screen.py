@@ -27,10 +27,9 @@ import tempfile
 import torch
 from gan_quality import C2ST_FEATURES, frozen_auc
 
-LABEL = ""  # prefix of the setting column (bench/gan_variants.py sets its variant's name)
 
-
-def main() -> None:
+def main(label: str = "") -> None:
+    """Parse the command line and screen; ``label`` prefixes the setting column (bench/gan_variants.py passes its variant)."""
     from ctqc.config import load_config
     from ctqc.data import load_dataset
     from ctqc.seeds import unit_seed
@@ -61,7 +60,7 @@ def main() -> None:
         pairs = ((unit.images, C2ST_FEATURES), (unit.val_images, C2ST_FEATURES), *((unit.images, [g]) for g in C2ST_FEATURES))
         return [frozen_auc(reference, synthetic, groups) for reference, groups in pairs]
 
-    label = " ".join([LABEL, *args.overrides, f"lr-decay={args.lr_decay}" if args.lr_decay else ""]).strip() or "default"
+    label = " ".join([label, *args.overrides, f"lr-decay={args.lr_decay}" if args.lr_decay else ""]).strip() or "default"
     print(f"{'setting':<28} {'epoch':>5} {'G':<4} {'train':>6} {'val':>6} " + " ".join(f"{g:>9}" for g in C2ST_FEATURES) + "  train s")
     seconds = 0.0
     with tempfile.TemporaryDirectory() as out:

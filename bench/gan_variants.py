@@ -98,10 +98,7 @@ class VariantGenerator(nn.Module):
         image = None
         for i, block in enumerate(self.blocks):
             h = block(h)
-            if i == len(self.blocks) - 1:
-                out = self.to_image[-1](h)
-                image = out if image is None else F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False) + out
-            elif self.skip:
+            if self.skip or i == len(self.blocks) - 1:  # without skips only the 32-px to-image conv
                 out = self.to_image[i](h)
                 image = out if image is None else F.interpolate(image, scale_factor=2, mode="bilinear", align_corners=False) + out
         return torch.tanh(self.out_noise(image))
@@ -185,9 +182,8 @@ def main() -> None:
     print(f"variant: {args.variant}", flush=True)
     import gan_screen
 
-    gan_screen.LABEL = args.variant
     sys.argv = [sys.argv[0], *rest]
-    gan_screen.main()
+    gan_screen.main(label=args.variant)
 
 
 if __name__ == "__main__":
