@@ -16,8 +16,8 @@ constants below — ctqc's C2ST as it was before calibration (commit 72c17b9: st
 PCA to 32 dimensions of the standardised pixel block then standardise again, the other
 blocks standardised; L2 logistic regression with C = 0.003; 5 folds) — and read nothing
 from ``qc.*``, so later filter changes do not move the target. The features are ctqc's
-own (:func:`ctqc.qc.features.feature_matrix`: pixels, log radial power spectrum,
-foreground histogram): a change to them would move it.
+own extractor functions (:data:`ctqc.qc.features.EXTRACTORS`: pixels, log radial power spectrum,
+foreground histogram) on the images' own precision (:func:`frozen_features`): a change to them would move it.
 
     python bench/gan_quality.py [--config default] [--set gan.epochs=...] [--run DIR]
 """
@@ -76,10 +76,23 @@ def frozen_c2st_auc(real: np.ndarray, synthetic: np.ndarray, pixel_columns: int 
 
 def frozen_auc(real, synthetic, names) -> float:
     """:func:`frozen_c2st_auc` of ``real`` vs ``synthetic`` images (N×1×S×S in [-1, 1]) on ctqc's feature groups ``names``."""
-    from ctqc.qc.features import feature_matrix
-
-    (x_real, width), (x_syn, _) = feature_matrix(real, list(names)), feature_matrix(synthetic, list(names))
+    (x_real, width), (x_syn, _) = frozen_features(real, names), frozen_features(synthetic, names)
     return frozen_c2st_auc(x_real, x_syn, width)
+
+
+def frozen_features(images, names) -> tuple[np.ndarray, int | None]:
+    """ctqc's extractor functions ``names`` on ``images`` as given, the pixel block first: (matrix, pixel columns or None).
+
+    The extractors as they were when the target was set, on the images' own precision: ctqc's QC puts
+    every image on the 8-bit grid first (:func:`ctqc.qc.features.extract`, since the "Comparing at the
+    pool's precision" section of bench/RESULTS.md); the yardstick does not, so its figures recorded
+    before that change stay comparable.
+    """
+    from ctqc.qc.features import EXTRACTORS
+
+    ordered = sorted(names, key=lambda n: n != "pixels")
+    blocks = [EXTRACTORS[name](images) for name in ordered]
+    return np.hstack(blocks), (blocks[0].shape[1] if ordered[0] == "pixels" else None)
 
 
 def c2st_table(run_path: Path) -> dict[str, dict[str, float]]:

@@ -181,3 +181,16 @@ def test_gan_variants_build_and_screen(monkeypatch, tmp_path):
     assert [line.split()[:4] for line in lines[2:]] == [["skip-g", "gan.architecture=upsample", "1", g] for g in ("ema", "raw")]
     refused = _run("gan_variants.py", "--variant", "skip-g", "--config", "smoke", "--evals", "1")  # smoke's strided networks
     assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("gan_variants.py: the variants change the default preset's")
+
+
+def test_precision_effect_compares_both_ways_on_the_same_splits():
+    """The 8-bit grid makes a float half and its 8-bit copy indistinguishable: exactly the float-vs-float AUC."""
+    result = _run("precision_effect.py", "--config", "smoke", "--features", "histogram", "--splits", "3")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.strip().splitlines()[2:]]
+    assert [r[:2] for r in rows] == [[k, w] for k in ("0", "1") for w in ("as-given", "on-grid")]
+    for r in rows:
+        base, mixed, diff = float(r[2]), float(r[3]), float(r[4])
+        assert 0.0 <= base <= 1.0 and 0.0 <= mixed <= 1.0 and diff == pytest.approx(mixed - base, abs=1e-3)
+        if r[1] == "on-grid":
+            assert mixed == base and diff == 0.0 and r[6] == "0.000"  # identical features: identical AUC, zero spread

@@ -41,7 +41,7 @@ from torch import nn
 
 from ctqc import atomic
 from ctqc.errors import UserError
-from ctqc.qc.pixels import image_hashes, to_uint8_rgb
+from ctqc.qc.pixels import image_hashes, quantise, to_uint8_rgb
 
 FIDELITY_NAME = "ctqc-ct-domain"
 FEATURE_DIM = 128
@@ -81,11 +81,6 @@ class DomainEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.embed(x))
-
-
-def quantise(images: torch.Tensor) -> torch.Tensor:
-    """Float images in [-1, 1] rounded to the 256 grey levels they have after the uint8 boundary."""
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
 
 
 def from_uint8(images_uint8: torch.Tensor, size: int) -> torch.Tensor:

@@ -21,6 +21,12 @@ here only, in :func:`to_uint8_rgb`.
   :data:`EXTRACTORS`: pass the fitted encoder's file as ``domain_weights``; its cache file
   is named after a hash of that file, so features of different encoders never mix.
 
+Every extractor sees images on the 8-bit grid (:func:`ctqc.qc.pixels.quantise`), the precision the
+pool's PNG files and the Inception input have: real images that arrive as floats (the phantoms, DICOM
+after windowing, any image after resizing) would otherwise differ from the 8-bit pool in precision
+alone, which the histogram tells apart (real vs real, one half quantised: C2ST AUC +0.02 to +0.04;
+bench/RESULTS.md, "Comparing at the pool's precision").
+
 The cache holds one row per *image* (keyed by a hash of its pixels), so a subset, a
 superset or a re-run of the same images costs only the images not seen before.
 """
@@ -36,7 +42,7 @@ import torch
 
 from ctqc import atomic
 from ctqc.qc import domain, extractors, inception
-from ctqc.qc.pixels import AIR_LEVEL, image_hashes, to_uint8_rgb
+from ctqc.qc.pixels import AIR_LEVEL, image_hashes, quantise, to_uint8_rgb
 from ctqc.qc.structure import structure_features
 
 
@@ -100,7 +106,7 @@ def inception_bf16_features(images: torch.Tensor) -> np.ndarray:
     return inception.inception_features(to_uint8_rgb(images), precision="bf16").numpy()
 
 
-CACHE_VERSION = 3  # bump when an extractor's output changes: older cache files are then ignored
+CACHE_VERSION = 4  # bump when an extractor's output changes: older cache files are then ignored
 
 EXTRACTORS: dict[str, Callable[[torch.Tensor], np.ndarray]] = {
     "pixels": pixel_features,
@@ -118,10 +124,13 @@ DOMAIN = "domain"  # fitted per run: needs extract(..., domain_weights=<encoder 
 def extract(name: str, images: torch.Tensor, cache_dir: Path | None = None, domain_weights: Path | None = None, weights: Mapping[str, str | Path] | None = None) -> np.ndarray:
     """Features of ``images`` by extractor ``name``; cached per image under ``cache_dir``.
 
-    ``domain_weights``: the encoder file for ``name == "domain"``; ``weights``: ``qc.weights`` (name → local
-    file) for the pretrained extractors of :mod:`ctqc.qc.extractors`. Each is ignored by the other extractors.
+    ``images``: N×1×S×S float in [-1, 1], put on the 8-bit grid first (:func:`~ctqc.qc.pixels.quantise`; the
+    cache is keyed by the quantised pixels). ``domain_weights``: the encoder file for ``name == "domain"``;
+    ``weights``: ``qc.weights`` (name → local file) for the pretrained extractors of :mod:`ctqc.qc.extractors`.
+    Each is ignored by the other extractors.
     """
     compute, cache_name = _extractor(name, domain_weights, weights)
+    images = quantise(images)
     if cache_dir is None or len(images) == 0:
         return compute(images)
     keys = image_hashes(images)

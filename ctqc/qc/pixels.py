@@ -15,6 +15,16 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     return u8.expand(-1, 3, -1, -1).contiguous()
 
 
+def quantise(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] (any shape) rounded to the 256 grey levels of an 8-bit file, as float32 in [-1, 1].
+
+    The grid of :func:`to_uint8_rgb` and of the pool's PNG files (:func:`gan.sampling.sample_pixels`):
+    ``round((x + 1) · 127.5) / 127.5 − 1`` after clamping to [-1, 1]. Idempotent, so images already on the
+    grid (8-bit files, the pool) are returned unchanged.
+    """
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+
+
 AIR_LEVEL = -0.9  # pixels at or below this (in [-1, 1]) are air; above it, the foreground (tissue, bone)
 
 
