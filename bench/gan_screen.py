@@ -11,7 +11,8 @@ trajectory moves by about ±0.03 from one scored epoch to the next, so a change 
 only when the whole trajectory moves (bench/RESULTS.md, "GAN quality").
 
 ``--lr-decay F`` (screen only, not a ctqc setting) decays both Adams' learning rate
-linearly to 0 over the last fraction F of the steps.
+linearly to 0 over the last fraction F of the steps. ``--z-scale S`` samples the scored
+images with the pool's latent draws times S (z ~ N(0, S² I); training is unchanged).
 
     python bench/gan_screen.py --seed 1 --cls 1 --evals 200,225,250 [--set gan.r1_gamma=0.1] [--lr-decay 0.5]
 
@@ -46,6 +47,7 @@ def main(label: str = "") -> None:
     parser.add_argument("--evals", default="200,225,250", help="epochs at which to score, ascending")
     parser.add_argument("--set", action="append", default=[], dest="overrides")
     parser.add_argument("--lr-decay", type=float, default=0.0, help="decay the learning rate linearly to 0 over this last fraction of the steps")
+    parser.add_argument("--z-scale", type=float, default=1.0, help="multiply the scored samples' latent draws by this (training unchanged)")
     args = parser.parse_args()
     cfg = load_config(args.config, [f"seed={args.seed}", *args.overrides])
     data = load_dataset(cfg.data)
@@ -56,11 +58,12 @@ def main(label: str = "") -> None:
 
     def aucs(G: torch.nn.Module) -> list[float]:
         seed = unit_seed(cfg.seed, 0, args.cls) ^ 0x5EED
-        synthetic = (sample_pixels(G.eval(), 100, seed).float() / 127.5 - 1)[:, None]
+        sampler = G if args.z_scale == 1.0 else ScaledLatent(G, args.z_scale)
+        synthetic = (sample_pixels(sampler.eval(), 100, seed).float() / 127.5 - 1)[:, None]
         pairs = ((unit.images, C2ST_FEATURES), (unit.val_images, C2ST_FEATURES), *((unit.images, [g]) for g in C2ST_FEATURES))
         return [frozen_auc(reference, synthetic, groups) for reference, groups in pairs]
 
-    label = " ".join([label, *args.overrides, f"lr-decay={args.lr_decay}" if args.lr_decay else ""]).strip() or "default"
+    label = " ".join([label, *args.overrides, f"lr-decay={args.lr_decay}" if args.lr_decay else "", f"z-scale={args.z_scale}" if args.z_scale != 1.0 else ""]).strip() or "default"
     print(f"{'setting':<28} {'epoch':>5} {'G':<4} {'train':>6} {'val':>6} " + " ".join(f"{g:>9}" for g in C2ST_FEATURES) + "  train s")
     seconds = 0.0
     with tempfile.TemporaryDirectory() as out:
@@ -73,6 +76,17 @@ def main(label: str = "") -> None:
                 G.load_state_dict(weights)
                 row = aucs(G)
                 print(f"{label:<28} {epoch:>5} {name:<4} {row[0]:6.3f} {row[1]:6.3f} " + " ".join(f"{v:9.3f}" for v in row[2:]) + f"  {seconds:7.1f}", flush=True)
+
+
+class ScaledLatent(torch.nn.Module):
+    """``G`` sampled with its latent times ``scale``: forward(z, y) = G(scale · z, y); ``z_dim`` and ``image_size`` as G's."""
+
+    def __init__(self, G: torch.nn.Module, scale: float) -> None:
+        super().__init__()
+        self.G, self.scale, self.z_dim, self.image_size = G, scale, G.z_dim, G.image_size
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.G(z * self.scale, y)
 
 
 def _decay_learning_rate(trainer, gan_cfg, total_steps: int, fraction: float) -> None:

@@ -38,7 +38,7 @@ def main() -> None:
     from ctqc.stages.train import gan_units
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="default")
+    parser.add_argument("--config", default="default", help="preset name or YAML path (its data, split and qc.*)")
     parser.add_argument("--features", default=None, help="comma-separated extractors (default: the preset's qc.features)")
     parser.add_argument("--splits", type=int, default=20, help="random halvings per class")
     args = parser.parse_args()

@@ -114,12 +114,24 @@ def test_gan_side_by_side_times_both_contenders_from_their_manifests():
     assert lines[-1].startswith("train stage: one after another median ") and " ratio median " in lines[-1]
 
 
-def test_gan_screen_scores_each_late_epoch_for_both_generators():
-    result = _run("gan_screen.py", "--config", "smoke", "--cls", "0", "--evals", "1,2", "--lr-decay", "0.5")
-    assert result.returncode == 0, result.stderr[-2000:]
-    rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
-    assert [(r[1], r[2]) for r in rows] == [("1", "ema"), ("1", "raw"), ("2", "ema"), ("2", "raw")]
-    assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[3:8])
+def test_gan_screen_scores_each_late_epoch_for_both_generators(monkeypatch):
+    runs = {}
+    for extra in ((), ("--z-scale", "1.5")):
+        result = _run("gan_screen.py", "--config", "smoke", "--cls", "0", "--evals", "1,2", "--lr-decay", "0.5", *extra)
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
+        label = ["lr-decay=0.5", *(["z-scale=1.5"] if extra else [])]
+        assert [r[: len(label) + 2] for r in rows] == [[*label, e, g] for e in ("1", "2") for g in ("ema", "raw")]
+        runs[extra] = [[float(v) for v in r[len(label) + 2 : len(label) + 7]] for r in rows]
+        assert all(0.0 <= v <= 1.0 for r in runs[extra] for v in r)
+    monkeypatch.syspath_prepend(str(BENCH))
+    from gan.networks import build_generator
+
+    screen = importlib.import_module("gan_screen")
+    G = build_generator("upsample", z_dim=8, n_classes=0, image_size=32, width=8).eval()
+    z = torch.randn(3, 8)
+    scaled = screen.ScaledLatent(G, 1.5)
+    assert (scaled.z_dim, scaled.image_size) == (8, 32) and torch.equal(scaled(z), G(1.5 * z)) and not torch.equal(scaled(z), G(z))
 
 
 def test_gan_variants_build_and_screen(monkeypatch, tmp_path):
@@ -194,3 +206,4 @@ def test_precision_effect_compares_both_ways_on_the_same_splits():
         assert 0.0 <= base <= 1.0 and 0.0 <= mixed <= 1.0 and diff == pytest.approx(mixed - base, abs=1e-3)
         if r[1] == "on-grid":
             assert mixed == base and diff == 0.0 and r[6] == "0.000"  # identical features: identical AUC, zero spread
+    assert any(float(r[4]) != 0.0 for r in rows if r[1] == "as-given")  # the raw extractors do see the precision
