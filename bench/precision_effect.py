@@ -7,8 +7,8 @@ one half as 8 bits (:func:`ctqc.qc.pixels.quantise`, what a PNG round trip does)
 configured C2ST (``qc.*`` of the preset, no permutations) of one half against the other, in two
 ways on the same splits:
 
-- ``as-given``: ctqc's extractor functions (:data:`ctqc.qc.features.EXTRACTORS`) on each image's
-  own precision — what ctqc's QC did before its features moved to the 8-bit grid;
+- ``as-given``: ctqc's extractor functions on each image's own precision
+  (:func:`gan_quality.frozen_features`, the frozen yardstick's features) — what ctqc's QC did before its features moved to the 8-bit grid;
 - ``on-grid``: :func:`ctqc.qc.features.feature_matrix`, which puts every image on the 8-bit
   grid first (what ctqc's QC does now).
 
@@ -29,10 +29,12 @@ import numpy as np
 
 
 def main() -> None:
+    from gan_quality import frozen_features  # the extractor functions on the images' own precision
+
     from ctqc.config import load_config
     from ctqc.data import load_dataset
     from ctqc.qc.c2st import fit_c2st
-    from ctqc.qc.features import EXTRACTORS, feature_matrix
+    from ctqc.qc.features import feature_matrix
     from ctqc.qc.pixels import quantise
     from ctqc.splits import Splits
     from ctqc.stages.train import gan_units
@@ -47,16 +49,11 @@ def main() -> None:
     data = load_dataset(cfg.data)
     dev = Splits.make(data, cfg.split, cfg.split_seed).development(data, 0)
 
-    def as_given(images):
-        ordered = sorted(names, key=lambda n: n != "pixels")
-        blocks = [EXTRACTORS[name](images) for name in ordered]
-        return np.hstack(blocks), (blocks[0].shape[1] if ordered[0] == "pixels" else None)
-
     print(f"features {names}; qc.c2st_c={cfg.qc.c2st_c}; {args.splits} halvings per class")
     print(f"{'class':<6} {'way':<12} {'float/float':>11} {'float/8-bit':>11} {'difference':>16} {'> 0.6 float':>11} {'> 0.6 8-bit':>11}")
     for unit in gan_units(cfg, dev):
         x, stored = unit.images, quantise(unit.images)
-        for way, featurise in (("as-given", as_given), ("on-grid", lambda im: feature_matrix(im, names))):
+        for way, featurise in (("as-given", lambda im: frozen_features(im, names)), ("on-grid", lambda im: feature_matrix(im, names))):
             (f_float, width), (f_stored, _) = featurise(x), featurise(stored)
             rng = np.random.default_rng(unit.class_key)
             rows = []
