@@ -115,15 +115,13 @@ def test_gan_side_by_side_times_both_contenders_from_their_manifests():
 
 
 def test_gan_screen_scores_each_late_epoch_for_both_generators(monkeypatch):
-    runs = {}
     for extra in ((), ("--z-scale", "1.5")):
         result = _run("gan_screen.py", "--config", "smoke", "--cls", "0", "--evals", "1,2", "--lr-decay", "0.5", *extra)
         assert result.returncode == 0, result.stderr[-2000:]
         rows = [line.split() for line in result.stdout.strip().splitlines()[1:]]
         label = ["lr-decay=0.5", *(["z-scale=1.5"] if extra else [])]
         assert [r[: len(label) + 2] for r in rows] == [[*label, e, g] for e in ("1", "2") for g in ("ema", "raw")]
-        runs[extra] = [[float(v) for v in r[len(label) + 2 : len(label) + 7]] for r in rows]
-        assert all(0.0 <= v <= 1.0 for r in runs[extra] for v in r)
+        assert all(0.0 <= float(v) <= 1.0 for r in rows for v in r[len(label) + 2 : len(label) + 7])
     monkeypatch.syspath_prepend(str(BENCH))
     from gan.networks import build_generator
 

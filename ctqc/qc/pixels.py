@@ -11,8 +11,12 @@ def to_uint8_rgb(images: torch.Tensor) -> torch.Tensor:
     """N×1×H×W float in [-1, 1] → N×3×H×W uint8 (the torch-fidelity boundary)."""
     if images.ndim != 4 or images.shape[1] != 1:
         raise ValueError(f"expected N×1×H×W images, got {tuple(images.shape)}")
-    u8 = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return u8.expand(-1, 3, -1, -1).contiguous()
+    return _grey_levels(images).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+
+
+def _grey_levels(images: torch.Tensor) -> torch.Tensor:
+    """The 8-bit grey level 0..255 of each pixel of float images in [-1, 1] (clamped), as float32: the one rounding rule."""
+    return ((images.float().clamp(-1, 1) + 1) * 127.5).round()
 
 
 def quantise(images: torch.Tensor) -> torch.Tensor:
@@ -22,7 +26,7 @@ def quantise(images: torch.Tensor) -> torch.Tensor:
     ``round((x + 1) · 127.5) / 127.5 − 1`` after clamping to [-1, 1]. Idempotent, so images already on the
     grid (8-bit files, the pool) are returned unchanged.
     """
-    return ((images.float().clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
+    return _grey_levels(images) / 127.5 - 1
 
 
 AIR_LEVEL = -0.9  # pixels at or below this (in [-1, 1]) are air; above it, the foreground (tissue, bone)
